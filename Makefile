@@ -1,0 +1,46 @@
+# Adam Clinic: two commands do everything.
+#   make lab    create .venv if needed and open JupyterLab on the course
+#   make test   create .venv if needed and run every test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.ready
+A      ?=
+WORKERS ?= 2
+# TensorFlow's C++ start-up lines go to stderr, and nbgrader zeroes a test cell with any stderr.
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: lab test submit grade bench clean-grading release
+
+$(READY): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Adam Clinic needs Python 3.11 or newer; found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "Could not create $(VENV). On Debian or Ubuntu install the venv module first: sudo apt-get install python3-venv"; \
+	  rm -rf $(VENV); exit 1; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+lab: $(READY)
+	$(BIN)/python -m adamclinic.lab
+
+test: $(READY)
+	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(READY)
+	$(BIN)/python -m adamclinic.bench
+
+# A student hands in an assignment: make submit A=ex01_learning_rate
+submit: $(READY)
+	@test -n "$(A)" || { echo "Name the assignment: make submit A=ex01_learning_rate"; exit 2; }
+	$(BIN)/python -m adamclinic.grading submit $(A)
+
+# An instructor (or a self-learner) grades everything handed in: make grade A=ex01_learning_rate
+grade: $(READY)
+	@test -n "$(A)" || { echo "Name the assignment: make grade A=ex01_learning_rate"; exit 2; }
+	$(BIN)/python -m adamclinic.grading grade $(A)
+
+# After editing solutions/: regenerate the student version in exercises/
+release: $(READY)
+	@test -n "$(A)" || { echo "Name the assignment: make release A=ex01_learning_rate"; exit 2; }
+	$(BIN)/python -m adamclinic.grading release $(A)

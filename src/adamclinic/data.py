@@ -1,0 +1,66 @@
+"""Load the course's data sets from ``datasets/``: shipped CSVs, checked against their data cards.
+
+Every CSV has a data card ``<name>.md`` beside it whose ``sha256:`` line is the one source of its
+checksum. A missing, truncated or edited file stops with a message naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adamclinic.training import Dataset
+
+
+class DatasetError(RuntimeError):
+    """A shipped data set is missing or damaged; the message says how to get it back."""
+
+
+def datasets_dir() -> Path:
+    """The ``datasets/`` folder of the course (``ADAMCLINIC_DATASETS`` overrides it)."""
+    override = os.environ.get("ADAMCLINIC_DATASETS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "datasets"
+
+
+def _expected_checksum(card: Path) -> str:
+    if not card.exists():
+        raise DatasetError(f"The data card {card} is missing. Restore it with: git checkout -- {card.name}")
+    match = re.search(r"^sha256:\s*([0-9a-f]{64})\s*$", card.read_text(encoding="utf-8"), re.MULTILINE)
+    if match is None:
+        raise DatasetError(f"The data card {card} has no 'sha256: <64 hex digits>' line.")
+    return match.group(1)
+
+
+def load_csv(name: str) -> pd.DataFrame:
+    """Read ``datasets/<name>.csv`` after checking it against its data card's checksum."""
+    folder = datasets_dir()
+    path = folder / f"{name}.csv"
+    restore = (
+        f"Restore it from the repository (git checkout -- datasets/{name}.csv) "
+        "or regenerate it with: python datasets/make_datasets.py"
+    )
+    if not path.exists():
+        raise DatasetError(f"The data file {path} is missing. {restore}")
+    expected = _expected_checksum(folder / f"{name}.md")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise DatasetError(
+            f"The data file {path} is damaged or was edited: its sha256 is {actual[:12]}…, "
+            f"its data card says {expected[:12]}…. {restore}"
+        )
+    return pd.read_csv(path)
+
+
+def smooth_regression(train_rows: int = 1024) -> Dataset:
+    """Lesson 01's regression data: the first ``train_rows`` rows train, the rest validate."""
+    frame = load_csv("smooth_regression")
+    x = frame.drop(columns="y").to_numpy(dtype=np.float32)
+    y = frame["y"].to_numpy(dtype=np.float32)
+    return Dataset(x[:train_rows], y[:train_rows], x[train_rows:], y[train_rows:], name="smooth_regression")

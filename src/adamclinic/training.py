@@ -1,0 +1,352 @@
+"""The live-training engine: train a Keras model with ``keras.optimizers.Adam`` from a plain config.
+
+``train(config)`` is a pure function of its config (same config, same numbers) that yields one
+``EpochMetrics`` per epoch as training goes, so a plot can redraw while the model trains.
+``run(config)`` collects the whole ``History``.
+
+Why not ``model.compile`` + ``model.fit`` per slider move: Keras pays a fixed cost per epoch and per
+fit call that dwarfs the arithmetic of a small model (see ``python -m adamclinic.bench``). The engine
+instead keeps, per architecture, one model, one Adam optimizer and one XLA-compiled function that
+runs a whole epoch as an in-graph loop. What a slider changes lives in variables, so a new value
+costs no retrace:
+
+- the learning rate: the optimizer's own learning-rate variable, set at every step from a table of
+  per-step rates (a float gives a constant table; any ``keras.optimizers.schedules`` schedule, or any
+  callable of the step, is evaluated into the table before the run);
+- ``beta_1``, ``beta_2`` and ``epsilon``: Keras 3 stores them as Python floats, which a traced
+  function would bake in; the engine replaces them with non-trainable variables, which Adam's update
+  reads through ``ops.cast`` exactly as it reads floats. ``tests/test_training.py`` checks the result
+  against a stock ``model.fit`` run step for step;
+- the initial weights (one set per seed, made by building the model under that seed) and the
+  optimizer's state, both reset before every run.
+
+Batches are drawn by a seeded permutation per epoch; a final partial batch is dropped so every step
+has one static shape (XLA needs that). Choose data sizes divisible by the batch size to lose nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adamclinic.seeding import seed_everything
+
+LearningRate = float | Callable[[Any], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training (and optional validation) arrays, as float32."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    name: str = "data"
+
+    def __post_init__(self) -> None:
+        for attr in ("x_train", "y_train", "x_val", "y_val"):
+            value = getattr(self, attr)
+            if value is not None:
+                array = np.asarray(value, dtype="float32")
+                if array.ndim == 1:
+                    array = array.reshape(-1, 1)
+                object.__setattr__(self, attr, array)
+        if len(self.x_train) != len(self.y_train):
+            raise ValueError(
+                f"x_train has {len(self.x_train)} rows but y_train has {len(self.y_train)}: "
+                "give one target per example."
+            )
+        if (self.x_val is None) != (self.y_val is None):
+            raise ValueError("Give both x_val and y_val, or neither.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on. Change a field with ``dataclasses.replace``."""
+
+    data: Dataset
+    build_model: Callable[[], keras.Model]
+    learning_rate: LearningRate = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    epochs: int = 30
+    batch_size: int = 32
+    seed: int = 0
+    loss: str = "mean_squared_error"
+    shuffle: bool = True
+
+    def with_learning_rate(self, learning_rate: LearningRate) -> "TrainConfig":
+        """The same run with another learning rate (a number or a schedule)."""
+        return replace(self, learning_rate=learning_rate)
+
+    def label(self) -> str:
+        """A short description of the settings that tell runs apart in a plot legend."""
+        parts = [describe_learning_rate(self.learning_rate)]
+        if self.beta_1 != 0.9:
+            parts.append(f"β1={self.beta_1:g}")
+        if self.beta_2 != 0.999:
+            parts.append(f"β2={self.beta_2:g}")
+        if self.epsilon != 1e-7:
+            parts.append(f"ε={self.epsilon:.0e}")
+        return " ".join(parts)
+
+
+def describe_learning_rate(learning_rate: LearningRate) -> str:
+    """``lr=0.001`` for a number; the schedule's name and peak for a Keras schedule."""
+    if isinstance(learning_rate, (int, float, np.floating)):
+        return f"lr={float(learning_rate):.3g}"
+    name = type(learning_rate).__name__
+    peak = getattr(learning_rate, "warmup_target", None) or getattr(learning_rate, "initial_learning_rate", None)
+    if peak is None:
+        return name
+    warmup = " + warmup" if getattr(learning_rate, "warmup_steps", 0) else ""
+    return f"{name}{warmup}, peak {float(peak):.3g}"
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch produced. ``loss`` is the mean training loss over its batches, as Keras reports."""
+
+    epoch: int
+    loss: float
+    val_loss: float | None
+    learning_rate: float
+    grad_norm: float
+    seconds: float
+
+    @property
+    def diverged(self) -> bool:
+        """True when this epoch's loss was NaN or infinite."""
+        return not math.isfinite(self.loss)
+
+
+@dataclass
+class History:
+    """A finished (or stopped) run."""
+
+    config: TrainConfig
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    diverged_at: int | None = None
+    cancelled: bool = False
+    final_weights: list[np.ndarray] | None = None
+
+    @property
+    def loss(self) -> np.ndarray:
+        return np.array([e.loss for e in self.epochs])
+
+    @property
+    def val_loss(self) -> np.ndarray:
+        return np.array([np.nan if e.val_loss is None else e.val_loss for e in self.epochs])
+
+    @property
+    def final_loss(self) -> float:
+        """The last epoch's training loss (NaN or inf when the run diverged)."""
+        return float(self.epochs[-1].loss) if self.epochs else math.nan
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    def status(self) -> str:
+        """One line for a student: how the run ended."""
+        if self.diverged:
+            return f"diverged at epoch {self.diverged_at}: the loss became NaN or infinite"
+        if self.cancelled:
+            return f"stopped at epoch {len(self.epochs)} (settings changed)"
+        return f"finished {len(self.epochs)} epochs, final loss {self.final_loss:.4g}"
+
+
+def learning_rate_table(learning_rate: LearningRate, total_steps: int) -> np.ndarray:
+    """The learning rate at each optimizer step, from a float, a Keras schedule or any step -> rate callable."""
+    if isinstance(learning_rate, (int, float, np.floating)):
+        rate = float(learning_rate)
+        if not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"The learning rate must be a positive number; got {learning_rate!r}.")
+        return np.full(total_steps, rate, dtype="float32")
+    if not callable(learning_rate):
+        raise TypeError(
+            "learning_rate must be a number or a schedule such as "
+            f"keras.optimizers.schedules.ExponentialDecay(...); got {type(learning_rate).__name__}."
+        )
+    steps = np.arange(total_steps, dtype="int64")
+    try:
+        table = np.asarray(learning_rate(steps), dtype="float32").reshape(-1)
+    except Exception:
+        table = np.array([float(learning_rate(int(s))) for s in steps], dtype="float32")
+    if table.shape != (total_steps,):
+        table = np.array([float(learning_rate(int(s))) for s in steps], dtype="float32")
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ValueError("The schedule produced a negative or non-finite learning rate; check its arguments.")
+    return table
+
+
+class _CompiledTrainer:
+    """One model, one Adam and one compiled epoch, reused by every run of the same architecture."""
+
+    def __init__(self, build_model: Callable[[], keras.Model], loss: str, batch_size: int, steps: int):
+        self.build_model = build_model
+        self.batch_size = batch_size
+        self.steps = steps
+        self.lock = threading.RLock()
+        self.model = build_model()
+        self.loss_fn = keras.losses.get(loss)
+        self.optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        # Variables, not floats, so new values need no retrace (see the module docstring).
+        self.optimizer.beta_1 = keras.Variable(0.9, trainable=False, name="beta_1")
+        self.optimizer.beta_2 = keras.Variable(0.999, trainable=False, name="beta_2")
+        self.optimizer.epsilon = keras.Variable(1e-7, trainable=False, name="epsilon")
+        self.optimizer.build(self.model.trainable_variables)
+        self._initial_weights: dict[int, list[np.ndarray]] = {}
+        self._epoch = tf.function(self._epoch_fn, jit_compile=True, reduce_retracing=True)
+        self._evaluate = tf.function(self._evaluate_fn, jit_compile=True, reduce_retracing=True)
+
+    def _epoch_fn(self, x, y, order, rates):
+        variables = self.model.trainable_variables
+        bs = self.batch_size
+
+        def one_step(step, total_loss, total_norm):
+            idx = order[step * bs : (step + 1) * bs]
+            xb = tf.gather(x, idx)
+            yb = tf.gather(y, idx)
+            self.optimizer.learning_rate = rates[step]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(self.loss_fn(yb, self.model(xb, training=True)))
+            grads = tape.gradient(loss, variables)
+            self.optimizer.apply(grads, variables)
+            return step + 1, total_loss + loss, total_norm + tf.linalg.global_norm(grads)
+
+        # An explicit while_loop: autograph would turn the learning-rate assignment into a loop
+        # variable, which XLA rejects.
+        _, total_loss, total_norm = tf.while_loop(
+            lambda step, *_: step < self.steps,
+            one_step,
+            (tf.constant(0), tf.constant(0.0), tf.constant(0.0)),
+        )
+        return total_loss / self.steps, total_norm / self.steps
+
+    def _evaluate_fn(self, x, y):
+        return tf.reduce_mean(self.loss_fn(y, self.model(x, training=False)))
+
+    def reset(self, config: TrainConfig) -> None:
+        if config.seed not in self._initial_weights:
+            seed_everything(config.seed)
+            self._initial_weights[config.seed] = self.build_model().get_weights()
+        self.model.set_weights(self._initial_weights[config.seed])
+        for variable in self.optimizer.variables:
+            if variable is self.optimizer._learning_rate:
+                continue
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        self.optimizer.beta_1.assign(config.beta_1)
+        self.optimizer.beta_2.assign(config.beta_2)
+        self.optimizer.epsilon.assign(config.epsilon)
+
+
+_trainers: dict[tuple, _CompiledTrainer] = {}
+_tensors: dict[int, tuple[Dataset, tuple]] = {}
+_cache_lock = threading.Lock()
+
+
+def _trainer_for(config: TrainConfig, steps: int) -> _CompiledTrainer:
+    key = (config.build_model, config.loss, config.batch_size, steps,
+           config.data.x_train.shape[1:], config.data.y_train.shape[1:])
+    with _cache_lock:
+        if key not in _trainers:
+            _trainers[key] = _CompiledTrainer(config.build_model, config.loss, config.batch_size, steps)
+        return _trainers[key]
+
+
+def _tensors_for(data: Dataset) -> tuple:
+    with _cache_lock:
+        cached = _tensors.get(id(data))
+        if cached is None or cached[0] is not data:
+            as_tensor = lambda a: None if a is None else tf.constant(a)  # noqa: E731
+            cached = (data, tuple(as_tensor(a) for a in (data.x_train, data.y_train, data.x_val, data.y_val)))
+            _tensors[id(data)] = cached
+        return cached[1]
+
+
+def _validate(config: TrainConfig) -> int:
+    n = len(config.data.x_train)
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1; got {config.epochs}.")
+    if not 1 <= config.batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the {n} training rows; got {config.batch_size}.")
+    if not (0 <= config.beta_1 < 1 and 0 <= config.beta_2 < 1):
+        raise ValueError(f"beta_1 and beta_2 must lie in [0, 1); got {config.beta_1} and {config.beta_2}.")
+    if not config.epsilon > 0:
+        raise ValueError(f"epsilon must be positive; got {config.epsilon}.")
+    if not np.all(np.isfinite(config.data.x_train)):
+        raise ValueError(
+            f"The training inputs of {config.data.name!r} contain NaN or infinite values: "
+            "impute or drop them before training (lesson 05 shows how)."
+        )
+    return n // config.batch_size
+
+
+def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generator[EpochMetrics, None, list]:
+    """Train from scratch with Adam and yield each epoch's metrics as soon as it ends.
+
+    Stops after the first epoch whose loss is NaN or infinite (that epoch is yielded, with
+    ``diverged`` true). Stops early, cleanly, when ``cancel`` is set. Returns (as the generator's
+    value) a copy of the final weights.
+    """
+    steps = _validate(config)
+    trainer = _trainer_for(config, steps)
+    x, y, x_val, y_val = _tensors_for(config.data)
+    n = len(config.data.x_train)
+    rates = learning_rate_table(config.learning_rate, config.epochs * steps)
+    rng = np.random.default_rng(config.seed)
+    with trainer.lock:
+        trainer.reset(config)
+        for epoch in range(1, config.epochs + 1):
+            if cancel is not None and cancel.is_set():
+                break
+            start = time.perf_counter()
+            order = rng.permutation(n) if config.shuffle else np.arange(n)
+            epoch_rates = rates[(epoch - 1) * steps : epoch * steps]
+            loss, grad_norm = trainer._epoch(x, y, tf.constant(order, dtype=tf.int32), tf.constant(epoch_rates))
+            loss = float(loss)
+            diverged = not math.isfinite(loss)
+            val_loss = None if x_val is None or diverged else float(trainer._evaluate(x_val, y_val))
+            yield EpochMetrics(
+                epoch=epoch,
+                loss=loss,
+                val_loss=val_loss,
+                learning_rate=float(epoch_rates[-1]),
+                grad_norm=float(grad_norm),
+                seconds=time.perf_counter() - start,
+            )
+            if diverged:
+                break
+        # A copy: the trained model itself is reset by the next run, so it is never handed out.
+        return trainer.model.get_weights()
+
+
+def run(config: TrainConfig, cancel: threading.Event | None = None,
+        on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+    """Train and return the whole ``History``; ``on_epoch`` is called after every epoch."""
+    history = History(config)
+    epochs = train(config, cancel)
+    while True:
+        try:
+            metrics = next(epochs)
+        except StopIteration as end:
+            history.final_weights = end.value
+            break
+        history.epochs.append(metrics)
+        if metrics.diverged:
+            history.diverged_at = metrics.epoch
+        if on_epoch is not None:
+            on_epoch(metrics)
+    history.cancelled = cancel is not None and cancel.is_set() and len(history.epochs) < config.epochs
+    return history

@@ -1,0 +1,302 @@
+"""Slider panels around the training engine, with a loss plot that redraws while the model trains.
+
+A panel wraps a pure function: ``config -> history`` (``adamclinic.training.run``). Its controls only
+choose the config; tests call the function directly, and a headless run of a lesson still trains
+each panel once at its default values (``show_panel`` trains synchronously before returning).
+
+The plot is bqplot: a redraw sends a few hundred numbers to the browser, which updates the SVG in
+place, with no image re-rendering. Sliders have ``continuous_update=False``, so a run starts when
+the student releases the handle. Later runs train in one background thread, so the kernel stays free to
+receive the next slider move; that move cancels the stale run at its next epoch boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as w
+from IPython.display import display
+
+from adamclinic.training import EpochMetrics, History, TrainConfig, run
+
+# Colours for successive runs (colour-blind safe, Okabe-Ito).
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
+def log_slider(name: str, value: float, low: float, high: float, description: str | None = None) -> w.FloatLogSlider:
+    """A log-scale slider from ``low`` to ``high`` that reports only on release."""
+    return w.FloatLogSlider(
+        value=value,
+        base=10,
+        min=math.log10(low),
+        max=math.log10(high),
+        step=0.05,
+        description=description or name,
+        readout_format=".1e",
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="420px"),
+    )
+
+
+class LossPlot:
+    """A log-scale loss-versus-epoch chart that keeps the last ``keep`` runs, one line each."""
+
+    def __init__(self, epochs: int, keep: int = 5, title: str = "Training loss", y_label: str = "loss"):
+        self.keep = keep
+        self.x_scale = bq.LinearScale(min=0.0, max=float(epochs))
+        self.y_scale = bq.LogScale()
+        self.lines: list[bq.Lines] = []
+        self._next_colour = 0
+        self.figure = bq.Figure(
+            marks=[],
+            axes=[
+                bq.Axis(scale=self.x_scale, label="epoch", grid_lines="none"),
+                bq.Axis(scale=self.y_scale, orientation="vertical", label=y_label, tick_format=".0e"),
+            ],
+            title=title,
+            legend_location="top-right",
+            layout=w.Layout(width="680px", height="380px"),
+            fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+            animation_duration=0,
+        )
+
+    def new_line(self, label: str) -> bq.Lines:
+        """Start a line for a new run, dropping the oldest beyond ``keep``."""
+        colour = PALETTE[self._next_colour % len(PALETTE)]
+        self._next_colour += 1
+        line = bq.Lines(
+            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[colour], labels=[label], display_legend=True, stroke_width=2.5,
+        )
+        self.lines = (self.lines + [line])[-self.keep :]
+        self.figure.marks = list(self.lines)
+        return line
+
+    @staticmethod
+    def extend(line: bq.Lines, metrics: EpochMetrics) -> None:
+        """Add one epoch to a line; a NaN or infinite loss is not drawable and is left out."""
+        if metrics.diverged or metrics.loss <= 0:
+            return
+        with line.hold_sync():
+            line.x = list(line.x) + [metrics.epoch]
+            line.y = list(line.y) + [metrics.loss]
+
+    def clear(self) -> None:
+        self.lines = []
+        self.figure.marks = []
+        self._next_colour = 0
+
+
+class TrainingPanel:
+    """Controls + live loss plot + status line, around ``train_fn(config) -> History``.
+
+    ``controls`` maps a ``TrainConfig`` field name (or any name ``make_config`` understands) to a
+    widget; its value replaces that field. ``make_config`` may turn the control values into a config
+    some other way (a toggle that swaps a schedule in, for instance).
+    """
+
+    def __init__(
+        self,
+        base: TrainConfig,
+        controls: dict[str, w.ValueWidget],
+        make_config: Callable[[TrainConfig, dict[str, Any]], TrainConfig] | None = None,
+        train_fn: Callable[..., History] = run,
+        keep: int = 5,
+        min_seconds_per_epoch: float = 0.02,
+        title: str = "Training loss",
+    ):
+        self.base = base
+        self.controls = controls
+        self.make_config = make_config or (lambda base, values: replace(base, **values))
+        self.train_fn = train_fn
+        # Small models train an epoch in a few milliseconds; a short pause per epoch lets the eye
+        # follow the curve as it forms (a whole run still takes about a second).
+        self.min_seconds_per_epoch = min_seconds_per_epoch
+        self.plot = LossPlot(base.epochs, keep=keep, title=title)
+        self.status = w.HTML(value="Ready.")
+        self.clear_button = w.Button(description="Clear runs", icon="trash", layout=w.Layout(width="120px"))
+        self.clear_button.on_click(lambda _: self.plot.clear())
+        self.histories: list[History] = []
+        self._cancel = threading.Event()
+        self._pending: TrainConfig | None = None
+        self._busy = False
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        for control in controls.values():
+            control.observe(self._on_change, names="value")
+        self.widget = w.VBox(
+            [w.HBox([w.VBox(list(controls.values())), self.clear_button]), self.plot.figure, self.status]
+        )
+
+    def current_config(self) -> TrainConfig:
+        return self.make_config(self.base, {name: c.value for name, c in self.controls.items()})
+
+    def train_now(self, config: TrainConfig | None = None, cancel: threading.Event | None = None) -> History:
+        """Train one run in this thread, drawing each epoch as it arrives."""
+        config = config or self.current_config()
+        line = self.plot.new_line(config.label())
+        self.status.value = f"Training {config.label()} …"
+        last = time.perf_counter()
+
+        def on_epoch(metrics: EpochMetrics) -> None:
+            nonlocal last
+            self.plot.extend(line, metrics)
+            self.status.value = self._progress(config, metrics)
+            pause = self.min_seconds_per_epoch - (time.perf_counter() - last)
+            if pause > 0:
+                time.sleep(pause)
+            last = time.perf_counter()
+
+        history = self.train_fn(config, cancel=cancel, on_epoch=on_epoch)
+        self.histories.append(history)
+        self.status.value = self._verdict(history)
+        return history
+
+    @staticmethod
+    def _progress(config: TrainConfig, metrics: EpochMetrics) -> str:
+        return f"<b>{config.label()}</b>: epoch {metrics.epoch}/{config.epochs}, loss {metrics.loss:.4g}"
+
+    @staticmethod
+    def _verdict(history: History) -> str:
+        label = history.config.label()
+        if history.diverged:
+            return f"<b>{label}</b>: <span style='color:#D55E00'>diverged at epoch {history.diverged_at}</span> (loss became NaN or infinite)"
+        if history.cancelled:
+            return f"<b>{label}</b>: stopped at epoch {len(history.epochs)} because the settings changed"
+        first, final = history.epochs[0].loss, history.final_loss
+        note = ""
+        if max(history.loss) > 100 * min(history.loss[0], 1.0):
+            note = f" (it blew up to {max(history.loss):.3g} on the way)"
+        return f"<b>{label}</b>: finished {len(history.epochs)} epochs, loss {first:.4g} → {final:.4g}{note}"
+
+    # Background training for slider moves ---------------------------------------------------
+
+    def _on_change(self, change: dict) -> None:
+        try:
+            config = self.current_config()
+        except (ValueError, TypeError) as error:
+            self.status.value = f"<span style='color:#D55E00'>Cannot train with these settings: {error}</span>"
+            return
+        self.request(config)
+
+    def request(self, config: TrainConfig) -> None:
+        """Train ``config`` in the background, cancelling whatever run is still going."""
+        with self._wake:
+            self._pending = config
+            self._cancel.set()
+            self._wake.notify()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve, name="adamclinic-panel", daemon=True)
+                self._worker.start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None:
+                    self._busy = False
+                    if not self._wake.wait(timeout=60):
+                        self._worker = None
+                        return  # idle for a minute: let the thread go; the next move starts another
+                config, self._pending = self._pending, None
+                self._busy = True
+                self._cancel = threading.Event()
+                cancel = self._cancel
+            try:
+                self.train_now(config, cancel=cancel)
+            except Exception as error:  # a bad setting must not kill the panel
+                self.status.value = f"<span style='color:#D55E00'>Training failed: {error}</span>"
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until background runs are done (for tests and scripted demos)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._wake:
+                if self._pending is None and not self._busy:
+                    return
+            time.sleep(0.02)
+        raise TimeoutError("The panel was still training when the wait ran out.")
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+
+def show_panel(panel: TrainingPanel) -> None:
+    """Display a panel and train it once at its defaults, so the plot is never empty.
+
+    Trains in the calling thread: a headless run of the notebook finishes this run before the
+    next cell, and in JupyterLab the curve still redraws epoch by epoch.
+    """
+    display(panel.widget)
+    panel.train_now()
+
+
+def learning_rate_panel(base: TrainConfig, value: float | None = None, low: float = 1e-5, high: float = 10.0,
+                        **panel_options: Any) -> TrainingPanel:
+    """Lesson 01's panel: one log-scale learning-rate slider."""
+    slider = log_slider("learning_rate", value if value is not None else float(base.learning_rate), low, high,
+                        description="learning rate")
+    return TrainingPanel(base, {"learning_rate": slider}, **panel_options)
+
+
+def schedule_panel(base: TrainConfig, peak: float = 0.1, kind: str = "constant", **panel_options: Any) -> TrainingPanel:
+    """Lesson 01's schedule panel: a peak-rate slider and a choice of schedule."""
+    from adamclinic.schedules import SCHEDULE_KINDS, make_schedule
+
+    controls = {
+        "peak": log_slider("peak", peak, 1e-4, 3.0, description="peak learning rate"),
+        "kind": w.ToggleButtons(options=list(SCHEDULE_KINDS), value=kind, description="schedule"),
+    }
+    steps = base.epochs * (len(base.data.x_train) // base.batch_size)
+
+    def make_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+        return replace(base, learning_rate=make_schedule(values["kind"], values["peak"], steps))
+
+    return TrainingPanel(base, controls, make_config=make_config, **panel_options)
+
+
+def plot_sweep(sweep: Any, suggestion: float | None = None) -> bq.Figure:
+    """The range test's curve: raw and smoothed batch loss against the learning rate, both log scale."""
+    x_scale, y_scale = bq.LogScale(), bq.LogScale()
+    scales = {"x": x_scale, "y": y_scale}
+    positive = sweep.losses > 0
+    marks = [
+        bq.Lines(x=sweep.learning_rates[positive], y=sweep.losses[positive], scales=scales,
+                 colors=["#BBBBBB"], labels=["batch loss"], display_legend=True),
+        bq.Lines(x=sweep.learning_rates, y=sweep.smoothed, scales=scales, colors=[PALETTE[0]],
+                 labels=["smoothed"], display_legend=True, stroke_width=2.5),
+    ]
+    if suggestion is not None:
+        low, high = float(sweep.smoothed.min()), float(sweep.smoothed.max())
+        marks.append(bq.Lines(x=[suggestion, suggestion], y=[low, high], scales=scales, colors=[PALETTE[1]],
+                              line_style="dashed", labels=[f"suggested {suggestion:.2g}"], display_legend=True))
+    return bq.Figure(
+        marks=marks,
+        axes=[bq.Axis(scale=x_scale, label="learning rate", tick_format=".0e"),
+              bq.Axis(scale=y_scale, orientation="vertical", label="loss", tick_format=".0e")],
+        title="Learning-rate range test",
+        legend_location="top-left",
+        layout=w.Layout(width="680px", height="380px"),
+        fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+    )
+
+
+def compare(configs: Sequence[TrainConfig], title: str = "Training loss") -> tuple[LossPlot, list[History]]:
+    """Train several configs one after another into one plot (a static comparison, no controls)."""
+    epochs = max(c.epochs for c in configs)
+    plot = LossPlot(epochs, keep=len(configs), title=title)
+    status = w.HTML()
+    display(w.VBox([plot.figure, status]))
+    histories = []
+    for config in configs:
+        line = plot.new_line(config.label())
+        history = run(config, on_epoch=lambda m, line=line: plot.extend(line, m))
+        histories.append(history)
+        status.value = "<br>".join(f"<b>{h.config.label()}</b>: {h.status()}" for h in histories)
+    return plot, histories
