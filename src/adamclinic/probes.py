@@ -24,20 +24,19 @@ def first_step_sizes(build_model: Callable[[], keras.Model], data: Dataset, loss
     """
     xb = tf.constant(data.x_train[:batch_size])
     yb = tf.constant(data.y_train[:batch_size])
+    seed_everything(seed)
+    model = build_model()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
+    grads = tape.gradient(loss, model.trainable_variables)
     rows = []
     for name, make_optimizer in (("Adam", keras.optimizers.Adam), ("SGD", keras.optimizers.SGD)):
         for scale in loss_scales:
-            seed_everything(seed)
-            model = build_model()
-            before = [v.numpy().copy() for v in model.trainable_variables]
-            optimizer = make_optimizer(learning_rate=learning_rate)
-            with tf.GradientTape() as tape:
-                loss = scale * tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply(grads, model.trainable_variables)
-            moves = np.concatenate(
-                [np.abs(v.numpy() - b).ravel() for v, b in zip(model.trainable_variables, before)]
-            )
+            # The step is applied to variables that start at zero, so the new values are the update
+            # itself: subtracting two float32 weights of size 0.1 cannot resolve a step below 1e-8.
+            steps = [keras.Variable(np.zeros(v.shape, dtype="float32")) for v in model.trainable_variables]
+            make_optimizer(learning_rate=learning_rate).apply([scale * g for g in grads], steps)
+            moves = np.concatenate([np.abs(v.numpy()).ravel() for v in steps])
             moved = moves[moves > 0]
             rows.append({"optimizer": name, "loss scale": scale,
                          "median |Δw|": float(np.median(moved)), "largest |Δw|": float(moves.max())})

@@ -1,0 +1,116 @@
+"""Every claim lesson 01 makes about a training run, asserted on exactly that run (seeds 0 to 4).
+
+The lesson's numbers were measured on Keras 3.15.1 / TensorFlow 2.21 (CPU). The bounds here are the
+lesson's own words, with the measured values in comments.
+"""
+
+import numpy as np
+import pytest
+
+from adamclinic.data import smooth_regression
+from adamclinic.models import small_relu_net
+from adamclinic.probes import dead_relu_fraction, first_step_sizes, prediction_spread
+from adamclinic.range_test import lr_range_test, suggest_learning_rate
+from adamclinic.schedules import make_schedule
+from adamclinic.training import TrainConfig, run
+
+SEEDS = range(5)
+STEPS = 30 * 32  # the lesson's runs: 30 epochs of 32 batches
+
+
+@pytest.fixture(scope="module")
+def data():
+    return smooth_regression()
+
+
+@pytest.fixture(scope="module")
+def runs(data):
+    """Final histories by (learning rate, seed), shared by the tests below."""
+    cache = {}
+
+    def get(learning_rate, seed, key=None):
+        key = key or (learning_rate, seed)
+        if key not in cache:
+            cache[key] = run(TrainConfig(data, small_relu_net, learning_rate=learning_rate, seed=seed))
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_lr_1_one_explosive_epoch_then_a_dead_flat_network(data, runs, seed):
+    history = runs(1.0, seed)
+    assert not history.diverged, "no NaN at lr = 1.0"
+    assert 2e3 < history.loss[0] < 3e4  # measured 2.9e3 .. 1.9e4
+    assert 0.9 < history.final_loss < 1.1  # the loss of predicting the mean is 1.0; measured 0.956 .. 1.076
+    last_ten = history.loss[-10:]
+    assert 0.9 < last_ten.min() and last_ten.max() < 1.3  # stuck near 1.0, no growing oscillation
+    assert 0.3 < dead_relu_fraction(history, data.x_train) < 0.6  # measured 44% .. 47%
+    assert prediction_spread(history, data.x_train) < 0.25  # measured 0.03 .. 0.23
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_default_rate_is_healthy_and_keeps_its_units(data, runs, seed):
+    history = runs(1e-3, seed)
+    assert history.final_loss < 0.06  # measured 0.040 .. 0.054
+    assert dead_relu_fraction(history, data.x_train) == 0.0
+    assert prediction_spread(history, data.x_train) > 0.9  # measured about 0.95
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_lr_10_the_explosion_is_about_1e10_and_the_run_stays_far_above_1(runs, seed):
+    history = runs(10.0, seed)
+    assert 1e9 < history.loss[0] < 1e11
+    assert history.final_loss > 10  # measured 219 .. 3439
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_lr_1e_5_the_loss_creeps(runs, seed):
+    history = runs(1e-5, seed)
+    assert history.final_loss > 0.7  # measured 0.745 .. 1.383
+    assert history.final_loss > (2 / 3) * history.loss[0]  # fell by less than a third
+
+
+def test_adams_first_step_is_the_learning_rate_whatever_the_gradient_scale(data):
+    table = first_step_sizes(small_relu_net, data, loss_scales=[1e-3, 1.0, 1e3], learning_rate=1e-3)
+    adam = table[table.optimizer == "Adam"]
+    sgd = table[table.optimizer == "SGD"].set_index("loss scale")["median |Δw|"]
+    assert adam["median |Δw|"].between(0.8e-3, 1.0e-3).all()  # measured 0.81e-3 .. 1.0e-3
+    assert adam["largest |Δw|"].le(1.0e-3 * 1.0001).all()
+    assert 900 < sgd[1.0] / sgd[1e-3] < 1100 and 900 < sgd[1e3] / sgd[1.0] < 1100
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_range_test_suggests_a_healthy_rate(data, seed):
+    config = TrainConfig(data, small_relu_net, seed=seed)
+    suggestion = suggest_learning_rate(lr_range_test(config))
+    assert 3e-3 <= suggestion <= 0.1  # measured 0.020 .. 0.028
+    assert run(config.with_learning_rate(suggestion)).final_loss < 0.05  # measured 0.018 .. 0.030
+
+
+def final_losses(data, learning_rate):
+    return np.array([run(TrainConfig(data, small_relu_net, learning_rate=learning_rate, seed=s)).final_loss
+                     for s in SEEDS])
+
+
+def test_at_peak_0_1_decay_settles_what_a_constant_rate_cannot(data):
+    constant = final_losses(data, make_schedule("constant", 0.1, STEPS))
+    cosine = final_losses(data, make_schedule("cosine decay", 0.1, STEPS))
+    warm = final_losses(data, make_schedule("warmup + cosine decay", 0.1, STEPS))
+    assert ((constant > 0.025) & (constant < 0.1)).all()  # lesson: 0.03 .. 0.09
+    assert ((cosine > 0.01) & (cosine < 0.035)).all()  # lesson: 0.015 .. 0.03
+    assert ((warm > 0.005) & (warm < 0.015)).all()  # lesson: 0.008 .. 0.012
+    assert (warm < constant).all() and (cosine < constant).all()
+
+
+def test_warmup_and_decay_beat_every_constant_rate_tried_on_average(data):
+    warm = final_losses(data, make_schedule("warmup + cosine decay", 0.1, STEPS)).mean()
+    constants = {lr: final_losses(data, lr).mean() for lr in (1e-3, 3e-3, 1e-2, 3e-2, 0.1)}
+    assert all(warm < mean for mean in constants.values()), (warm, constants)
+    assert 0.01 < constants[1e-2] < 0.02  # the best constant; lesson: "near 0.014"
+
+
+def test_warmup_does_not_rescue_a_rate_far_too_high(data):
+    dead = lambda losses: int((losses > 0.9).sum())  # noqa: E731  (dead: stuck near the mean's loss)
+    assert dead(final_losses(data, 0.3)) == 2
+    assert dead(final_losses(data, make_schedule("warmup + cosine decay", 0.3, STEPS))) == 4

@@ -1,0 +1,119 @@
+"""The engine is real Adam: it matches stock ``model.fit`` step for step, and it stops and reports clearly."""
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from adamclinic.data import smooth_regression
+from adamclinic.models import small_relu_net
+from adamclinic.seeding import seed_everything
+from adamclinic.training import Dataset, TrainConfig, learning_rate_table, run
+
+
+@pytest.fixture(scope="module")
+def data():
+    return smooth_regression()
+
+
+def stock_fit_losses(config: TrainConfig) -> np.ndarray:
+    """The same run through Keras's own compile + fit, batches in order."""
+    seed_everything(config.seed)
+    model = config.build_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+        ),
+        loss=config.loss,
+    )
+    fitted = model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size,
+                       epochs=config.epochs, shuffle=False, verbose=0)
+    return np.array(fitted.history["loss"])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(learning_rate=1e-3),
+        dict(learning_rate=3e-2, beta_1=0.5, beta_2=0.9, epsilon=1e-3),
+        dict(learning_rate=1e-2, beta_1=0.99, beta_2=0.99999, epsilon=1e-8),
+    ],
+    ids=["defaults", "low-betas-large-eps", "high-betas"],
+)
+def test_engine_matches_stock_keras_fit(data, settings):
+    config = TrainConfig(data, small_relu_net, epochs=4, shuffle=False, seed=3, **settings)
+    engine = run(config).loss
+    stock = stock_fit_losses(config)
+    np.testing.assert_allclose(engine, stock, rtol=2e-3)
+
+
+def test_a_schedule_matches_stock_keras_fit(data):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.02, decay_steps=16, decay_rate=0.5)
+    config = TrainConfig(data, small_relu_net, learning_rate=schedule, epochs=3, shuffle=False)
+    np.testing.assert_allclose(run(config).loss, stock_fit_losses(config), rtol=2e-3)
+
+
+def test_same_config_same_numbers_even_after_other_runs(data):
+    config = TrainConfig(data, small_relu_net, learning_rate=1e-2, epochs=5, seed=1)
+    first = run(config).loss
+    run(TrainConfig(data, small_relu_net, learning_rate=0.5, beta_1=0.3, epochs=5, seed=2))
+    np.testing.assert_array_equal(run(config).loss, first)
+
+
+def test_a_nan_loss_stops_the_run_and_says_where(data):
+    huge = Dataset(data.x_train, data.y_train * 1e30, name="overflowing targets")
+    history = run(TrainConfig(huge, small_relu_net, epochs=10))
+    assert history.diverged and history.diverged_at == 1
+    assert len(history.epochs) == 1
+    assert "diverged at epoch 1" in history.status()
+
+
+def test_cancelling_stops_at_the_next_epoch(data):
+    cancel = threading.Event()
+
+    def stop_after_three(metrics):
+        if metrics.epoch == 3:
+            cancel.set()
+
+    history = run(TrainConfig(data, small_relu_net, epochs=30), cancel=cancel, on_epoch=stop_after_three)
+    assert len(history.epochs) == 3 and history.cancelled
+    assert "settings changed" in history.status()
+
+
+def test_final_weights_are_returned_and_independent_of_later_runs(data):
+    history = run(TrainConfig(data, small_relu_net, epochs=2))
+    kept = [w.copy() for w in history.final_weights]
+    run(TrainConfig(data, small_relu_net, epochs=2, seed=9))
+    for a, b in zip(kept, history.final_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_table_matches_the_keras_schedule():
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, 100, warmup_target=0.1, warmup_steps=10)
+    table = learning_rate_table(schedule, 110)
+    expected = [float(schedule(step)) for step in range(110)]
+    np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(learning_rate=-1.0), "positive number"),
+        (dict(learning_rate="fast"), "learning_rate must be a number or a schedule"),
+        (dict(batch_size=0), "batch_size must be between 1"),
+        (dict(epochs=0), "epochs must be at least 1"),
+        (dict(beta_1=1.0), "beta_1 and beta_2 must lie in"),
+        (dict(epsilon=0.0), "epsilon must be positive"),
+    ],
+)
+def test_bad_settings_get_a_message_that_says_what_to_do(data, change, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        run(TrainConfig(data, small_relu_net, **change))
+
+
+def test_nan_inputs_are_refused_before_training(data):
+    x = data.x_train.copy()
+    x[5, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values: impute or drop"):
+        run(TrainConfig(Dataset(x, data.y_train, name="holey"), small_relu_net))
