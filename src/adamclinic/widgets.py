@@ -58,7 +58,7 @@ class LossPlot:
             marks=[],
             axes=[
                 bq.Axis(scale=self.x_scale, label="epoch", grid_lines="none"),
-                bq.Axis(scale=self.y_scale, orientation="vertical", label=y_label, tick_format=".0e"),
+                bq.Axis(scale=self.y_scale, side="left", label=y_label, tick_format=".0e"),
             ],
             title=title,
             legend_location="top-right",
@@ -279,7 +279,7 @@ def plot_sweep(sweep: Any, suggestion: float | None = None) -> bq.Figure:
     return bq.Figure(
         marks=marks,
         axes=[bq.Axis(scale=x_scale, label="learning rate", tick_format=".0e"),
-              bq.Axis(scale=y_scale, orientation="vertical", label="loss", tick_format=".0e")],
+              bq.Axis(scale=y_scale, side="left", label="loss", tick_format=".0e")],
         title="Learning-rate range test",
         legend_location="top-left",
         layout=w.Layout(width="680px", height="380px"),
