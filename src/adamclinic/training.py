@@ -212,12 +212,15 @@ class _CompiledTrainer:
 
     def _epoch_fn(self, x, y, order, rates):
         variables = self.model.trainable_variables
-        bs = self.batch_size
+        # Shuffle once, then take contiguous batches: slicing indices per step inside the loop made
+        # each step about 7 times slower under XLA on CPU.
+        used = order[: self.steps * self.batch_size]
+        x_batches = tf.reshape(tf.gather(x, used), (self.steps, self.batch_size) + tuple(x.shape[1:]))
+        y_batches = tf.reshape(tf.gather(y, used), (self.steps, self.batch_size) + tuple(y.shape[1:]))
 
         def one_step(step, total_loss, total_norm):
-            idx = order[step * bs : (step + 1) * bs]
-            xb = tf.gather(x, idx)
-            yb = tf.gather(y, idx)
+            xb = x_batches[step]
+            yb = y_batches[step]
             self.optimizer.learning_rate = rates[step]
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(self.loss_fn(yb, self.model(xb, training=True)))
