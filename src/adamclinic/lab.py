@@ -1,0 +1,58 @@
+"""Start JupyterLab on the course (what ``make lab`` runs).
+
+Listens on 127.0.0.1 only, on a free port, with a fresh token, and opens lesson 01. Prints the full
+URL (token included) before the server starts, so it can be pasted into any browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRST_LESSON = "lessons/01_learning_rate.ipynb"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def command(port: int, token: str, open_browser: bool) -> list[str]:
+    args = [
+        sys.executable, "-m", "jupyterlab", FIRST_LESSON,
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={ROOT}",
+        f"--ServerApp.open_browser={open_browser}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--allow-root")  # Jupyter refuses to run as root without it
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
+    parser.add_argument("--token", default="", help="access token (default: a fresh random one)")
+    parser.add_argument("--no-browser", action="store_true", help="do not try to open a browser")
+    options = parser.parse_args(argv)
+    port = options.port or free_port()
+    token = options.token or secrets.token_hex(16)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    url = f"http://127.0.0.1:{port}/lab/tree/{FIRST_LESSON}?token={token}"
+    print(f"\n  Adam Clinic is starting. Open this address in your browser:\n\n    {url}\n\n"
+          "  Stop the server with Ctrl-C.\n", flush=True)
+    os.chdir(ROOT)
+    os.execv(sys.executable, command(port, token, not options.no_browser))
+
+
+if __name__ == "__main__":
+    main()
