@@ -10,7 +10,7 @@ WORKERS ?= 2
 # TensorFlow's C++ start-up lines go to stderr, and nbgrader zeroes a test cell with any stderr.
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: lab test submit grade bench clean-grading release
+.PHONY: lab test submit grade feedback bench release
 
 $(READY): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Adam Clinic needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -30,10 +30,15 @@ test: $(READY)
 bench: $(READY)
 	$(BIN)/python -m adamclinic.bench
 
-# A student hands in an assignment: make submit A=ex01_learning_rate
+# A student hands in an assignment: make submit A=ex01_learning_rate [STUDENT=name]
 submit: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make submit A=ex01_learning_rate"; exit 2; }
-	$(BIN)/python -m adamclinic.grading submit $(A)
+	$(BIN)/python -m adamclinic.grading submit $(A) $(if $(STUDENT),--student $(STUDENT))
+
+# A student fetches the feedback report after grading: make feedback A=ex01_learning_rate
+feedback: $(READY)
+	@test -n "$(A)" || { echo "Name the assignment: make feedback A=ex01_learning_rate"; exit 2; }
+	$(BIN)/python -m adamclinic.grading feedback $(A) $(if $(STUDENT),--student $(STUDENT))
 
 # An instructor (or a self-learner) grades everything handed in: make grade A=ex01_learning_rate
 grade: $(READY)

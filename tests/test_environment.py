@@ -31,3 +31,16 @@ def test_gitignore_keeps_grading_state_and_the_venv_out_of_git():
         cwd=ROOT, capture_output=True, text=True,
     ).stdout.split()
     assert len(ignored) == 6, ignored
+
+
+def test_importing_the_course_prints_nothing_on_stderr():
+    """TensorFlow's start-up lines would cost a student the points of a graded cell."""
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import adamclinic.training, adamclinic.widgets, keras; keras.ops.ones(3) + 1"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
