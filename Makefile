@@ -9,6 +9,8 @@ A      ?=
 WORKERS ?= 2
 # TensorFlow's C++ start-up lines go to stderr, and nbgrader zeroes a test cell with any stderr.
 export TF_CPP_MIN_LOG_LEVEL := 3
+# nbgrader runs `alembic` by name when it opens a gradebook: the environment's bin must be on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: lab test submit grade feedback bench release
 

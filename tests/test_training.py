@@ -117,3 +117,13 @@ def test_nan_inputs_are_refused_before_training(data):
     x[5, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite values: impute or drop"):
         run(TrainConfig(Dataset(x, data.y_train, name="holey"), small_relu_net))
+
+
+def test_a_plain_python_schedule_works_too():
+    import math
+
+    def halve_every_100(step):
+        return 0.1 * math.pow(0.5, step // 100)
+
+    table = learning_rate_table(halve_every_100, 300)
+    assert table[0] == pytest.approx(0.1) and table[150] == pytest.approx(0.05) and table[299] == pytest.approx(0.025)

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     url = f"http://127.0.0.1:{port}/lab/tree/{FIRST_LESSON}?token={token}"
     print(f"\n  Adam Clinic is starting. Open this address in your browser:\n\n    {url}\n\n"
           "  Stop the server with Ctrl-C.\n", flush=True)
+    # nbgrader's gradebook runs `alembic` by name, so the environment's bin folder must be on PATH
+    # even when the virtual environment was not activated.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.chdir(ROOT)
     os.execv(sys.executable, command(port, token, not options.no_browser))
 
