@@ -1,0 +1,278 @@
+"""Release, submit, grade: the course's nbgrader workflow in four commands.
+
+    python -m adamclinic.grading release  <assignment>            (make release A=...)
+    python -m adamclinic.grading submit   <assignment> [--student NAME]   (make submit A=...)
+    python -m adamclinic.grading grade    <assignment>            (make grade A=...)
+    python -m adamclinic.grading feedback <assignment> [--student NAME]
+
+Each is a thin wrapper over nbgrader's own commands, run from the course folder so nbgrader reads
+``nbgrader_config.py`` there (which loads ``grading/nbgrader_config.py``):
+
+release   ``generate_assignment A --force`` rebuilds ``exercises/A`` from ``solutions/A`` (and records
+          the assignment, with its hidden tests, in the gradebook); ``release_assignment A --force``
+          puts it in the local exchange, where JupyterLab's Assignments panel and ``fetch`` find it.
+submit    hands in the student's work in ``exercises/A`` (``nbgrader submit`` with the exchange's
+          ``assignment_dir`` pointed at ``exercises/``), after making sure the assignment is in the
+          gradebook and the exchange. The student is the login name unless ``--student`` says otherwise.
+grade     ``collect --update``, ``autograde --create --force`` (every submission, every time: the
+          hidden tests are deterministic, so a regrade changes nothing unless the work did),
+          ``generate_feedback``, ``release_feedback``, ``export`` to ``grading/reports/grades.csv``,
+          then prints each student's score per part and where the feedback is.
+feedback  ``fetch_feedback``: the graded HTML lands in ``exercises/A/feedback/<timestamp>/``.
+
+Whenever the gradebook must know the assignment without the student's ``exercises/A`` being
+rewritten, ``generate_assignment`` writes its release into a temporary folder instead.
+
+A broken notebook does not stop the others: nbgrader grades every submission it can, and this
+command then reports which students it could not grade and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+COURSE_ID = "adam-clinic"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class GradingError(RuntimeError):
+    """An nbgrader step failed or the course folder is not as expected; the message says what to do."""
+
+
+def nbgrader_command() -> list[str]:
+    """The nbgrader of this Python environment (the script beside ``sys.executable``)."""
+    script = Path(sys.executable).with_name("nbgrader")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "nbgrader"]
+
+
+def nbgrader_environment() -> dict[str, str]:
+    """The environment for nbgrader: this Python's bin folder first on PATH, TensorFlow's logging off.
+
+    nbgrader 0.9 runs ``alembic`` (a script of the same environment) by name from PATH whenever it
+    opens the gradebook; without the virtual environment activated it would not find it.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        path = bin_dir + (os.pathsep + path if path else "")
+    return dict(os.environ, PATH=path, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def run_nbgrader(root: Path, *args: str, verbose: bool = False, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one ``nbgrader`` command from the course folder; raise ``GradingError`` when it fails."""
+    env = nbgrader_environment()
+    command = nbgrader_command() + list(args)
+    try:
+        result = subprocess.run(
+            command, cwd=root, env=env, text=True,
+            stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT if not verbose else None,
+        )
+    except FileNotFoundError as error:
+        raise GradingError(
+            f"nbgrader is not installed next to {sys.executable}. Build the course's environment first: make lab"
+        ) from error
+    if check and result.returncode != 0:
+        log = (result.stdout or "").strip().splitlines()
+        tail = "\n".join("    " + line for line in log[-30:])
+        raise GradingError(
+            f"'nbgrader {' '.join(args)}' failed (exit status {result.returncode}).\n"
+            + (f"Its last lines:\n{tail}\n" if tail else "")
+            + "Run it yourself from the course folder to see everything: "
+            f"cd {root} && {' '.join(command)}"
+        )
+    return result
+
+
+def _check_assignment(root: Path, assignment: str, folder: str) -> Path:
+    path = root / folder / assignment
+    if not path.is_dir():
+        known = sorted(p.name for p in (root / folder).glob("*") if p.is_dir()) if (root / folder).is_dir() else []
+        raise GradingError(
+            f"There is no assignment {assignment!r} in {root / folder}. "
+            + (f"Known assignments: {', '.join(known)}." if known else f"{folder}/ holds no assignment yet.")
+        )
+    return path
+
+
+def ensure_in_gradebook(root: Path, assignment: str, verbose: bool = False) -> None:
+    """Record ``solutions/A`` (cells, points, hidden tests) in the gradebook without rewriting ``exercises/A``."""
+    _check_assignment(root, assignment, "solutions")
+    with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch:
+        run_nbgrader(root, "generate_assignment", assignment, "--force",
+                     f"--CourseDirectory.release_directory={scratch}", verbose=verbose)
+
+
+def ensure_released(root: Path, assignment: str, verbose: bool = False) -> None:
+    """Make sure the gradebook knows the assignment and the exchange offers it, leaving ``exercises/`` alone."""
+    _check_assignment(root, assignment, "solutions")
+    with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch:
+        run_nbgrader(root, "generate_assignment", assignment, "--force",
+                     f"--CourseDirectory.release_directory={scratch}", verbose=verbose)
+        if not (exchange_root(root) / COURSE_ID / "outbound" / assignment).is_dir():
+            run_nbgrader(root, "release_assignment", assignment, "--force",
+                         f"--CourseDirectory.release_directory={scratch}", verbose=verbose)
+
+
+def exchange_root(root: Path) -> Path:
+    return root / "grading" / "exchange"
+
+
+def release(root: Path, assignment: str, verbose: bool = False) -> None:
+    _check_assignment(root, assignment, "solutions")
+    run_nbgrader(root, "generate_assignment", assignment, "--force", verbose=verbose)
+    run_nbgrader(root, "release_assignment", assignment, "--force", verbose=verbose)
+    print(f"Released {assignment}: exercises/{assignment}/ was regenerated from solutions/{assignment}/ "
+          f"and is in the exchange ({exchange_root(root) / COURSE_ID / 'outbound' / assignment}).")
+    print(f"Students work in exercises/{assignment}/ and hand in with: make submit A={assignment}")
+
+
+def _student_option(student: str | None) -> list[str]:
+    return [f"--CourseDirectory.student_id={student}"] if student else []
+
+
+def _in_exercises() -> list[str]:
+    # Submit and fetch feedback in exercises/<assignment>, not in <cwd>/<course>/<assignment>.
+    return ["--Exchange.path_includes_course=False"]
+
+
+def submit(root: Path, assignment: str, student: str | None = None, verbose: bool = False) -> None:
+    work = _check_assignment(root, assignment, "exercises")
+    if not any(work.glob("*.ipynb")):
+        raise GradingError(f"{work} holds no notebook to hand in. Restore it with: make release A={assignment}")
+    ensure_released(root, assignment, verbose=verbose)
+    run_nbgrader(root, "submit", assignment, f"--Exchange.assignment_dir={root / 'exercises'}",
+                 *_in_exercises(), *_student_option(student), verbose=verbose)
+    who = student or getpass.getuser()
+    print(f"Submitted exercises/{assignment}/ as student {who!r} "
+          f"(into {exchange_root(root) / COURSE_ID / 'inbound'}).")
+    print(f"Next: grade it with   make grade A={assignment}")
+    print(f"then read the feedback: python -m adamclinic.grading feedback {assignment}"
+          + (f" --student {student}" if student else ""))
+
+
+def _read_scores(root: Path, assignment: str) -> list[dict]:
+    """Per student: total autograded score, manual points still to grade, and each part's score."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    os.environ["PATH"] = nbgrader_environment()["PATH"]  # Gradebook runs alembic from PATH
+    rows = []
+    with Gradebook(f"sqlite:///{root / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        try:
+            record = gradebook.find_assignment(assignment)
+        except MissingEntry:
+            return rows
+        for submission in sorted(record.submissions, key=lambda s: s.student.id):
+            parts = {}
+            for notebook in submission.notebooks:
+                for grade in sorted(notebook.grades, key=lambda g: g.name):
+                    parts[grade.name] = (grade.score, grade.max_score, grade.needs_manual_grade)
+            rows.append({"student": submission.student.id, "score": submission.score,
+                         "max_score": submission.max_score, "parts": parts})
+    return rows
+
+
+def grade(root: Path, assignment: str, verbose: bool = False) -> int:
+    _check_assignment(root, assignment, "solutions")
+    inbound = exchange_root(root) / COURSE_ID / "inbound"
+    if not any(inbound.glob(f"*+{assignment}+*")):
+        raise GradingError(f"Nobody has submitted {assignment} yet. A student hands in with: make submit A={assignment}")
+    run_nbgrader(root, "collect", assignment, "--update", verbose=verbose)
+    ensure_in_gradebook(root, assignment, verbose=verbose)
+    submitted = sorted(p.parent.name for p in (root / "grading" / "submitted").glob(f"*/{assignment}"))
+    print(f"Autograding {len(submitted)} submission(s) of {assignment} "
+          f"({', '.join(submitted)}): about half a minute each...")
+    autograde = run_nbgrader(root, "autograde", assignment, "--create", "--force", verbose=verbose, check=False)
+    autograded = {p.parent.name for p in (root / "grading" / "autograded").glob(f"*/{assignment}")
+                  if any(p.glob("*.ipynb"))}
+    failed = [s for s in submitted if s not in autograded]
+    if autograde.returncode != 0 and not failed:
+        failed = ["(see nbgrader's log)"]
+    if autograded:
+        run_nbgrader(root, "generate_feedback", assignment, "--force", verbose=verbose)
+        run_nbgrader(root, "release_feedback", assignment, verbose=verbose)
+    reports = root / "grading" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    run_nbgrader(root, "export", f"--to={reports / 'grades.csv'}", verbose=verbose)
+
+    for row in _read_scores(root, assignment):
+        if row["student"] not in autograded:
+            continue
+        manual = [name for name, (_, _, needs) in row["parts"].items() if needs]
+        print(f"\n{row['student']}: {row['score']:g} / {row['max_score']:g} points"
+              + (f" ({len(manual)} part(s) still to grade by hand)" if manual else ""))
+        for name, (score, max_score, needs) in row["parts"].items():
+            shown = "to grade by hand" if needs else f"{score:g} / {max_score:g}"
+            print(f"    {name:32s} {shown}")
+        for html in sorted((root / "grading" / "feedback" / row["student"] / assignment).glob("*.html")):
+            print(f"    feedback: {html}")
+    print(f"\nAll grades (every assignment): {reports / 'grades.csv'}")
+    print("Parts graded by hand: open the Formgrader (JupyterLab: Nbgrader → Formgrader) to score them.")
+    print(f"A student gets the feedback with: python -m adamclinic.grading feedback {assignment} [--student NAME]")
+    if failed:
+        print(f"\nCould not grade: {', '.join(failed)}. Their notebook may be damaged (cells deleted, or not a "
+              "notebook); the log above or 'nbgrader autograde' run by hand says why. "
+              "Everyone else was graded.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def feedback(root: Path, assignment: str, student: str | None = None, verbose: bool = False) -> None:
+    _check_assignment(root, assignment, "exercises")
+    run_nbgrader(root, "fetch_feedback", assignment, f"--Exchange.assignment_dir={root / 'exercises'}",
+                 *_in_exercises(), *_student_option(student), verbose=verbose)
+    files = sorted((root / "exercises" / assignment / "feedback").glob("*/*.html"))
+    if not files:
+        raise GradingError(f"No feedback for {assignment} yet. The instructor (or you) runs: make grade A={assignment}")
+    print("Feedback (open it in a browser or in JupyterLab):")
+    for html in files:
+        print(f"    {html}")
+
+
+def read_grades_csv(path: Path) -> list[dict]:
+    """The rows of ``nbgrader export``'s CSV (helper for scripts and tests)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adamclinic.grading", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["release", "submit", "grade", "feedback"])
+    parser.add_argument("assignment", help="e.g. ex01_learning_rate (a folder of solutions/)")
+    parser.add_argument("--student", help="student name for submit and feedback (default: your login name)")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help="the course folder (default: this repository)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show nbgrader's own output")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    assignment = args.assignment.strip("/").split("/")[-1]
+    if shutil.which("nbgrader") is None and not Path(sys.executable).with_name("nbgrader").exists():
+        print("nbgrader is not installed in this Python environment. Build the course's environment: make lab",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.action == "release":
+            release(root, assignment, args.verbose)
+        elif args.action == "submit":
+            submit(root, assignment, args.student, args.verbose)
+        elif args.action == "grade":
+            return grade(root, assignment, args.verbose)
+        else:
+            feedback(root, assignment, args.student, args.verbose)
+    except GradingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
