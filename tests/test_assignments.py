@@ -1,0 +1,430 @@
+"""The graded assignments: release, validation, a full nbgrader round trip, and the bars' calibration.
+
+Everything nbgrader does here happens in a temporary copy of the course (solutions/, exercises/ and
+the nbgrader configuration), whose gradebook and exchange are therefore temporary too: the tests can
+run in parallel with each other and never touch the repository's grading/ folder.
+
+Runtime on a 2-core machine: the round trip autogrades six notebooks in one ``nbgrader autograde``
+call (about 25 s each); validation runs each solution and exercise once; the calibration tests
+train about 70 small runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+EX01 = "ex01_learning_rate"
+COURSE_ID = "adam-clinic"
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def course_env() -> dict[str, str]:
+    """nbgrader needs this environment's bin folder on PATH (it runs ``alembic`` by name)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def nbgrader(course: Path, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("nbgrader")), *args]
+    result = subprocess.run(command, cwd=cwd or course, env=course_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if check:
+        assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-4000:]}"
+    return result
+
+
+def grading_cli(course: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adamclinic.grading", *args, "--root", str(course)],
+                          cwd=course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def make_course(folder: Path, with_exercises: bool = True) -> Path:
+    """A temporary copy of the course: its config puts the gradebook and exchange inside ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "solutions", folder / "solutions")
+    if with_exercises:
+        shutil.copytree(ROOT / "exercises", folder / "exercises")
+    (folder / "grading").mkdir()
+    shutil.copy(ROOT / "grading" / "nbgrader_config.py", folder / "grading" / "nbgrader_config.py")
+    shutil.copy(ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
+    return folder
+
+
+def notebooks(folder: Path) -> dict[str, nbformat.NotebookNode]:
+    return {p.name: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+
+def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    matches = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert len(matches) == 1, f"expected one cell with grade_id {grade_id!r}, found {len(matches)}"
+    return matches[0]
+
+
+def solution_source(grade_id: str) -> str:
+    """The reference answer of a solution cell, without nbgrader's delimiters."""
+    nb = nbformat.read(ROOT / "solutions" / EX01 / f"{EX01}.ipynb", as_version=4)
+    lines = cell_by_id(nb, grade_id).source.splitlines()
+    return "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+
+
+# Answers a student could write. Each replaces the whole solution cell of its part.
+ANSWERS = {
+    "choose_learning_rate_answer": {
+        "reference": solution_source("choose_learning_rate_answer"),
+        "wrong": "LEARNING_RATE = 1.0",  # the net dies: loss ~0.96-1.08
+        "other_right": "LEARNING_RATE = 0.003",  # a different rate inside the good range
+    },
+    "steepest_descent_rule_answer": {
+        "reference": solution_source("steepest_descent_rule_answer"),
+        "wrong": '''
+def steepest_descent_lr(learning_rates, smoothed_losses):
+    # the rate at the lowest loss: already about to blow up
+    return float(learning_rates[int(np.argmin(smoothed_losses))])
+''',
+        "other_right": '''
+def steepest_descent_lr(learning_rates, smoothed_losses):
+    rates = np.array(learning_rates, dtype=float)
+    losses = np.array(smoothed_losses, dtype=float)
+    stop = int(np.argmin(losses))
+    drops = np.diff(losses[: stop + 1]) / np.diff(np.log10(rates[: stop + 1]))
+    return float(rates[int(np.argmin(drops))])  # left end of the steepest step
+''',
+    },
+    "rescue_with_schedule_answer": {
+        "reference": solution_source("rescue_with_schedule_answer"),
+        "wrong": '''
+def make_schedule(total_steps):
+    return 0.1  # no schedule at all: the run keeps bouncing
+''',
+        "other_right": '''
+def make_schedule(total_steps):
+    return keras.optimizers.schedules.CosineDecay(0.1, total_steps)
+''',
+    },
+}
+PART_OF = {"choose_learning_rate_answer": "choose_learning_rate",
+           "steepest_descent_rule_answer": "steepest_descent_rule",
+           "rescue_with_schedule_answer": "rescue_with_schedule"}
+POINTS = {"choose_learning_rate": 2, "steepest_descent_rule": 3, "rescue_with_schedule": 3}
+
+
+def student_notebook(exercise: nbformat.NotebookNode, choices: dict[str, str]) -> nbformat.NotebookNode:
+    """The released exercise with some solution cells filled in (``choices``: answer cell -> ANSWERS key)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(exercise)))
+    for grade_id, choice in choices.items():
+        cell_by_id(nb, grade_id).source = ANSWERS[grade_id][choice].strip("\n")
+    if choices:  # a student who worked on the notebook also answers the question graded by hand
+        cell_by_id(nb, "dead_network_explanation").source = "The ReLU units died: their inputs went negative."
+    return nb
+
+
+# --------------------------------------------------------------------------------------------------
+# release and validation, for every assignment in solutions/
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, tmp_path):
+    """exercises/A is nbgrader's own output for solutions/A: regenerate it and compare cell by cell."""
+    course = make_course(tmp_path / "course", with_exercises=False)
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    generated = notebooks(course / "exercises" / assignment)
+    committed = notebooks(ROOT / "exercises" / assignment)
+    assert generated, f"nbgrader generated no notebook for {assignment}"
+    assert sorted(committed) == sorted(generated), (
+        f"exercises/{assignment} is out of date: run make release A={assignment}")
+    for name, expected in generated.items():
+        actual = committed[name]
+        assert len(actual.cells) == len(expected.cells), f"{name}: run make release A={assignment}"
+        for index, (mine, theirs) in enumerate(zip(actual.cells, expected.cells)):
+            where = f"{assignment}/{name} cell {index}"
+            assert mine.cell_type == theirs.cell_type, where
+            assert mine.source == theirs.source, f"{where} differs: run make release A={assignment}"
+            assert mine.metadata.get("nbgrader") == theirs.metadata.get("nbgrader"), where
+            if mine.cell_type == "code":
+                assert mine.outputs == [] and mine.execution_count is None, f"{where} has outputs"
+        assert "widgets" not in actual.metadata, f"{name} carries widget state"
+        source = nbformat.read(ROOT / "solutions" / assignment / name, as_version=4)
+        for cell in source.cells:
+            assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, (
+                f"solutions/{assignment}/{name} has outputs: clear them before committing")
+        nbformat.validate(source)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solutions_pass_and_untouched_exercises_fail_validate(assignment, tmp_path):
+    """nbgrader validate: the instructor's version passes every test, the student's version as released does not."""
+    course = make_course(tmp_path / "course")
+    for name in notebooks(course / "solutions" / assignment):
+        solution = nbgrader(course, "validate", str(course / "solutions" / assignment / name))
+        assert "Success! Your notebook passes all the tests." in solution.stdout, solution.stdout[-3000:]
+        exercise = nbgrader(course, "validate", str(course / "exercises" / assignment / name))
+        assert "Success!" not in exercise.stdout, exercise.stdout[-3000:]
+        assert "VALIDATION FAILED" in exercise.stdout or "ERROR" in exercise.stdout, exercise.stdout[-3000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# a full round trip: release, fetch, submit, collect, autograde, feedback, export
+
+STUDENTS = {
+    # student id -> the answer chosen for each part; expected autograded points per part
+    "reference": ({k: "reference" for k in ANSWERS}, {"choose_learning_rate": 2, "steepest_descent_rule": 3,
+                                                      "rescue_with_schedule": 3}),
+    "reference_again": ({k: "reference" for k in ANSWERS}, None),  # same notebook: same score (determinism)
+    "reference_third": ({k: "reference" for k in ANSWERS}, None),
+    "untouched": ({}, {"choose_learning_rate": 0, "steepest_descent_rule": 0, "rescue_with_schedule": 0}),
+    "wrong_a_other_bc": (
+        {"choose_learning_rate_answer": "wrong", "steepest_descent_rule_answer": "other_right",
+         "rescue_with_schedule_answer": "other_right"},
+        {"choose_learning_rate": 0, "steepest_descent_rule": 3, "rescue_with_schedule": 3},
+    ),
+    "other_a_wrong_bc": (
+        {"choose_learning_rate_answer": "other_right", "steepest_descent_rule_answer": "wrong",
+         "rescue_with_schedule_answer": "wrong"},
+        {"choose_learning_rate": 2, "steepest_descent_rule": 0, "rescue_with_schedule": 0},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def graded_course(tmp_path_factory):
+    """One course taken through the whole workflow; the tests below read its gradebook and files."""
+    course = make_course(tmp_path_factory.mktemp("roundtrip") / "course")
+    released = grading_cli(course, "release", EX01)
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert (course / "grading" / "exchange" / COURSE_ID / "outbound" / EX01 / f"{EX01}.ipynb").exists()
+
+    # What JupyterLab's Assignments panel does: fetch into <cwd>/adam-clinic/<assignment>.
+    nbgrader(course, "fetch_assignment", EX01)
+    fetched = course / COURSE_ID / EX01 / f"{EX01}.ipynb"
+    assert fetched.exists(), "fetch_assignment should land in <root>/adam-clinic/<assignment>/"
+    exercise = nbformat.read(fetched, as_version=4)
+
+    work = course / "exercises" / EX01 / f"{EX01}.ipynb"
+    submit_logs = {}
+    for index, (student, (choices, _)) in enumerate(STUDENTS.items()):
+        nbformat.write(student_notebook(exercise, choices), work)
+        if index == 0:  # the course's own command, once; plain nbgrader for the others (faster)
+            result = grading_cli(course, "submit", EX01, "--student", student)
+            assert result.returncode == 0, result.stdout + result.stderr
+            submit_logs[student] = result.stdout
+        else:
+            nbgrader(course, "submit", EX01, f"--Exchange.assignment_dir={course / 'exercises'}",
+                     "--Exchange.path_includes_course=False", f"--CourseDirectory.student_id={student}")
+    # A notebook that is not even JSON any more must not stop the others from being graded.
+    work.write_text("{ this is not a notebook", encoding="utf-8")
+    nbgrader(course, "submit", EX01, f"--Exchange.assignment_dir={course / 'exercises'}",
+             "--Exchange.path_includes_course=False", "--CourseDirectory.student_id=broken")
+
+    graded = grading_cli(course, "grade", EX01)
+    feedback = grading_cli(course, "feedback", EX01, "--student", "reference")
+    return {"course": course, "grade": graded, "feedback": feedback, "submit": submit_logs}
+
+
+def part_scores(course: Path, student: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    os.environ["PATH"] = course_env()["PATH"]
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        notebook = gradebook.find_submission_notebook(EX01, EX01, student)
+        return {grade.name: grade.score for grade in notebook.grades if grade.name in POINTS}
+
+
+@pytest.mark.slow
+def test_submit_command_says_where_the_work_went(graded_course):
+    out = graded_course["submit"]["reference"]
+    assert "Submitted exercises/ex01_learning_rate/" in out and "make grade A=ex01_learning_rate" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", [s for s, (_, expected) in STUDENTS.items() if expected is not None])
+def test_each_part_is_scored_on_its_own(graded_course, student):
+    """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""
+    assert part_scores(graded_course["course"], student) == pytest.approx(STUDENTS[student][1])
+
+
+@pytest.mark.slow
+def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
+    """Hidden tests retrain with fixed seeds: three autogrades of one notebook agree."""
+    scores = [part_scores(graded_course["course"], s) for s in ("reference", "reference_again", "reference_third")]
+    assert scores[0] == scores[1] == scores[2]
+
+
+@pytest.mark.slow
+def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(graded_course):
+    result = graded_course["grade"]
+    assert result.returncode == 1, "a notebook nbgrader could not grade should make the command fail"
+    assert "broken" in result.stderr and "Everyone else was graded" in result.stderr
+    assert "reference: 8 / 10 points (1 part(s) still to grade by hand)" in result.stdout, result.stdout
+    assert re.search(r"untouched: 0 / 10 points", result.stdout), result.stdout
+    course = graded_course["course"]
+    rows = {(r["assignment"], r["student_id"]): r
+            for r in __import__("csv").DictReader(open(course / "grading" / "reports" / "grades.csv"))}
+    assert float(rows[(EX01, "reference")]["raw_score"]) == 8
+    assert float(rows[(EX01, "other_a_wrong_bc")]["raw_score"]) == 2
+    assert float(rows[(EX01, "wrong_a_other_bc")]["raw_score"]) == 6
+
+
+@pytest.mark.slow
+def test_feedback_says_which_parts_passed(graded_course):
+    course = graded_course["course"]
+    html = (course / "grading" / "feedback" / "other_a_wrong_bc" / EX01 / f"{EX01}.html").read_text()
+    assert "choose_learning_rate" in html and "steepest_descent_rule" in html
+    assert "Score: 2.0 / 2.0" in html and "Score: 0.0 / 3.0" in html  # part A passed, B and C did not
+    fetched = graded_course["feedback"]
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    copies = list((course / "exercises" / EX01 / "feedback").glob(f"*/{EX01}.html"))
+    assert copies and str(copies[0]) in fetched.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration of the bars (in-process training, 5 seeds; the numbers in the comments were measured
+# on the course's 2-core reference machine, TensorFlow 2.21 CPU, deterministic ops)
+
+SEEDS = (0, 1, 2, 3, 4)
+LOSS_BAR = 0.1  # ex01 parts A and B (mean final loss over seeds 0, 1, 2)
+SCHEDULE_BAR = 0.03  # ex01 part C
+PEAK_FLOOR = 0.1
+
+
+@pytest.mark.slow
+def test_choose_learning_rate_bar_separates_good_rates_from_bad():
+    """LOSS_BAR = 0.1 on the mean final loss.
+
+    Measured means over seeds 0-4: lr 1e-2 -> 0.014, 3e-3 -> 0.019, 1e-3 -> 0.045 (pass, at most 0.45x
+    the bar); 1.0 -> 0.99 (dead net), 1e-4 -> 0.36, 3e-4 -> 0.13 (fail, at least 1.3x the bar). A
+    constant 0.1 sits at 0.062 (seed 0 alone: 0.089) and 0.3 at 0.50: both seed-dependent, not used.
+    """
+    from adamclinic.grading_checks import final_losses
+
+    for rate in (1e-2, 3e-3, 1e-3):
+        losses = final_losses(rate, SEEDS)
+        assert np.all(np.isfinite(losses)) and losses.mean() < 0.6 * LOSS_BAR, (rate, losses)
+        assert final_losses(rate, (0, 1, 2)).mean() < 0.6 * LOSS_BAR
+    for rate in (1.0, 1e-4, 3e-4):
+        losses = final_losses(rate, SEEDS)
+        assert losses.mean() > 1.2 * LOSS_BAR, (rate, losses)
+        assert final_losses(rate, (0, 1, 2)).mean() > 1.2 * LOSS_BAR
+
+
+@pytest.mark.slow
+def test_schedule_bar_separates_a_decay_from_a_constant_rate():
+    """SCHEDULE_BAR = 0.03 on the mean final loss, PEAK_FLOOR = 0.1.
+
+    Measured means over seeds 0-4: warmup + cosine (reference) 0.010, plain cosine from 0.1 0.021,
+    polynomial decay to 1e-4 0.018 (pass, at most 0.7x the bar); constant 0.1 0.062 (fail, 2.1x);
+    warmup + cosine peaking at 0.3 0.77 (most seeds dead). Over the graded seeds 0-2: cosine 0.019,
+    constant 0.057. A constant 0.01 would train (0.014) but fails the peak check.
+    """
+    import keras
+    from adamclinic.grading_checks import final_losses, peak_rate
+
+    schedules = keras.optimizers.schedules
+    steps = 960
+    good = [schedules.CosineDecay(0.0, steps - 64, warmup_target=0.1, warmup_steps=64),
+            schedules.CosineDecay(0.1, steps), schedules.PolynomialDecay(0.1, steps, 1e-4)]
+    for schedule in good:
+        assert peak_rate(schedule, steps) >= 0.999 * PEAK_FLOOR
+        losses = final_losses(schedule, SEEDS)
+        assert np.all(np.isfinite(losses)) and losses.mean() < 0.75 * SCHEDULE_BAR, (schedule, losses)
+        assert final_losses(schedule, (0, 1, 2)).mean() < 0.75 * SCHEDULE_BAR
+    constant = final_losses(0.1, SEEDS)
+    assert constant.mean() > 1.5 * SCHEDULE_BAR and final_losses(0.1, (0, 1, 2)).mean() > 1.5 * SCHEDULE_BAR
+    too_high = schedules.CosineDecay(0.0, steps - 64, warmup_target=0.3, warmup_steps=64)
+    assert final_losses(too_high, (0, 1, 2)).mean() > 10 * SCHEDULE_BAR
+    assert peak_rate(0.01, steps) < 0.999 * PEAK_FLOOR
+
+
+def _diff_rule(rates, losses, midpoint=False):
+    rates, losses = np.asarray(rates, float), np.asarray(losses, float)
+    end = int(np.argmin(losses)) + 1
+    drops = np.diff(losses[:end]) / np.diff(np.log10(rates[:end]))
+    j = int(np.argmin(drops))
+    return math.sqrt(rates[j] * rates[j + 1]) if midpoint else rates[j + 1]
+
+
+def _wrong_rules():
+    def argmin(rates, losses):
+        return float(np.asarray(rates)[int(np.argmin(losses))])
+
+    def whole_curve(rates, losses):  # forgets to stop at the minimum
+        losses = np.nan_to_num(np.asarray(losses, float), posinf=1e12)
+        return float(np.asarray(rates)[int(np.argmin(np.gradient(losses, np.log10(rates))))])
+
+    def per_unit_rate(rates, losses):  # slope per unit of rate, not of log10(rate)
+        rates, losses = np.asarray(rates, float), np.asarray(losses, float)
+        end = int(np.argmin(losses)) + 1
+        return float(rates[int(np.argmin(np.gradient(losses[:end], rates[:end])))])
+
+    return {"argmin": argmin, "argmin/10": lambda r, l: argmin(r, l) / 10,
+            "whole_curve": whole_curve, "per_unit_rate": per_unit_rate}
+
+
+def test_steepest_rule_checks_accept_variants_and_reject_shortcuts():
+    """The hand-made sweeps of the hidden tests: np.gradient and np.diff rules pass, shortcuts fail one at least."""
+    from adamclinic.grading_checks import decades_apart, grid_step, reference_steepest_descent_lr, synthetic_sweep
+
+    sweeps = [  # (rates, losses, where the loss falls fastest), as in the notebook's test cell
+        (*synthetic_sweep(steepest_at=1e-3, minimum_at=0.3), 1e-3),
+        (*synthetic_sweep(steepest_at=1e-2, minimum_at=0.5, flat_noise=0.01,
+                          tail=[0.3, 1.5, 6.0, 0.9, 8.0, math.inf]), 1e-2),
+        (*synthetic_sweep(steepest_at=3e-4, minimum_at=3e-2, start=1e-5, stop=1.0, points_per_decade=4,
+                          width=0.6), 3e-4),
+    ]
+
+    def passes(rule):
+        return all(decades_apart(rule(list(r), list(l)), at) <= grid_step(r) + 1e-9 for r, l, at in sweeps)
+
+    assert passes(reference_steepest_descent_lr)
+    assert passes(_diff_rule) and passes(lambda r, l: _diff_rule(r, l, midpoint=True))
+    for name, rule in _wrong_rules().items():
+        assert not passes(rule), f"the hidden tests let the shortcut {name!r} through"
+
+
+@pytest.mark.slow
+def test_steepest_rule_on_real_range_tests_picks_a_rate_that_trains():
+    """On the notebook's range test (batch 256, 1e-5 to 1, first 10 points dropped) the rule is stable.
+
+    Measured on seeds 0-7: the steepest point lies at 4.8e-3 to 8.5e-3 (np.gradient and np.diff agree
+    within one grid step); trained at seed 0's pick (8.5e-3) the mean final loss is 0.014, 0.14x the
+    bar. The rate at the minimum (0.28 for seed 0) fails it: final losses 0.19, 0.21, 0.08, mean 0.16
+    (1.6x the bar); the synthetic sweeps reject that shortcut by a wide margin anyway. Without dropping the
+    first 10 points, seeds 0 and 2 pick 1e-5: the noise of the first few smoothed values.
+    """
+    from adamclinic.data import smooth_regression
+    from adamclinic.grading_checks import final_losses, reference_steepest_descent_lr
+    from adamclinic.models import small_relu_net
+    from adamclinic.range_test import lr_range_test
+    from adamclinic.training import TrainConfig
+
+    data = smooth_regression()
+    picks = []
+    for seed in (0, 1, 2):
+        sweep = lr_range_test(TrainConfig(data, small_relu_net, batch_size=256, seed=seed),
+                              min_lr=1e-5, max_lr=1.0, num_steps=100)
+        rates, smoothed = sweep.learning_rates[10:], sweep.smoothed[10:]
+        pick = reference_steepest_descent_lr(rates, smoothed)
+        assert 3e-3 <= pick <= 1.5e-2, (seed, pick)
+        assert abs(math.log10(_diff_rule(rates, smoothed)) - math.log10(pick)) <= 0.11, seed  # two grid steps
+        picks.append(pick)
+        if seed == 0:
+            assert final_losses(pick, (0, 1, 2)).mean() < 0.3 * LOSS_BAR
+            argmin = float(rates[int(np.argmin(smoothed))])
+            assert final_losses(argmin, (0, 1, 2)).mean() > 1.3 * LOSS_BAR, argmin
