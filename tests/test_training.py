@@ -21,14 +21,15 @@ def stock_fit_losses(config: TrainConfig) -> np.ndarray:
     """The same run through Keras's own compile + fit, batches in order."""
     seed_everything(config.seed)
     model = config.build_model()
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
-        ),
-        loss=config.loss,
-    )
+    common = dict(beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon, amsgrad=config.amsgrad,
+                  clipnorm=config.clipnorm, global_clipnorm=config.global_clipnorm)
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay, **common)
+    else:
+        optimizer = keras.optimizers.Adam(config.learning_rate, **common)
+    model.compile(optimizer=optimizer, loss=config.loss)
     fitted = model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size,
-                       epochs=config.epochs, shuffle=False, verbose=0)
+                       epochs=config.epochs, shuffle=False, verbose=0, class_weight=config.class_weight)
     return np.array(fitted.history["loss"])
 
 
@@ -38,8 +39,12 @@ def stock_fit_losses(config: TrainConfig) -> np.ndarray:
         dict(learning_rate=1e-3),
         dict(learning_rate=3e-2, beta_1=0.5, beta_2=0.9, epsilon=1e-3),
         dict(learning_rate=1e-2, beta_1=0.99, beta_2=0.99999, epsilon=1e-8),
+        dict(learning_rate=1e-2, amsgrad=True),
+        dict(learning_rate=1e-2, optimizer="adamw", weight_decay=0.5),
+        dict(learning_rate=3e-2, clipnorm=0.05),
+        dict(learning_rate=1e-2, global_clipnorm=0.1),
     ],
-    ids=["defaults", "low-betas-large-eps", "high-betas"],
+    ids=["defaults", "low-betas-large-eps", "high-betas", "amsgrad", "adamw", "clipnorm", "global-clipnorm"],
 )
 def test_engine_matches_stock_keras_fit(data, settings):
     config = TrainConfig(data, small_relu_net, epochs=4, shuffle=False, seed=3, **settings)
@@ -127,3 +132,52 @@ def test_a_plain_python_schedule_works_too():
 
     table = learning_rate_table(halve_every_100, 300)
     assert table[0] == pytest.approx(0.1) and table[150] == pytest.approx(0.05) and table[299] == pytest.approx(0.025)
+
+
+def test_class_weights_match_stock_keras_fit(data):
+    labels = (data.y_train[:, 0] > 0.8).astype("float32")  # about 20% positives
+    binary = Dataset(data.x_train, labels, name="imbalanced")
+
+    def classifier():
+        return keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="relu"),
+                                 keras.layers.Dense(1, activation="sigmoid")])
+
+    config = TrainConfig(binary, classifier, learning_rate=1e-2, epochs=3, shuffle=False,
+                         loss="binary_crossentropy", class_weight={0: 1.0, 1: 4.0})
+    history = run(config)
+    np.testing.assert_allclose(history.loss, stock_fit_losses(config), rtol=2e-3)
+    assert history.epochs[-1].accuracy is not None and 0.5 < history.epochs[-1].accuracy <= 1.0
+
+
+def test_classification_reports_accuracy_and_per_layer_gradient_norms(data):
+    labels = np.digitize(data.y_train[:, 0], [-0.5, 0.5]).astype("float32")  # three classes
+    val_labels = np.digitize(data.y_val[:, 0], [-0.5, 0.5]).astype("float32")
+    three = Dataset(data.x_train, labels, data.x_val, val_labels, name="three classes")
+
+    def classifier():
+        return keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"),
+                                 keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+
+    history = run(TrainConfig(three, classifier, learning_rate=1e-2, epochs=5, loss="sparse_categorical_crossentropy"))
+    last = history.epochs[-1]
+    assert 0.6 < last.accuracy <= 1.0 and 0.6 < last.val_accuracy <= 1.0
+    assert history.layer_grad_norms.shape == (5, 3) and (history.layer_grad_norms > 0).all()
+    assert history.predict(data.x_val[:4]).shape == (4, 3)
+
+
+def test_without_bias_correction_the_first_step_is_3_2_times_the_rate(data):
+    config = TrainConfig(data, small_relu_net, learning_rate=1e-4, epochs=1, batch_size=1024, shuffle=False)
+    corrected = run(config)
+    uncorrected = run(TrainConfig(data, small_relu_net, learning_rate=1e-4, epochs=1, batch_size=1024,
+                                  shuffle=False, optimizer="adam without bias correction"))
+    start = run(TrainConfig(data, small_relu_net, learning_rate=1e-12, epochs=1, batch_size=1024,
+                            shuffle=False)).final_weights[0]
+    ratio = np.median(np.abs(uncorrected.final_weights[0] - start)) / np.median(np.abs(corrected.final_weights[0] - start))
+    assert ratio == pytest.approx(0.1 / np.sqrt(0.001), rel=0.05)
+
+
+def test_nan_inputs_can_be_let_through_on_purpose(data):
+    x = data.x_train.copy()
+    x[5, 2] = np.nan
+    history = run(TrainConfig(Dataset(x, data.y_train), small_relu_net, epochs=2, check_inputs=False))
+    assert len(history.epochs) >= 1

@@ -1,5 +1,8 @@
 """The live-training engine: train a Keras model with ``keras.optimizers.Adam`` from a plain config.
 
+(Also AdamW, AMSGrad, Adam without bias correction and plain SGD, for the lessons that compare them:
+see ``adamclinic.optimizers``.)
+
 ``train(config)`` is a pure function of its config (same config, same numbers) that yields one
 ``EpochMetrics`` per epoch as training goes, so a plot can redraw while the model trains.
 ``run(config)`` collects the whole ``History``.
@@ -13,7 +16,7 @@ costs no retrace:
 - the learning rate: the optimizer's own learning-rate variable, set at every step from a table of
   per-step rates (a float gives a constant table; any ``keras.optimizers.schedules`` schedule, or any
   callable of the step, is evaluated into the table before the run);
-- ``beta_1``, ``beta_2`` and ``epsilon``: Keras 3 stores them as Python floats, which a traced
+- ``beta_1``, ``beta_2``, ``epsilon`` and AdamW's ``weight_decay``: Keras 3 stores them as Python floats, which a traced
   function would bake in; the engine replaces them with non-trainable variables, which Adam's update
   reads through ``ops.cast`` exactly as it reads floats. ``tests/test_training.py`` checks the result
   against a stock ``model.fit`` run step for step;
@@ -37,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adamclinic.optimizers import make_optimizer
 from adamclinic.seeding import seed_everything
 
 LearningRate = float | Callable[[Any], Any]
@@ -71,7 +75,14 @@ class Dataset:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run depends on. Change a field with ``dataclasses.replace``."""
+    """Everything one training run depends on. Change a field with ``dataclasses.replace``.
+
+    ``optimizer`` is one of ``adamclinic.optimizers.OPTIMIZERS``; ``weight_decay`` applies to
+    ``"adamw"`` only (decoupled decay). ``clipnorm`` clips each variable's gradient,
+    ``global_clipnorm`` all of them together, as in Keras. ``class_weight`` maps a class label to the
+    weight of its examples in the loss, as ``model.fit(class_weight=...)`` does. ``check_inputs=False``
+    lets NaN inputs through, for the lesson that shows what they do.
+    """
 
     data: Dataset
     build_model: Callable[[], keras.Model]
@@ -82,8 +93,15 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     seed: int = 0
-    loss: str = "mean_squared_error"
+    loss: str | Callable = "mean_squared_error"
     shuffle: bool = True
+    optimizer: str = "adam"
+    amsgrad: bool = False
+    weight_decay: float = 0.0
+    clipnorm: float | None = None
+    global_clipnorm: float | None = None
+    class_weight: dict[int, float] | None = None
+    check_inputs: bool = True
 
     def with_learning_rate(self, learning_rate: LearningRate) -> "TrainConfig":
         """The same run with another learning rate (a number or a schedule)."""
@@ -91,13 +109,24 @@ class TrainConfig:
 
     def label(self) -> str:
         """A short description of the settings that tell runs apart in a plot legend."""
-        parts = [describe_learning_rate(self.learning_rate)]
+        parts = [] if self.optimizer == "adam" else [self.optimizer]
+        parts.append(describe_learning_rate(self.learning_rate))
         if self.beta_1 != 0.9:
             parts.append(f"β1={self.beta_1:g}")
         if self.beta_2 != 0.999:
             parts.append(f"β2={self.beta_2:g}")
         if self.epsilon != 1e-7:
             parts.append(f"ε={self.epsilon:.0e}")
+        if self.amsgrad:
+            parts.append("amsgrad")
+        if self.weight_decay:
+            parts.append(f"wd={self.weight_decay:g}")
+        if self.clipnorm is not None:
+            parts.append(f"clipnorm={self.clipnorm:g}")
+        if self.global_clipnorm is not None:
+            parts.append(f"global_clipnorm={self.global_clipnorm:g}")
+        if self.class_weight:
+            parts.append("class weights")
         return " ".join(parts)
 
 
@@ -115,7 +144,12 @@ def describe_learning_rate(learning_rate: LearningRate) -> str:
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """What one epoch produced. ``loss`` is the mean training loss over its batches, as Keras reports."""
+    """What one epoch produced. ``loss`` is the mean training loss over its batches, as Keras reports.
+
+    ``grad_norm`` is the mean over the epoch's steps of the global gradient norm; ``layer_grad_norms``
+    the same per weight matrix (kernel), first layer first, for watching gradients vanish or explode.
+    ``accuracy`` and ``val_accuracy`` are filled in for classification losses (cross-entropies).
+    """
 
     epoch: int
     loss: float
@@ -123,6 +157,9 @@ class EpochMetrics:
     learning_rate: float
     grad_norm: float
     seconds: float
+    layer_grad_norms: tuple[float, ...] = ()
+    accuracy: float | None = None
+    val_accuracy: float | None = None
 
     @property
     def diverged(self) -> bool:
@@ -147,6 +184,27 @@ class History:
     @property
     def val_loss(self) -> np.ndarray:
         return np.array([np.nan if e.val_loss is None else e.val_loss for e in self.epochs])
+
+    @property
+    def layer_grad_norms(self) -> np.ndarray:
+        """Epochs × kernels: each weight matrix's mean gradient norm per epoch (first layer first)."""
+        return np.array([e.layer_grad_norms for e in self.epochs])
+
+    @property
+    def val_accuracy(self) -> np.ndarray:
+        return np.array([np.nan if e.val_accuracy is None else e.val_accuracy for e in self.epochs])
+
+    def trained_model(self) -> keras.Model:
+        """A new model with the weights this run ended with (the engine's own model is reused)."""
+        if self.final_weights is None:
+            raise ValueError("This run kept no weights; train it with adamclinic.training.run.")
+        model = self.config.build_model()
+        model.set_weights(self.final_weights)
+        return model
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The trained model's outputs for ``x``."""
+        return np.asarray(self.trained_model()(np.asarray(x, dtype="float32"), training=False))
 
     @property
     def final_loss(self) -> float:
@@ -195,68 +253,96 @@ def learning_rate_table(learning_rate: LearningRate, total_steps: int) -> np.nda
     return table
 
 
-class _CompiledTrainer:
-    """One model, one Adam and one compiled epoch, reused by every run of the same architecture."""
+def _is_classification(loss: str | Callable) -> bool:
+    return isinstance(loss, str) and "crossentropy" in loss
 
-    def __init__(self, build_model: Callable[[], keras.Model], loss: str, batch_size: int, steps: int):
-        self.build_model = build_model
-        self.batch_size = batch_size
+
+class _CompiledTrainer:
+    """One model, one optimizer and one compiled epoch, reused by every run of the same structure."""
+
+    def __init__(self, config: TrainConfig, steps: int):
+        self.build_model = config.build_model
+        self.batch_size = config.batch_size
         self.steps = steps
         self.lock = threading.RLock()
-        self.model = build_model()
-        self.loss_fn = keras.losses.get(loss)
-        self.optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        self.model = config.build_model()
+        self.loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
+        self.classification = _is_classification(config.loss)
+        self.sparse_labels = config.loss == "sparse_categorical_crossentropy"
+        self.optimizer = make_optimizer(config.optimizer, config.amsgrad, config.clipnorm, config.global_clipnorm)
         # Variables, not floats, so new values need no retrace (see the module docstring).
-        self.optimizer.beta_1 = keras.Variable(0.9, trainable=False, name="beta_1")
-        self.optimizer.beta_2 = keras.Variable(0.999, trainable=False, name="beta_2")
-        self.optimizer.epsilon = keras.Variable(1e-7, trainable=False, name="epsilon")
+        for name in ("beta_1", "beta_2", "epsilon", "weight_decay"):
+            if hasattr(self.optimizer, name):
+                setattr(self.optimizer, name, keras.Variable(0.0, trainable=False, name=name))
         self.optimizer.build(self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        self.kernel_indices = [i for i, v in enumerate(variables) if len(v.shape) >= 2]
+        self.kernel_names = [variables[i].path for i in self.kernel_indices]
         self._initial_weights: dict[int, list[np.ndarray]] = {}
         self._epoch = tf.function(self._epoch_fn, jit_compile=True, reduce_retracing=True)
         self._evaluate = tf.function(self._evaluate_fn, jit_compile=True, reduce_retracing=True)
 
-    def _epoch_fn(self, x, y, order, rates):
+    def _accuracy(self, y, pred):
+        if self.sparse_labels:
+            hits = tf.equal(tf.cast(tf.argmax(pred, axis=-1), y.dtype), tf.reshape(y, [-1]))
+        elif pred.shape[-1] == 1:  # binary: a probability per example
+            hits = tf.equal(tf.cast(pred > 0.5, y.dtype), y)
+        else:  # one-hot labels
+            hits = tf.equal(tf.argmax(pred, axis=-1), tf.argmax(y, axis=-1))
+        return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+    def _epoch_fn(self, x, y, weights, order, rates):
         variables = self.model.trainable_variables
         # Shuffle once, then take contiguous batches: slicing indices per step inside the loop made
         # each step about 7 times slower under XLA on CPU.
         used = order[: self.steps * self.batch_size]
-        x_batches = tf.reshape(tf.gather(x, used), (self.steps, self.batch_size) + tuple(x.shape[1:]))
-        y_batches = tf.reshape(tf.gather(y, used), (self.steps, self.batch_size) + tuple(y.shape[1:]))
 
-        def one_step(step, total_loss, total_norm):
-            xb = x_batches[step]
-            yb = y_batches[step]
+        def batches(array):
+            return tf.reshape(tf.gather(array, used), (self.steps, self.batch_size) + tuple(array.shape[1:]))
+
+        x_batches, y_batches, w_batches = batches(x), batches(y), batches(weights)
+
+        def one_step(step, total_loss, total_norm, layer_norms, total_accuracy):
+            xb, yb, wb = x_batches[step], y_batches[step], w_batches[step]
             self.optimizer.learning_rate = rates[step]
             with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(self.loss_fn(yb, self.model(xb, training=True)))
+                pred = self.model(xb, training=True)
+                loss = tf.reduce_mean(self.loss_fn(yb, pred) * wb)
             grads = tape.gradient(loss, variables)
             self.optimizer.apply(grads, variables)
-            return step + 1, total_loss + loss, total_norm + tf.linalg.global_norm(grads)
+            norms = tf.stack([tf.norm(grads[i]) for i in self.kernel_indices]) if self.kernel_indices else layer_norms
+            accuracy = self._accuracy(yb, pred) if self.classification else tf.constant(0.0)
+            return (step + 1, total_loss + loss, total_norm + tf.linalg.global_norm(grads),
+                    layer_norms + norms, total_accuracy + accuracy)
 
         # An explicit while_loop: autograph would turn the learning-rate assignment into a loop
         # variable, which XLA rejects.
-        _, total_loss, total_norm = tf.while_loop(
-            lambda step, *_: step < self.steps,
-            one_step,
-            (tf.constant(0), tf.constant(0.0), tf.constant(0.0)),
+        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0),
+                 tf.zeros(max(len(self.kernel_indices), 1)), tf.constant(0.0))
+        _, total_loss, total_norm, layer_norms, total_accuracy = tf.while_loop(
+            lambda step, *_: step < self.steps, one_step, start
         )
-        return total_loss / self.steps, total_norm / self.steps
+        return total_loss / self.steps, total_norm / self.steps, layer_norms / self.steps, total_accuracy / self.steps
 
     def _evaluate_fn(self, x, y):
-        return tf.reduce_mean(self.loss_fn(y, self.model(x, training=False)))
+        pred = self.model(x, training=False)
+        loss = tf.reduce_mean(self.loss_fn(y, pred))
+        return loss, (self._accuracy(y, pred) if self.classification else tf.constant(0.0))
 
     def reset(self, config: TrainConfig) -> None:
         if config.seed not in self._initial_weights:
             seed_everything(config.seed)
             self._initial_weights[config.seed] = self.build_model().get_weights()
         self.model.set_weights(self._initial_weights[config.seed])
+        settings = {"beta_1": config.beta_1, "beta_2": config.beta_2, "epsilon": config.epsilon,
+                    "weight_decay": config.weight_decay}
+        tunable = {name: getattr(self.optimizer, name) for name in settings if hasattr(self.optimizer, name)}
         for variable in self.optimizer.variables:
-            if variable is self.optimizer._learning_rate:
+            if variable is self.optimizer._learning_rate or any(variable is t for t in tunable.values()):
                 continue
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-        self.optimizer.beta_1.assign(config.beta_1)
-        self.optimizer.beta_2.assign(config.beta_2)
-        self.optimizer.epsilon.assign(config.epsilon)
+        for name, variable in tunable.items():
+            variable.assign(settings[name])
 
 
 _trainers: dict[tuple, _CompiledTrainer] = {}
@@ -265,11 +351,12 @@ _cache_lock = threading.Lock()
 
 
 def _trainer_for(config: TrainConfig, steps: int) -> _CompiledTrainer:
-    key = (config.build_model, config.loss, config.batch_size, steps,
-           config.data.x_train.shape[1:], config.data.y_train.shape[1:])
+    # What changes the traced computation; everything else is a variable or an input.
+    key = (config.build_model, config.loss, config.batch_size, steps, config.optimizer, config.amsgrad,
+           config.clipnorm, config.global_clipnorm, config.data.x_train.shape[1:], config.data.y_train.shape[1:])
     with _cache_lock:
         if key not in _trainers:
-            _trainers[key] = _CompiledTrainer(config.build_model, config.loss, config.batch_size, steps)
+            _trainers[key] = _CompiledTrainer(config, steps)
         return _trainers[key]
 
 
@@ -283,6 +370,19 @@ def _tensors_for(data: Dataset) -> tuple:
         return cached[1]
 
 
+def _sample_weights(config: TrainConfig) -> tf.Tensor:
+    """One weight per training example: 1, or its class's weight from ``config.class_weight``."""
+    n = len(config.data.x_train)
+    if not config.class_weight:
+        return tf.ones(n)
+    labels = config.data.y_train.reshape(n, -1)
+    labels = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
+    missing = sorted(set(np.unique(labels).astype(int)) - set(config.class_weight))
+    if missing:
+        raise ValueError(f"class_weight has no weight for class(es) {missing}: give every class a weight.")
+    return tf.constant(np.array([config.class_weight[int(label)] for label in labels], dtype="float32"))
+
+
 def _validate(config: TrainConfig) -> int:
     n = len(config.data.x_train)
     if config.epochs < 1:
@@ -293,7 +393,13 @@ def _validate(config: TrainConfig) -> int:
         raise ValueError(f"beta_1 and beta_2 must lie in [0, 1); got {config.beta_1} and {config.beta_2}.")
     if not config.epsilon > 0:
         raise ValueError(f"epsilon must be positive; got {config.epsilon}.")
-    if not np.all(np.isfinite(config.data.x_train)):
+    if config.weight_decay < 0 or (config.weight_decay and config.optimizer != "adamw"):
+        raise ValueError("weight_decay must be 0 or positive, and needs optimizer='adamw' (decoupled decay).")
+    for name in ("clipnorm", "global_clipnorm"):
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive or None; got {value}.")
+    if config.check_inputs and not np.all(np.isfinite(config.data.x_train)):
         raise ValueError(
             f"The training inputs of {config.data.name!r} contain NaN or infinite values: "
             "impute or drop them before training (lesson 05 shows how)."
@@ -302,7 +408,7 @@ def _validate(config: TrainConfig) -> int:
 
 
 def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generator[EpochMetrics, None, list]:
-    """Train from scratch with Adam and yield each epoch's metrics as soon as it ends.
+    """Train from scratch and yield each epoch's metrics as soon as it ends.
 
     Stops after the first epoch whose loss is NaN or infinite (that epoch is yielded, with
     ``diverged`` true). Stops early, cleanly, when ``cancel`` is set. Returns (as the generator's
@@ -311,6 +417,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generat
     steps = _validate(config)
     trainer = _trainer_for(config, steps)
     x, y, x_val, y_val = _tensors_for(config.data)
+    weights = _sample_weights(config)
     n = len(config.data.x_train)
     rates = learning_rate_table(config.learning_rate, config.epochs * steps)
     rng = np.random.default_rng(config.seed)
@@ -322,10 +429,14 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generat
             start = time.perf_counter()
             order = rng.permutation(n) if config.shuffle else np.arange(n)
             epoch_rates = rates[(epoch - 1) * steps : epoch * steps]
-            loss, grad_norm = trainer._epoch(x, y, tf.constant(order, dtype=tf.int32), tf.constant(epoch_rates))
+            loss, grad_norm, layer_norms, accuracy = trainer._epoch(
+                x, y, weights, tf.constant(order, dtype=tf.int32), tf.constant(epoch_rates)
+            )
             loss = float(loss)
             diverged = not math.isfinite(loss)
-            val_loss = None if x_val is None or diverged else float(trainer._evaluate(x_val, y_val))
+            val_loss = val_accuracy = None
+            if x_val is not None and not diverged:
+                val_loss, val_accuracy = (float(v) for v in trainer._evaluate(x_val, y_val))
             yield EpochMetrics(
                 epoch=epoch,
                 loss=loss,
@@ -333,6 +444,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generat
                 learning_rate=float(epoch_rates[-1]),
                 grad_norm=float(grad_norm),
                 seconds=time.perf_counter() - start,
+                layer_grad_norms=tuple(float(v) for v in np.asarray(layer_norms)[: len(trainer.kernel_indices)]),
+                accuracy=float(accuracy) if trainer.classification else None,
+                val_accuracy=val_accuracy if trainer.classification else None,
             )
             if diverged:
                 break
