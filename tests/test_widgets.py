@@ -85,3 +85,31 @@ def test_a_setting_the_config_rejects_shows_a_message_instead_of_crashing(base):
     panel.make_config = lambda base, values: (_ for _ in ()).throw(ValueError("batch_size must be positive"))
     panel.controls["learning_rate"].value = 0.01
     assert "Cannot train with these settings: batch_size must be positive" in panel.status.value
+
+
+def test_validation_lines_and_extra_views_follow_each_run(base):
+    with_val = TrainConfig(base.data, small_relu_net, epochs=5)
+
+    class CountingView:
+        widget = None
+        def __init__(self):
+            self.calls = []
+        def start(self, config, colour):
+            self.calls.append(("start", colour))
+        def update(self, metrics):
+            self.calls.append(("update", metrics.epoch))
+        def clear(self):
+            self.calls.append(("clear",))
+
+    import ipywidgets
+
+    view = CountingView()
+    view.widget = ipywidgets.HTML()
+    panel = learning_rate_panel(with_val, min_seconds_per_epoch=0.0, show_validation=True, views=[view])
+    panel.train_now()
+    train_line, val_line = panel.plot.figure.marks
+    assert len(train_line.y) == 5 and len(val_line.y) == 5 and val_line.line_style == "dashed"
+    assert val_line.colors == train_line.colors
+    assert view.calls == [("start", train_line.colors[0])] + [("update", e) for e in range(1, 6)]
+    panel.clear_button.click()
+    assert view.calls[-1] == ("clear",) and panel.plot.figure.marks == []

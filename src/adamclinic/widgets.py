@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import bqplot as bq
 import ipywidgets as w
@@ -46,13 +46,19 @@ def log_slider(name: str, value: float, low: float, high: float, description: st
 
 
 class LossPlot:
-    """A log-scale loss-versus-epoch chart that keeps the last ``keep`` runs, one line each."""
+    """A log-scale loss-versus-epoch chart that keeps the last ``keep`` runs, one colour each.
 
-    def __init__(self, epochs: int, keep: int = 5, title: str = "Training loss", y_label: str = "loss"):
+    With ``show_validation`` each run also gets a dashed line of its validation loss, in its colour.
+    """
+
+    def __init__(self, epochs: int, keep: int = 5, title: str = "Training loss", y_label: str = "loss",
+                 show_validation: bool = False):
         self.keep = keep
+        self.show_validation = show_validation
         self.x_scale = bq.LinearScale(min=0.0, max=float(epochs))
         self.y_scale = bq.LogScale()
         self.lines: list[bq.Lines] = []
+        self._validation: dict[int, bq.Lines] = {}
         self._next_colour = 0
         self.figure = bq.Figure(
             marks=[],
@@ -67,31 +73,61 @@ class LossPlot:
             animation_duration=0,
         )
 
+    def _line(self, label: str, colour: str, dashed: bool = False) -> bq.Lines:
+        return bq.Lines(
+            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour], labels=[label],
+            display_legend=True, stroke_width=2.0 if dashed else 2.5, line_style="dashed" if dashed else "solid",
+        )
+
     def new_line(self, label: str) -> bq.Lines:
-        """Start a line for a new run, dropping the oldest beyond ``keep``."""
+        """Start a line for a new run (and its validation line), dropping the oldest beyond ``keep``."""
         colour = PALETTE[self._next_colour % len(PALETTE)]
         self._next_colour += 1
-        line = bq.Lines(
-            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale},
-            colors=[colour], labels=[label], display_legend=True, stroke_width=2.5,
-        )
+        line = self._line(label, colour)
+        if self.show_validation:
+            self._validation[id(line)] = self._line(f"{label} (validation)", colour, dashed=True)
         self.lines = (self.lines + [line])[-self.keep :]
-        self.figure.marks = list(self.lines)
+        kept = {id(line) for line in self.lines}
+        self._validation = {key: val for key, val in self._validation.items() if key in kept}
+        self.figure.marks = [mark for line in self.lines
+                             for mark in (line, self._validation.get(id(line))) if mark is not None]
         return line
 
-    @staticmethod
-    def extend(line: bq.Lines, metrics: EpochMetrics) -> None:
-        """Add one epoch to a line; a NaN or infinite loss is not drawable and is left out."""
-        if metrics.diverged or metrics.loss <= 0:
-            return
-        with line.hold_sync():
-            line.x = list(line.x) + [metrics.epoch]
-            line.y = list(line.y) + [metrics.loss]
+    def extend(self, line: bq.Lines, metrics: EpochMetrics) -> None:
+        """Add one epoch to a run's lines; a NaN, infinite or zero loss is not drawable and is left out."""
+        _append(line, metrics.epoch, metrics.loss)
+        validation = self._validation.get(id(line))
+        if validation is not None and metrics.val_loss is not None:
+            _append(validation, metrics.epoch, metrics.val_loss)
 
     def clear(self) -> None:
         self.lines = []
+        self._validation = {}
         self.figure.marks = []
         self._next_colour = 0
+
+
+def _append(line: bq.Lines, x: float, y: float) -> None:
+    if not (math.isfinite(y) and y > 0):
+        return
+    with line.hold_sync():
+        line.x = list(line.x) + [x]
+        line.y = list(line.y) + [y]
+
+
+class EpochView(Protocol):
+    """A second chart beside a panel's loss plot, fed every epoch (per-layer gradient norms, say)."""
+
+    widget: w.Widget
+
+    def start(self, config: TrainConfig, colour: str) -> None:
+        """A new run begins; ``colour`` is its line's colour in the loss plot."""
+
+    def update(self, metrics: EpochMetrics) -> None:
+        """One epoch ended."""
+
+    def clear(self) -> None:
+        """The student pressed "Clear runs"."""
 
 
 class TrainingPanel:
@@ -111,6 +147,8 @@ class TrainingPanel:
         keep: int = 5,
         min_seconds_per_epoch: float = 0.02,
         title: str = "Training loss",
+        show_validation: bool = False,
+        views: Sequence["EpochView"] = (),
     ):
         self.base = base
         self.controls = controls
@@ -119,10 +157,11 @@ class TrainingPanel:
         # Small models train an epoch in a few milliseconds; a short pause per epoch lets the eye
         # follow the curve as it forms (a whole run still takes about a second).
         self.min_seconds_per_epoch = min_seconds_per_epoch
-        self.plot = LossPlot(base.epochs, keep=keep, title=title)
+        self.plot = LossPlot(base.epochs, keep=keep, title=title, show_validation=show_validation)
+        self.views = list(views)
         self.status = w.HTML(value="Ready.")
         self.clear_button = w.Button(description="Clear runs", icon="trash", layout=w.Layout(width="120px"))
-        self.clear_button.on_click(lambda _: self.plot.clear())
+        self.clear_button.on_click(lambda _: self.clear())
         self.histories: list[History] = []
         self._cancel = threading.Event()
         self._pending: TrainConfig | None = None
@@ -131,9 +170,17 @@ class TrainingPanel:
         self._worker: threading.Thread | None = None
         for control in controls.values():
             control.observe(self._on_change, names="value")
-        self.widget = w.VBox(
-            [w.HBox([w.VBox(list(controls.values())), self.clear_button]), self.plot.figure, self.status]
-        )
+        self.widget = w.VBox([
+            w.HBox([w.VBox(list(controls.values())), self.clear_button]),
+            w.HBox([self.plot.figure] + [view.widget for view in self.views]),
+            self.status,
+        ])
+
+    def clear(self) -> None:
+        """Remove every run from the plots."""
+        self.plot.clear()
+        for view in self.views:
+            view.clear()
 
     def current_config(self) -> TrainConfig:
         return self.make_config(self.base, {name: c.value for name, c in self.controls.items()})
@@ -142,12 +189,16 @@ class TrainingPanel:
         """Train one run in this thread, drawing each epoch as it arrives."""
         config = config or self.current_config()
         line = self.plot.new_line(config.label())
+        for view in self.views:
+            view.start(config, line.colors[0])
         self.status.value = f"Training {config.label()} …"
         last = time.perf_counter()
 
         def on_epoch(metrics: EpochMetrics) -> None:
             nonlocal last
             self.plot.extend(line, metrics)
+            for view in self.views:
+                view.update(metrics)
             self.status.value = self._progress(config, metrics)
             pause = self.min_seconds_per_epoch - (time.perf_counter() - last)
             if pause > 0:
@@ -287,10 +338,11 @@ def plot_sweep(sweep: Any, suggestion: float | None = None) -> bq.Figure:
     )
 
 
-def compare(configs: Sequence[TrainConfig], title: str = "Training loss") -> tuple[LossPlot, list[History]]:
+def compare(configs: Sequence[TrainConfig], title: str = "Training loss",
+            show_validation: bool = False) -> tuple[LossPlot, list[History]]:
     """Train several configs one after another into one plot (a static comparison, no controls)."""
     epochs = max(c.epochs for c in configs)
-    plot = LossPlot(epochs, keep=len(configs), title=title)
+    plot = LossPlot(epochs, keep=len(configs), title=title, show_validation=show_validation)
     status = w.HTML()
     display(w.VBox([plot.figure, status]))
     histories = []
