@@ -39,11 +39,28 @@ def smooth_regression(rows: int = 1280, features: int = 10, noise: float = 0.05,
     return frame
 
 
+def digits() -> pd.DataFrame:
+    """scikit-learn's bundled 8x8 handwritten digits (no download): 64 pixel columns (0-16) and a label."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    frame = pd.DataFrame(bunch.data.astype(int), columns=[f"p{i:02d}" for i in range(64)])
+    frame["label"] = bunch.target.astype(int)
+    return frame
+
+
 def write(frame: pd.DataFrame, name: str) -> None:
     path = HERE / name
     frame.to_csv(path, index=False, lineterminator="\n")
     print(f"{name}: {len(frame)} rows, sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}")
 
 
+# Every shipped CSV and the function that makes it (tests/test_data.py regenerates each one).
+DATASETS = {
+    "smooth_regression.csv": smooth_regression,
+    "digits.csv": digits,
+}
+
 if __name__ == "__main__":
-    write(smooth_regression(), "smooth_regression.csv")
+    for name, make in DATASETS.items():
+        write(make(), name)

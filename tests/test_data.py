@@ -47,12 +47,21 @@ def test_a_damaged_file_is_refused_with_the_fix(course_copy):
         data.load_csv("smooth_regression")
 
 
-def test_the_generator_script_reproduces_the_shipped_csv(tmp_path):
+def load_maker():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_datasets", ROOT / "datasets" / "make_datasets.py")
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
-    out = tmp_path / "smooth_regression.csv"
-    maker.smooth_regression().to_csv(out, index=False, lineterminator="\n")
-    assert out.read_bytes() == (ROOT / "datasets" / "smooth_regression.csv").read_bytes()
+    return maker
+
+
+def test_every_shipped_csv_is_made_by_the_script():
+    assert sorted(load_maker().DATASETS) == [p.name for p in CSVS]
+
+
+@pytest.mark.parametrize("csv", CSVS, ids=lambda p: p.name)
+def test_the_generator_script_reproduces_the_shipped_csv(tmp_path, csv):
+    out = tmp_path / csv.name
+    load_maker().DATASETS[csv.name]().to_csv(out, index=False, lineterminator="\n")
+    assert out.read_bytes() == csv.read_bytes()

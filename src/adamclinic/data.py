@@ -64,3 +64,15 @@ def smooth_regression(train_rows: int = 1024) -> Dataset:
     x = frame.drop(columns="y").to_numpy(dtype=np.float32)
     y = frame["y"].to_numpy(dtype=np.float32)
     return Dataset(x[:train_rows], y[:train_rows], x[train_rows:], y[train_rows:], name="smooth_regression")
+
+
+def digits(train_rows: int = 1440) -> Dataset:
+    """8x8 handwritten digits: 64 pixel inputs scaled to [0, 1], integer labels 0-9.
+
+    The first ``train_rows`` rows train, the rest validate. Train with
+    ``loss="sparse_categorical_crossentropy"`` and a 10-unit softmax output.
+    """
+    frame = load_csv("digits")
+    x = frame.drop(columns="label").to_numpy(dtype=np.float32) / 16.0
+    y = frame["label"].to_numpy(dtype=np.float32)
+    return Dataset(x[:train_rows], y[:train_rows], x[train_rows:], y[train_rows:], name="digits")
