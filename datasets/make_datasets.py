@@ -49,6 +49,21 @@ def digits() -> pd.DataFrame:
     return frame
 
 
+def overlapping_classes(rows: int = 4096, seed: int = 5) -> pd.DataFrame:
+    """Two balanced classes that overlap (no model gets them all right), from make_classification.
+
+    Lesson 05 draws imbalanced training sets from it: with overlapping classes a network can reach a
+    high accuracy by predicting the majority class, which is the failure that lesson measures.
+    """
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=rows, n_features=8, n_informative=4, n_redundant=0,
+                               n_clusters_per_class=2, class_sep=0.8, flip_y=0.0, random_state=seed)
+    frame = pd.DataFrame(x.round(5), columns=[f"x{i}" for i in range(x.shape[1])])
+    frame["label"] = y.astype(int)
+    return frame
+
+
 def write(frame: pd.DataFrame, name: str) -> None:
     path = HERE / name
     frame.to_csv(path, index=False, lineterminator="\n")
@@ -59,6 +74,7 @@ def write(frame: pd.DataFrame, name: str) -> None:
 DATASETS = {
     "smooth_regression.csv": smooth_regression,
     "digits.csv": digits,
+    "overlapping_classes.csv": overlapping_classes,
 }
 
 if __name__ == "__main__":

@@ -76,3 +76,10 @@ def digits(train_rows: int = 1440) -> Dataset:
     x = frame.drop(columns="label").to_numpy(dtype=np.float32) / 16.0
     y = frame["label"].to_numpy(dtype=np.float32)
     return Dataset(x[:train_rows], y[:train_rows], x[train_rows:], y[train_rows:], name="digits")
+
+
+def overlapping_classes() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lesson 05's two overlapping classes: a pool of 3072 rows to draw training sets from, and a
+    balanced-enough held-out set of the last 1024 rows (features ``x0``..``x7``, ``label`` 0 or 1)."""
+    frame = load_csv("overlapping_classes")
+    return frame.iloc[:3072].reset_index(drop=True), frame.iloc[3072:].reset_index(drop=True)

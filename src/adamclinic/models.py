@@ -24,3 +24,41 @@ def article_relu_net(inputs: int = 10) -> keras.Model:
         [keras.Input((inputs,)), keras.layers.Dense(10, activation="relu"), keras.layers.Dense(1)],
         name="article_relu_net",
     )
+
+
+def small_tanh_net(inputs: int = 10) -> keras.Model:
+    """``small_relu_net`` with tanh hidden units: lesson 05 shows that one NaN input kills it loudly."""
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(32, activation="tanh"),
+            keras.layers.Dense(32, activation="tanh"),
+            keras.layers.Dense(1),
+        ],
+        name="small_tanh_net",
+    )
+
+
+def binary_relu_net(inputs: int = 8) -> keras.Model:
+    """Two hidden ReLU layers of 32 units and one sigmoid output (train with binary_crossentropy)."""
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="binary_relu_net",
+    )
+
+
+def digits_relu_net(inputs: int = 64, classes: int = 10) -> keras.Model:
+    """One hidden ReLU layer of 64 units and a softmax over the ten digits (sparse_categorical_crossentropy)."""
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(classes, activation="softmax"),
+        ],
+        name="digits_relu_net",
+    )
