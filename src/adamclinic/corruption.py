@@ -1,0 +1,447 @@
+"""Break a data set on purpose, fix it, and measure the damage: lesson 05's data problems.
+
+Every corruption is a seeded, pure function ``Dataset -> Dataset`` that touches the *training* rows
+only and keeps their number fixed, so a slider move changes the data but not the shapes: the engine
+reuses its compiled epoch, and the held-out rows stay clean to judge the model by. The fixes
+(Huber loss, target clipping, robust scaling, class weights, imputation, dropping rows) and the
+metrics that see through a flattering loss (balanced accuracy, minority recall, clean MSE) live here
+too, next to the panel factories that wrap them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import ipywidgets as w
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import RobustScaler, StandardScaler
+
+from adamclinic.seeding import seed_everything
+from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
+from adamclinic.widgets import TrainingPanel
+
+@dataclass(frozen=True)
+class TaggedConfig(TrainConfig):
+    """A ``TrainConfig`` whose plot label says what was done to the data ("5% outliers, Huber loss").
+
+    The engine's own label names only optimizer settings, which these panels never change.
+    """
+
+    tag: str = ""
+
+    def label(self) -> str:
+        return self.tag or super().label()
+
+
+def tagged(config: TrainConfig, tag: str) -> TaggedConfig:
+    """``config`` with a plot label."""
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
+    return TaggedConfig(**fields, tag=tag)
+
+
+# Outliers -----------------------------------------------------------------------------------------
+
+
+def _chosen_rows(n: int, fraction: float, seed: int) -> np.ndarray:
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must lie between 0 and 1; got {fraction}.")
+    count = int(round(fraction * n))
+    return np.random.default_rng(seed).choice(n, size=count, replace=False)
+
+
+def with_outliers(data: Dataset, fraction: float, size: float, where: str = "targets", seed: int = 0) -> Dataset:
+    """Push ``fraction`` of the training rows ``size`` standard deviations away, at random signs.
+
+    ``where="targets"`` corrupts the target (a mistyped label, a broken meter); ``where="inputs"``
+    adds the offset to every input of the row (a sensor glitch). The validation rows stay clean.
+    """
+    rows = _chosen_rows(len(data.x_train), fraction, seed)
+    rng = np.random.default_rng(seed + 1)
+    x, y = data.x_train.copy(), data.y_train.copy()
+    if where == "targets":
+        y[rows] += size * rng.choice([-1.0, 1.0], size=(len(rows), y.shape[1])) * y.std()
+    elif where == "inputs":
+        x[rows] += size * rng.choice([-1.0, 1.0], size=(len(rows), x.shape[1])) * x.std(axis=0)
+    else:
+        raise ValueError(f"where must be 'targets' or 'inputs'; got {where!r}.")
+    return replace(data, x_train=x, y_train=y, name=f"{data.name} with outliers")
+
+
+def clip_targets(data: Dataset, robust_sds: float = 3.0) -> Dataset:
+    """Clip training targets to the median ± ``robust_sds`` robust standard deviations (IQR / 1.349).
+
+    Median and IQR barely move when a few targets are wild, so the clip range is set by the clean rows.
+    """
+    y = data.y_train
+    median = np.median(y, axis=0)
+    q1, q3 = np.percentile(y, [25, 75], axis=0)
+    spread = robust_sds * (q3 - q1) / 1.349
+    return replace(data, y_train=np.clip(y, median - spread, median + spread), name=f"{data.name}, targets clipped")
+
+
+def rescaled(data: Dataset, scaler: str = "robust", clip: float | None = None) -> Dataset:
+    """Refit an input scaler on the training rows ("standard" or "robust") and apply it to both splits;
+    with ``clip``, also clip the scaled inputs to ``[-clip, clip]``.
+
+    StandardScaler divides by the standard deviation, which a few huge rows inflate, squashing every
+    clean row towards 0; RobustScaler uses the median and the interquartile range, which they do not
+    move. Neither changes the fact that the outlying rows still lie far out: clipping does.
+    """
+    fitted = {"standard": StandardScaler, "robust": RobustScaler}[scaler]().fit(data.x_train)
+    transform = fitted.transform if clip is None else (lambda x: np.clip(fitted.transform(x), -clip, clip))
+    x_val = None if data.x_val is None else transform(data.x_val)
+    suffix = f"{scaler} scaler" + ("" if clip is None else f", inputs clipped at ±{clip:g}")
+    return replace(data, x_train=transform(data.x_train), x_val=x_val, name=f"{data.name}, {suffix}")
+
+
+def outlier_rows(data: Dataset, fraction: float, seed: int = 0) -> np.ndarray:
+    """The training rows ``with_outliers(data, fraction, ..., seed=seed)`` corrupts."""
+    return _chosen_rows(len(data.x_train), fraction, seed)
+
+
+def loss_share(history: History, rows: np.ndarray) -> float:
+    """The share of the final training MSE (summed squared error) that comes from ``rows``."""
+    data = history.config.data
+    errors = ((history.predict(data.x_train) - data.y_train) ** 2).sum(axis=1)
+    return float(errors[rows].sum() / errors.sum())
+
+
+def clean_mse(history: History, data: Dataset) -> float:
+    """Mean squared error of the trained model on ``data``'s (clean) validation rows."""
+    return float(np.mean((history.predict(data.x_val) - data.y_val) ** 2))
+
+
+OUTLIER_FIXES = ("none", "Huber loss", "clip targets", "standard scaler", "robust scaler",
+                 "robust scaler + clip inputs")
+
+
+def outlier_config(base: TrainConfig, fraction: float, size: float, where: str = "targets",
+                   fix: str = "none") -> TrainConfig:
+    """The run the outlier panel trains: ``base`` with outliers injected, then one fix applied."""
+    data = with_outliers(base.data, fraction, size, where=where, seed=base.seed)
+    loss = base.loss
+    if fix == "Huber loss":
+        loss = "huber"
+    elif fix == "clip targets":
+        data = clip_targets(data)
+    elif fix in ("standard scaler", "robust scaler"):
+        data = rescaled(data, fix.split()[0])
+    elif fix == "robust scaler + clip inputs":
+        data = rescaled(data, "robust", clip=3.0)
+    elif fix != "none":
+        raise ValueError(f"Unknown fix {fix!r}; choose one of {', '.join(OUTLIER_FIXES)}.")
+    return tagged(replace(base, data=data, loss=loss),
+                  f"{fraction:.1%} {where} ±{size:g}σ" + ("" if fix == "none" else f", {fix}"))
+
+
+# Class imbalance ---------------------------------------------------------------------------------
+
+
+def imbalanced(pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float, rows: int = 1024,
+               minority: int = 1, seed: int = 0) -> Dataset:
+    """A training set of ``rows`` rows of which ``minority_share`` belong to class ``minority``.
+
+    Drawn from ``pool`` without replacement (same size whatever the share, so no retrace); the
+    held-out rows are kept as they are, so every share is judged on the same data.
+    """
+    if not 0 < minority_share <= 0.5:
+        raise ValueError(f"minority_share must lie in (0, 0.5]; got {minority_share}.")
+    rng = np.random.default_rng(seed)
+    count = max(1, int(round(minority_share * rows)))
+    labels = pool["label"].to_numpy()
+    picked = np.concatenate([
+        rng.choice(np.flatnonzero(labels == minority), size=count, replace=False),
+        rng.choice(np.flatnonzero(labels != minority), size=rows - count, replace=False),
+    ])
+    picked = rng.permutation(picked)
+    features = [c for c in pool.columns if c != "label"]
+    return Dataset(pool[features].to_numpy()[picked], labels[picked],
+                   held_out[features].to_numpy(), held_out["label"].to_numpy(),
+                   name=f"{minority_share:.0%} minority")
+
+
+def balanced_class_weight(data: Dataset) -> dict[int, float]:
+    """``n / (classes * n_c)`` per class, as scikit-learn's ``class_weight="balanced"``: each class then
+    carries the same total weight in the loss."""
+    labels, counts = np.unique(data.y_train.astype(int), return_counts=True)
+    return {int(label): float(len(data.y_train) / (len(labels) * count)) for label, count in zip(labels, counts)}
+
+
+def binary_scores(history: History, data: Dataset, minority: int = 1) -> dict[str, float]:
+    """Scores on the held-out rows, which are about half minority.
+
+    ``accuracy at the training mix`` is the accuracy a test set drawn like the training set would
+    show (the class recalls weighted by the training shares): that is what a student usually sees,
+    and it hides a model that rarely predicts the minority. Balanced accuracy (the mean recall over
+    the classes) and the minority recall do not depend on the mix, so they show it.
+    """
+    predicted = (history.predict(data.x_val)[:, 0] > 0.5).astype(int)
+    truth = data.y_val[:, 0].astype(int)
+    recalls = [float((predicted[truth == c] == c).mean()) for c in (0, 1)]
+    share = float((data.y_train[:, 0].astype(int) == minority).mean())
+    return {"accuracy at the training mix": share * recalls[minority] + (1 - share) * recalls[1 - minority],
+            "balanced accuracy": float(np.mean(recalls)), "minority recall": recalls[minority],
+            "predicted minority share": float((predicted == minority).mean())}
+
+
+def majority_baseline(data: Dataset) -> float:
+    """The accuracy, at the training mix, of always predicting the training set's majority class."""
+    labels = data.y_train[:, 0].astype(int)
+    return float(np.bincount(labels).max() / len(labels))
+
+
+def imbalance_config(base: TrainConfig, pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float,
+                     weighted: bool = False) -> TrainConfig:
+    """The run the imbalance panel trains: a training set at ``minority_share``, optionally class-weighted."""
+    data = imbalanced(pool, held_out, minority_share, rows=len(base.data.x_train), seed=base.seed)
+    config = replace(base, data=data, class_weight=balanced_class_weight(data) if weighted else None)
+    return tagged(config, f"{minority_share:.0%} minority" + (", class weights" if weighted else ""))
+
+
+# Label noise --------------------------------------------------------------------------------------
+
+
+def with_label_noise(data: Dataset, fraction: float, classes: int = 10, seed: int = 0) -> Dataset:
+    """Give ``fraction`` of the training rows a wrong label, uniformly among the other classes."""
+    rows = _chosen_rows(len(data.y_train), fraction, seed)
+    rng = np.random.default_rng(seed + 1)
+    y = data.y_train.copy()
+    y[rows, 0] = (y[rows, 0] + rng.integers(1, classes, size=len(rows))) % classes
+    return replace(data, y_train=y, name=f"{data.name}, {fraction:.0%} labels wrong")
+
+
+def label_noise_config(base: TrainConfig, fraction: float) -> TrainConfig:
+    """The run the label-noise panel trains: ``base`` with ``fraction`` of its training labels wrong."""
+    return tagged(replace(base, data=with_label_noise(base.data, fraction, seed=base.seed)),
+                  f"{fraction:.0%} labels wrong")
+
+
+def noise_floor(fraction: float, classes: int = 10) -> float:
+    """The lowest mean cross-entropy a model can reach on the noisy labels without memorizing them.
+
+    A model that knows the true class should give it probability ``1 - fraction`` and each other
+    class ``fraction / (classes - 1)``; its loss is then the entropy of that distribution (in nats).
+    """
+    if fraction <= 0:
+        return 0.0
+    return float(-(1 - fraction) * np.log(1 - fraction) - fraction * np.log(fraction / (classes - 1)))
+
+
+# Missing values ------------------------------------------------------------------------------------
+
+
+def with_missing(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """Blank out ``fraction`` of the training input cells (NaN), at random; ``fraction`` may be so small
+    that only one cell goes (at least one does whenever ``fraction > 0``)."""
+    x = data.x_train.copy()
+    count = int(round(fraction * x.size)) if fraction > 0 else 0
+    cells = np.random.default_rng(seed).choice(x.size, size=max(count, 1 if fraction > 0 else 0), replace=False)
+    x.reshape(-1)[cells] = np.nan
+    return replace(data, x_train=x, name=f"{data.name} with {len(cells)} NaN")
+
+
+def with_one_nan(data: Dataset, row: int = 0, column: int = 0) -> Dataset:
+    """The training inputs with exactly one NaN, at (``row``, ``column``)."""
+    x = data.x_train.copy()
+    x[row, column] = np.nan
+    return replace(data, x_train=x, name=f"{data.name} with one NaN")
+
+
+def imputed(data: Dataset, strategy: str = "median") -> Dataset:
+    """Fill NaN with a SimpleImputer fitted on the training rows only, applied to both splits (fitting
+    on validation rows too would leak them into training)."""
+    imputer = SimpleImputer(strategy=strategy).fit(data.x_train)
+    x_val = None if data.x_val is None else imputer.transform(data.x_val)
+    return replace(data, x_train=imputer.transform(data.x_train), x_val=x_val, name=f"{data.name}, imputed")
+
+
+def dropped_rows(data: Dataset, batch_size: int | None = None) -> Dataset:
+    """Drop every training row with a NaN. With ``batch_size``, also trim to a multiple of it, as the
+    engine would drop the last partial batch anyway (this changes the shapes: one new trace)."""
+    keep = ~np.isnan(data.x_train).any(axis=1)
+    x, y = data.x_train[keep], data.y_train[keep]
+    if batch_size:
+        usable = len(x) // batch_size * batch_size
+        x, y = x[:usable], y[:usable]
+    return replace(data, x_train=x, y_train=y, name=f"{data.name}, {int((~keep).sum())} rows dropped")
+
+
+def nan_report(x: np.ndarray, columns: list[str] | None = None) -> pd.Series:
+    """NaN count per column, as ``pd.DataFrame(x).isna().sum()``, keeping only columns that have any."""
+    counts = pd.DataFrame(x, columns=columns).isna().sum()
+    return counts[counts > 0]
+
+
+def nan_autopsy(history: History) -> dict[str, Any]:
+    """What a run that saw NaN inputs ended with: NaN rows in the first weight matrix, NaN weights
+    anywhere, and whether the model predicts one constant for the (clean) validation inputs."""
+    weights = history.final_weights or []
+    first_kernel = next((w for w in weights if w.ndim == 2), None)
+    nan_rows = [] if first_kernel is None else [int(i) for i in np.flatnonzero(np.isnan(first_kernel).any(axis=1))]
+    x = history.config.data.x_val if history.config.data.x_val is not None else np.nan_to_num(history.config.data.x_train)
+    # model.predict, as a student would call it: a graph, like fit's (see keras_fit on why that matters).
+    predictions = history.trained_model().predict(x, verbose=0)
+    return {
+        "final loss": history.final_loss,
+        "diverged at epoch": history.diverged_at,
+        "first-layer rows with NaN": nan_rows,
+        "NaN weights": int(sum(np.isnan(w).sum() for w in weights)),
+        "weights": int(sum(w.size for w in weights)),
+        "prediction spread": float(np.std(predictions)),
+        "NaN predictions": int(np.isnan(predictions).sum()),
+    }
+
+
+def keras_fit(config: TrainConfig, run_eagerly: bool = False) -> History:
+    """Train ``config`` with stock ``model.compile`` + ``model.fit`` instead of the engine.
+
+    For the one place where the two differ: NaN inputs. On a CPU, ``fit`` runs a TensorFlow graph in
+    which the graph optimizer fuses each Dense layer's matmul, bias and ReLU into one kernel, and that
+    kernel maps NaN to 0. Eager execution (``run_eagerly=True``) and XLA (the engine) keep the NaN.
+    No NaN check, no class weights: a plain ``fit`` as a student would write it.
+    """
+    seed_everything(config.seed)
+    model = config.build_model()
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
+                                                  epsilon=config.epsilon),
+                  loss=config.loss, run_eagerly=run_eagerly)
+    data = config.data
+    validation = None if data.x_val is None else (data.x_val, data.y_val)
+    fitted = model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
+                       shuffle=config.shuffle, validation_data=validation, verbose=0)
+    history = History(config)
+    for epoch, loss in enumerate(fitted.history["loss"], start=1):
+        val = fitted.history.get("val_loss", [None] * epoch)[epoch - 1]
+        history.epochs.append(EpochMetrics(epoch=epoch, loss=float(loss), val_loss=val,
+                                           learning_rate=float(config.learning_rate), grad_norm=math.nan,
+                                           seconds=0.0))
+        if history.diverged_at is None and not math.isfinite(loss):
+            history.diverged_at = epoch
+    history.final_weights = model.get_weights()
+    return history
+
+
+MISSING_HANDLING = ("let NaN through", "impute (median)", "drop rows")
+
+
+def missing_config(base: TrainConfig, fraction: float, handling: str = "let NaN through") -> TrainConfig:
+    """The run the missing-values panel trains."""
+    data = with_missing(base.data, fraction, seed=base.seed)
+    missing = int(np.isnan(data.x_train).sum())
+    tag = f"{missing} NaN, {handling}"
+    if handling == "let NaN through":
+        return tagged(replace(base, data=data, check_inputs=False), tag)
+    if handling == "impute (median)":
+        return tagged(replace(base, data=imputed(data)), tag)
+    if handling == "drop rows":
+        return tagged(replace(base, data=dropped_rows(data, base.batch_size)), tag)
+    raise ValueError(f"Unknown handling {handling!r}; choose one of {', '.join(MISSING_HANDLING)}.")
+
+
+# Panels --------------------------------------------------------------------------------------------
+
+
+class ScoreBoard:
+    """An extra view beside a panel's loss plot: a table of held-out scores, filled in when a run ends.
+
+    ``score(history) -> dict`` is computed after the run (the engine reports only loss and accuracy
+    per epoch); ``ScoreBoard.wrap(run)`` gives the panel a training function that does that.
+    """
+
+    def __init__(self, score):
+        self.score = score
+        self.widget = w.HTML(value="", layout=w.Layout(width="330px"))
+        self.rows: list[str] = []
+
+    def start(self, config: TrainConfig, colour: str) -> None:
+        self._colour = colour
+
+    def update(self, metrics: EpochMetrics) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.rows = []
+        self.widget.value = ""
+
+    def record(self, history: History) -> None:
+        if history.diverged:
+            cells = "loss became NaN"
+        else:
+            cells = "<br>".join(f"{name}: <b>{value:.3g}</b>" for name, value in self.score(history).items())
+        self.rows = (self.rows + [f"<p style='border-left:6px solid {self._colour};padding-left:6px'>"
+                                  f"<b>{history.config.label() or 'run'}</b> · {history.config.data.name}<br>{cells}</p>"])[-5:]
+        self.widget.value = "<h4>Held-out scores</h4>" + "".join(reversed(self.rows))
+
+    def wrap(self, train_fn=run):
+        def train_and_score(config, cancel=None, on_epoch=None):
+            history = train_fn(config, cancel=cancel, on_epoch=on_epoch)
+            if not history.cancelled:
+                self.record(history)
+            return history
+        return train_and_score
+
+
+def _slider(description: str, value: float, low: float, high: float, step: float, fmt: str = ".2f") -> w.FloatSlider:
+    return w.FloatSlider(value=value, min=low, max=high, step=step, description=description, readout_format=fmt,
+                         continuous_update=False, style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+
+
+def outlier_panel(base: TrainConfig, fraction: float = 0.02, size: float = 30.0, where: str = "targets",
+                  fix: str = "none", **options: Any) -> TrainingPanel:
+    """Sliders for the share and size of outliers, a choice of where they go and of the fix; the
+    score board shows the MSE on the clean held-out rows."""
+    board = ScoreBoard(lambda h: {"clean held-out MSE": clean_mse(h, h.config.data)})
+    controls = {
+        "fraction": _slider("share of rows", fraction, 0.0, 0.2, 0.005, ".3f"),
+        "size": _slider("size (standard deviations)", size, 1.0, 100.0, 1.0, ".0f"),
+        "where": w.ToggleButtons(options=["targets", "inputs"], value=where, description="outliers in"),
+        "fix": w.Dropdown(options=list(OUTLIER_FIXES), value=fix, description="fix"),
+    }
+    return TrainingPanel(base, controls, make_config=lambda b, v: outlier_config(b, **v), train_fn=board.wrap(),
+                         views=[board], **options)
+
+
+def imbalance_panel(base: TrainConfig, pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float = 0.05,
+                    weighted: bool = False, **options: Any) -> TrainingPanel:
+    """A slider for the minority class's share of the training set and a class-weights toggle; the
+    score board shows accuracy next to balanced accuracy and minority recall."""
+    board = ScoreBoard(lambda h: {**binary_scores(h, h.config.data),
+                                  "always-majority accuracy": majority_baseline(h.config.data)})
+    controls = {
+        "minority_share": _slider("minority share", minority_share, 0.01, 0.5, 0.01),
+        "weighted": w.ToggleButtons(options=[("no class weights", False), ("class weights", True)], value=weighted),
+    }
+    return TrainingPanel(base, controls, make_config=lambda b, v: imbalance_config(b, pool, held_out, **v),
+                         train_fn=board.wrap(), views=[board], **options)
+
+
+def label_noise_panel(base: TrainConfig, fraction: float = 0.3, **options: Any) -> TrainingPanel:
+    """A slider for the share of wrong training labels; validation is on clean labels."""
+    board = ScoreBoard(lambda h: {"final training loss": h.final_loss,
+                                  "clean held-out accuracy": float(h.val_accuracy[-1])})
+    controls = {"fraction": _slider("share of wrong labels", fraction, 0.0, 0.8, 0.05)}
+    return TrainingPanel(base, controls, make_config=lambda b, v: label_noise_config(b, **v), train_fn=board.wrap(),
+                         views=[board], show_validation=True, **options)
+
+
+def missing_panel(base: TrainConfig, fraction: float = 0.0001, handling: str = "let NaN through",
+                  **options: Any) -> TrainingPanel:
+    """A slider for the share of missing input cells and a choice of how to handle them."""
+    def score(history: History) -> dict[str, float]:
+        autopsy = nan_autopsy(history)
+        return {"clean held-out MSE": clean_mse(history, history.config.data),
+                "prediction spread": autopsy["prediction spread"], "NaN weights": autopsy["NaN weights"]}
+
+    board = ScoreBoard(score)
+    controls = {
+        "fraction": _slider("share of missing cells", fraction, 0.0, 0.2, 0.0001, ".4f"),
+        "handling": w.Dropdown(options=list(MISSING_HANDLING), value=handling, description="handling"),
+    }
+    return TrainingPanel(base, controls, make_config=lambda b, v: missing_config(b, **v), train_fn=board.wrap(),
+                         views=[board], **options)
