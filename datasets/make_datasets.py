@@ -64,6 +64,29 @@ def overlapping_classes(rows: int = 4096, seed: int = 5) -> pd.DataFrame:
     return frame
 
 
+def parcels(rows: int = 1536, seed: int = 2027) -> pd.DataFrame:
+    """Parcels described in five natural units whose sizes span 1e-3 to 1e5, and a standardized shipping cost.
+
+    Lesson 03's data: a wall thickness in metres (about 0.005), a length in metres (about 1), a mass in
+    grams (about 1e4), a declared value in dollars (heavy-tailed, a few hundred to over 1e4) and a distance
+    in metres (about 4e5). Every column matters to the cost, including the tiny one, so a network that
+    cannot see a feature because of its units cannot reach a low loss.
+    """
+    rng = np.random.default_rng(seed)
+    wall_m = rng.uniform(0.001, 0.008, rows)
+    length_m = rng.uniform(0.1, 1.5, rows)
+    mass_g = rng.uniform(100, 20000, rows)
+    value_usd = np.exp(rng.normal(np.log(300), 1.2, rows))
+    distance_m = rng.uniform(2e3, 8e5, rows)
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    a, b, c, d, e = z(wall_m), z(length_m), z(mass_g), z(np.log(value_usd)), z(distance_m)
+    signal = 0.9 * c + 0.8 * e + 0.5 * c * e + 0.6 * np.tanh(2 * b) - 0.6 * a + 0.4 * d + 0.4 * np.sin(2 * a)
+    y = signal + 0.1 * rng.standard_normal(rows)
+    y = (y - y.mean()) / y.std()
+    return pd.DataFrame({"wall_m": wall_m.round(6), "length_m": length_m.round(4), "mass_g": mass_g.round(1),
+                         "value_usd": value_usd.round(2), "distance_m": distance_m.round(0), "cost": y.round(5)})
+
+
 def write(frame: pd.DataFrame, name: str) -> None:
     path = HERE / name
     frame.to_csv(path, index=False, lineterminator="\n")
@@ -75,6 +98,7 @@ DATASETS = {
     "smooth_regression.csv": smooth_regression,
     "digits.csv": digits,
     "overlapping_classes.csv": overlapping_classes,
+    "parcels.csv": parcels,
 }
 
 if __name__ == "__main__":

@@ -83,3 +83,13 @@ def overlapping_classes() -> tuple[pd.DataFrame, pd.DataFrame]:
     balanced-enough held-out set of the last 1024 rows (features ``x0``..``x7``, ``label`` 0 or 1)."""
     frame = load_csv("overlapping_classes")
     return frame.iloc[:3072].reset_index(drop=True), frame.iloc[3072:].reset_index(drop=True)
+
+
+def parcels() -> Dataset:
+    """Lesson 03's parcels, unscaled: five inputs in metres, grams and dollars (sizes 1e-3 to 1e5), a
+    standardized cost. The first 1024 rows train, the next 256 validate; the last 256 are held out for
+    the leak experiment (``adamclinic.scaling``) and are not in this Dataset."""
+    frame = load_csv("parcels")
+    x = frame.drop(columns="cost").to_numpy(dtype=np.float32)
+    y = frame["cost"].to_numpy(dtype=np.float32)
+    return Dataset(x[:1024], y[:1024], x[1024:1280], y[1024:1280], name="parcels")

@@ -62,3 +62,13 @@ def digits_relu_net(inputs: int = 64, classes: int = 10) -> keras.Model:
         ],
         name="digits_relu_net",
     )
+
+
+def parcel_relu_net() -> keras.Model:
+    """``small_relu_net`` for lesson 03's five parcel features (a zero-argument builder, so runs share one trace)."""
+    return small_relu_net(inputs=5)
+
+
+def parcel_tanh_net() -> keras.Model:
+    """``small_tanh_net`` for the five parcel features: lesson 03 shows large inputs saturating its units."""
+    return small_tanh_net(inputs=5)
