@@ -1,0 +1,229 @@
+"""Every claim lesson 04 makes about a training run, asserted on exactly that run (seeds 0 to 4).
+
+Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); the measured ranges are in the comments, the bounds
+are the lesson's words with a margin.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from adamclinic.data import smooth_regression
+from adamclinic.models import small_relu_net, small_tanh_net
+from adamclinic.moments import (
+    bias_correction_factor,
+    first_step_ratio,
+    large_epsilon_comparison,
+    linear_model,
+    noisy_regression,
+    oscillation_report,
+    reddi_panel,
+    reddi_trajectory,
+    sgd_equivalent,
+    spike_table,
+    step_ratio_without_bias_correction,
+    step_trace,
+)
+from adamclinic.probes import prediction_spread
+from adamclinic.training import TrainConfig, run
+
+SEEDS = range(5)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return smooth_regression()
+
+
+@pytest.fixture(scope="module")
+def base(data):
+    """The lesson's main run: lesson 01's network and data, batches of 8, lr 1e-3, 30 epochs."""
+    return TrainConfig(data, small_relu_net, learning_rate=1e-3, epochs=30, batch_size=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def finals(base):
+    """Final losses over seeds 0-4 for a variant of the main run."""
+    cache = {}
+
+    def get(**changes):
+        key = tuple(sorted(changes.items()))
+        if key not in cache:
+            cache[key] = [run(replace(base, seed=seed, **changes)) for seed in SEEDS]
+        return cache[key]
+
+    return get
+
+
+def final(histories):
+    return np.array([h.final_loss for h in histories])
+
+
+def test_the_step_trace_is_the_engine_run(base):
+    """Section 1: the step-size chart beside the loss traces the very run the engine trains."""
+    for config in (base, replace(base, beta_2=0.7, optimizer="adam without bias correction")):
+        trace, history = step_trace(config), run(config)
+        np.testing.assert_allclose(trace.epoch_loss, history.loss, rtol=1e-4)
+
+
+def test_the_defaults_and_a_wide_range_of_betas_train_equally_well(finals):
+    """Section 1 (table): β1 from 0 to 0.99 and β2 from 0.7 to 0.9999 all end between 0.018 and 0.032."""
+    for beta_1 in (0.0, 0.5, 0.9, 0.99):
+        losses = final(finals(beta_1=beta_1))
+        assert ((losses > 0.018) & (losses < 0.032)).all(), (beta_1, losses)  # measured 0.020 .. 0.030
+    for beta_2 in (0.7, 0.8, 0.9, 0.99, 0.9999):
+        losses = final(finals(beta_2=beta_2))
+        assert ((losses > 0.017) & (losses < 0.032)).all(), (beta_2, losses)  # measured 0.019 .. 0.027
+
+
+def test_beta_1_0_999_is_slow_on_the_network(finals):
+    """Section 1 (table) and Section 2: β1 = 0.999 ends about twice as high, on every seed."""
+    default, slow = final(finals()), final(finals(beta_1=0.999))
+    assert ((slow > 0.028) & (slow < 0.06)).all(), slow  # measured 0.030 .. 0.053
+    assert (slow > 1.3 * default).all() and 1.6 < (slow / default).mean() < 2.5  # measured mean 1.9
+
+
+def test_beta_2_0_5_blows_up_one_run_in_five(finals):
+    """Section 1 (table) and Section 3: at β2 = 0.5 one of the five runs blows up, the others end fine."""
+    losses = final(finals(beta_2=0.5))
+    assert losses[0] > 1000  # seed 0: 7355
+    assert ((losses[1:] > 0.02) & (losses[1:] < 0.06)).all(), losses  # measured 0.024 .. 0.050
+
+
+def test_epsilon_is_harmless_up_to_1e_3_and_slows_training_beyond(finals):
+    """Section 1 (table) and Section 4: ε up to 1e-3 changes nothing; 0.1 ends 2-3x higher; 1.0 about 10x."""
+    default = final(finals())
+    for epsilon in (1e-4, 1e-3):
+        assert np.allclose(final(finals(epsilon=epsilon)), default, rtol=0.15)
+    assert ((final(finals(epsilon=0.1)) > 0.05) & (final(finals(epsilon=0.1)) < 0.08)).all()  # 0.054 .. 0.071
+    assert ((final(finals(epsilon=1.0)) > 0.18) & (final(finals(epsilon=1.0)) < 0.32)).all()  # 0.203 .. 0.297
+
+
+@pytest.fixture(scope="module")
+def bowl(data):
+    """Section 2's quadratic bowl: a linear model, full batch, lr 0.01, 200 steps."""
+    return TrainConfig(data, linear_model, learning_rate=0.01, epochs=200, batch_size=1024, seed=0)
+
+
+def test_beta_1_near_1_overshoots_and_oscillates_on_a_quadratic(bowl):
+    """Section 2: β1 = 0.9 descends monotonically to the bottom (0.3825); 0.99 and 0.999 overshoot,
+    the loss rises on dozens of steps, and 200 steps are not enough to reach the bottom."""
+    for seed in SEEDS:
+        report = oscillation_report([run(replace(bowl, beta_1=b, seed=seed)) for b in (0.9, 0.99, 0.999)])
+        rises, ends = report["steps where the loss rose"].to_numpy(), report["final loss"].to_numpy()
+        assert rises[0] == 0 and ends[0] < 0.384  # measured 0 rises, 0.3825 .. 0.3835
+        assert 35 <= rises[1] <= 75 and 0.44 < ends[1] < 0.55  # measured 44 .. 63 rises, 0.450 .. 0.535
+        assert 65 <= rises[2] <= 110 and ends[2] > 0.65  # measured 74 .. 100 rises, 0.675 .. 1.256
+
+
+def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
+    """Section 3: with β1 = 0.9 the largest single-weight step is thousands of learning rates at β2 = 0.5,
+    hundreds at 0.6, tens at 0.7, and at most 1.5 from 0.8 up (at most 3.2 at 0.999, bias correction's
+    early steps)."""
+    table = spike_table(base, [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999]).set_index("β2")
+    low, high = table["largest step / lr (min over seeds)"], table["largest step / lr (max over seeds)"]
+    spikes = table["steps > 10 lr (per run, mean)"]
+    assert low[0.5] > 1000 and spikes[0.5] > 1000  # measured 3351 .. 620618, 2764 spikes per run
+    assert low[0.6] > 100  # measured 146 .. 1836
+    assert low[0.7] > 15 and high[0.7] < 150 and spikes[0.7] > 50  # measured 21 .. 99, 137 spikes
+    for beta_2 in (0.8, 0.9, 0.99):
+        assert high[beta_2] < 1.5 and spikes[beta_2] == 0  # measured at most 1.43
+    assert high[0.999] < 3.2  # measured 2.07 .. 3.01; the first-steps bound (1 - β1) / sqrt(1 - β2) = 3.16
+
+
+def test_the_threshold_moves_with_beta_1(base):
+    """Section 3: with β1 = 0.99 the threshold moves to about 0.98; with β1 = 0 even β2 = 0.5 is safe."""
+    table = spike_table(replace(base, beta_1=0.99), [0.9, 0.97, 0.98, 0.99]).set_index("β2")
+    assert table.loc[0.9, "largest step / lr (min over seeds)"] > 1000  # measured 5804 ..
+    assert table.loc[0.97, "largest step / lr (min over seeds)"] > 5  # measured 10 .. 25
+    assert table.loc[0.98, "largest step / lr (max over seeds)"] < 1.1  # measured 1.00
+    assert table.loc[0.99, "largest step / lr (max over seeds)"] < 1.1
+    no_momentum = spike_table(replace(base, beta_1=0.0), [0.5])
+    assert no_momentum["largest step / lr (max over seeds)"][0] < 1.415  # 1/sqrt(1 - 0.5) = 1.414
+
+
+def test_spikes_need_gradients_that_switch_off(base):
+    """Section 3: the same network with tanh units (no exactly-zero gradients) stays below 11 learning rates
+    at β2 = 0.5; label noise makes the spikes at β2 = 0.7 about three times as frequent."""
+    tanh = spike_table(replace(base, build_model=small_tanh_net), [0.5])
+    assert tanh["largest step / lr (max over seeds)"][0] < 11  # measured 3.6 .. 10.5
+    clean = spike_table(base, [0.7])["steps > 10 lr (per run, mean)"][0]
+    noisy = spike_table(replace(base, data=noisy_regression(1.0)), [0.7])["steps > 10 lr (per run, mean)"][0]
+    assert noisy > 2 * clean  # measured 435 vs 137
+
+
+def test_a_huge_epsilon_turns_adam_into_momentum_sgd(base):
+    """Section 4: Adam(lr=100, ε=1e4) is SGD(lr=1e-3, momentum=0.9): exactly without bias correction,
+    and up to the factor c_t with it."""
+    assert sgd_equivalent(100.0, 0.9, 1e4) == pytest.approx({"momentum": 0.9, "learning_rate": 1e-3})
+    table = large_epsilon_comparison(base, epsilon=1e4, learning_rate=100.0, steps=200)
+    no_correction, same_gradients, keras_adam = table["value"]
+    assert no_correction < 1e-4  # measured 9e-6
+    assert same_gradients < 1e-3  # measured 4e-5
+    assert keras_adam > 0.2  # measured 0.46: the c_t warmup makes bias-corrected Adam lag behind
+
+
+def test_the_bias_correction_factor():
+    """Section 4 and Section 5: c_t starts at 0.316, dips to 0.153 near step 10, is 0.80 at step 1000; the
+    step without correction is at most 6.6 times the corrected one, at step 12."""
+    c = bias_correction_factor(np.array([1, 10, 100, 1000, 3000]))
+    np.testing.assert_allclose(c, [0.316, 0.153, 0.309, 0.795, 0.975], atol=0.002)
+    ratio = step_ratio_without_bias_correction(np.arange(1, 5000))
+    assert np.argmax(ratio) + 1 == 12 and 6.5 < ratio.max() < 6.6
+
+
+def test_the_first_step_without_bias_correction(base):
+    """Section 5: the first update is (1 - β1) / sqrt(1 - β2) times the corrected one: 3.16 with the defaults,
+    0.316 with β1 = 0.99, 10 with β2 = 0.9999."""
+    for seed in SEEDS:
+        assert first_step_ratio(replace(base, seed=seed)) == pytest.approx(0.1 / np.sqrt(0.001), rel=1e-3)
+    assert first_step_ratio(replace(base, beta_1=0.99)) == pytest.approx(0.01 / np.sqrt(0.001), rel=1e-3)
+    assert first_step_ratio(replace(base, beta_2=0.9999)) == pytest.approx(10.0, rel=1e-3)
+
+
+def test_without_bias_correction_a_safe_rate_trains_faster(finals):
+    """Section 5: at lr 1e-3 the uncorrected run is ahead after one epoch and ends lower, on every seed."""
+    corrected, uncorrected = finals(), finals(optimizer="adam without bias correction")
+    assert all(u.loss[0] < 0.8 * c.loss[0] for u, c in zip(uncorrected, corrected))  # 0.34-0.45 vs 0.55-0.86
+    assert (final(uncorrected) < final(corrected)).all()  # 0.015 .. 0.018 vs 0.021 .. 0.025
+
+
+def test_without_bias_correction_a_high_rate_kills_the_network_early(data, finals):
+    """Section 5: at lr 0.03 every corrected run is healthy; without correction the first epoch ends above
+    1.0 (the loss of predicting the mean) on all five seeds, and three networks never recover. At lr 0.1
+    all five die, after a first epoch of 6 to 35."""
+    corrected = finals(learning_rate=0.03)
+    uncorrected = finals(learning_rate=0.03, optimizer="adam without bias correction")
+    assert (final(corrected) < 0.08).all()  # measured 0.031 .. 0.068
+    assert all(prediction_spread(h, data.x_train) > 0.7 for h in corrected)  # measured 0.82 .. 1.07
+    assert all(h.loss[0] > 1.0 for h in uncorrected)  # measured 1.01 .. 1.27; corrected 0.33 .. 0.43
+    assert all(h.loss[0] < 0.5 for h in corrected)
+    dead = [h for h in uncorrected if h.final_loss > 0.9]
+    assert len(dead) == 3  # measured final 0.962 .. 0.968, the two others 0.045 and 0.060
+    assert all(prediction_spread(h, data.x_train) < 0.01 for h in dead)  # a constant prediction
+    at_0_1 = finals(learning_rate=0.1, optimizer="adam without bias correction")
+    assert all(0.9 < h.final_loss < 1.0 for h in at_0_1)  # measured 0.969 .. 0.975
+    assert all(5 < h.loss[0] < 40 for h in at_0_1)  # measured 5.9 .. 35.0
+
+
+def test_reddi_counterexample_adam_goes_to_the_worst_point_amsgrad_to_the_best():
+    """Section 6: C = 3, β1 = 0, β2 = 1/(1+C²) = 0.1, step 0.5/√t, 3000 steps: Adam ends at +1 wherever it
+    starts (even at the optimum -1), with average regret 0.67; AMSGrad ends at -1 with average regret 0.01-0.03."""
+    for x0 in (-1.0, 0.0, 1.0):
+        adam, amsgrad = reddi_trajectory(x0=x0), reddi_trajectory(x0=x0, amsgrad=True)
+        assert adam.end > 0.99 and amsgrad.end < -0.99  # measured +0.996 and -0.997
+        assert 0.6 < adam.average_regret < 0.75  # measured 0.669 .. 0.675
+        assert amsgrad.average_regret < 0.035  # measured 0.010 .. 0.028
+    for C in (2.5, 5.0, 10.0):
+        assert reddi_trajectory(C=C).end > 0.99 and reddi_trajectory(C=C, amsgrad=True).end < -0.99
+
+
+def test_reddi_adam_fails_only_when_beta_2_forgets_the_rare_large_gradient():
+    """Section 6: at C = 3 Adam (β1 = 0) ends at +1 for β2 up to 0.4 and at -1 from β2 = 0.6 up."""
+    for beta_2 in (0.1, 0.2, 0.3, 0.4):
+        assert reddi_trajectory(beta_2=beta_2).end > 0.99
+    for beta_2 in (0.6, 0.7, 0.9, 0.999):
+        assert reddi_trajectory(beta_2=beta_2).end < -0.99
+    panel = reddi_panel()  # the lesson's panel shows exactly these runs
+    assert panel.runs[False].end > 0.99 and panel.runs[True].end < -0.99
