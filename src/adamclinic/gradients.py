@@ -1,0 +1,315 @@
+"""Deep dense networks for watching gradients vanish or explode, and the measurements lesson 02 makes.
+
+Why a factory: every depth / activation / initializer / batch-norm / residual combination is a
+different architecture, and the engine keeps one compiled trainer per ``build_model`` *object*.
+``deep_net(...)`` is cached, so asking twice for the same architecture returns the same builder and
+the second run reuses the first run's XLA trace (a fresh lambda per run would retrace every time).
+
+The measurements read only what a run already records: the per-kernel gradient norms the engine
+reports every epoch (``History.layer_grad_norms``), and how far each kernel travelled from its
+initial value (``weight_movement``), the initial value being rebuilt exactly as the engine builds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import bqplot as bq
+import ipywidgets as w
+import keras
+import numpy as np
+import pandas as pd
+
+from adamclinic.seeding import seed_everything
+from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
+
+# Initializers by the name a dropdown shows. A fresh instance per layer (Keras warns when one
+# unseeded initializer object is reused, and reuse would not be what a student expects).
+INITIALIZERS: dict[str, Callable[[], keras.initializers.Initializer]] = {
+    "glorot_uniform": keras.initializers.GlorotUniform,
+    "he_normal": keras.initializers.HeNormal,
+    "normal(0.05)": lambda: keras.initializers.RandomNormal(stddev=0.05),
+    "normal(1)": lambda: keras.initializers.RandomNormal(stddev=1.0),
+    "normal(2)": lambda: keras.initializers.RandomNormal(stddev=2.0),
+}
+
+
+def deep_net(depth: int = 10, activation: str = "sigmoid", initializer: str = "glorot_uniform",
+             batch_norm: bool = False, residual: bool = False, width: int = 32, inputs: int = 64,
+             classes: int = 10) -> Callable[[], keras.Model]:
+    """The builder of a ``depth``-hidden-layer dense classifier (cached: same settings, same builder,
+    however the arguments are spelled).
+
+    Each hidden layer is ``Dense(width)`` → (``BatchNormalization``) → activation. With ``residual``
+    every hidden layer after the first adds its input to its output (``x + layer(x)``), the skip
+    path that lets a gradient reach the first layers without passing through every activation.
+    The output is a ``classes``-unit softmax, initialised like the hidden layers.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
+    if initializer not in INITIALIZERS:
+        raise ValueError(f"initializer must be one of {tuple(INITIALIZERS)}; got {initializer!r}.")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1; got {depth}.")
+    return _deep_net(int(depth), activation, initializer, bool(batch_norm), bool(residual), int(width), int(inputs),
+                     int(classes))
+
+
+@functools.lru_cache(maxsize=None)
+def _deep_net(depth: int, activation: str, initializer: str, batch_norm: bool, residual: bool, width: int,
+              inputs: int, classes: int) -> Callable[[], keras.Model]:
+    # Positional and normalised, so deep_net(10) and deep_net(depth=10, activation="sigmoid") share one entry.
+    def build() -> keras.Model:
+        x = inp = keras.Input((inputs,))
+        for index in range(depth):
+            h = keras.layers.Dense(width, kernel_initializer=INITIALIZERS[initializer](),
+                                   use_bias=not batch_norm)(x)
+            if batch_norm:
+                h = keras.layers.BatchNormalization()(h)
+            h = keras.layers.Activation(activation)(h)
+            x = keras.layers.Add()([x, h]) if residual and index > 0 else h
+        out = keras.layers.Dense(classes, activation="softmax", kernel_initializer=INITIALIZERS[initializer]())(x)
+        return keras.Model(inp, out, name=f"deep_{activation}_net")
+
+    build.description = describe(depth, activation, initializer, batch_norm, residual)
+    build.settings = {"depth": depth, "activation": activation, "initializer": initializer,
+                      "batch_norm": batch_norm, "residual": residual}
+    build.__name__ = build.__qualname__ = f"deep_net({build.description})"
+    return build
+
+
+def describe(depth: int, activation: str, initializer: str, batch_norm: bool = False, residual: bool = False) -> str:
+    """A short name for an architecture: ``sigmoid x10, glorot_uniform, batch norm``."""
+    parts = [f"{activation} x{depth}", initializer]
+    if batch_norm:
+        parts.append("batch norm")
+    if residual:
+        parts.append("residual")
+    return ", ".join(parts)
+
+
+def article_relu_net(inputs: int = 64) -> keras.Model:
+    """The source article's "vanishing gradients" example: three hidden ReLU layers of 128, softmax.
+
+    (The article feeds it 784 MNIST pixels; on the course's digits it gets 64.)
+    """
+    return keras.Sequential(
+        [keras.Input((inputs,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(128, activation="relu"),
+         keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+        name="article_relu_net",
+    )
+
+
+@dataclass(frozen=True)
+class DeepNetConfig(TrainConfig):
+    """A ``TrainConfig`` whose label names the architecture, so plot legends tell deep nets apart."""
+
+    def label(self) -> str:
+        model = getattr(self.build_model, "description", getattr(self.build_model, "__name__", "model"))
+        return f"{model}, {super().label()}"
+
+
+def lesson_config(data: Dataset, **fields: Any) -> DeepNetConfig:
+    """Lesson 02's base run: a 10-layer sigmoid net on ``data`` (digits), Adam at 1e-3, 30 epochs of 32."""
+    settings = dict(build_model=deep_net(10, "sigmoid"), loss="sparse_categorical_crossentropy",
+                    learning_rate=1e-3, epochs=30, batch_size=32, seed=0)
+    return DeepNetConfig(data=data, **{**settings, **fields})
+
+
+# Measurements -------------------------------------------------------------------------------------
+
+def initial_weights(config: TrainConfig) -> list[np.ndarray]:
+    """The weights a run of ``config`` starts from: built under its seed, exactly as the engine does."""
+    seed_everything(config.seed)
+    return config.build_model().get_weights()
+
+
+def _kernels(weights: list[np.ndarray]) -> list[np.ndarray]:
+    # Kernels are the 2-D weights, in layer order (biases and batch-norm parameters are 1-D).
+    return [np.asarray(v) for v in weights if np.ndim(v) >= 2]
+
+
+def weight_movement(history: History) -> np.ndarray:
+    """How far each kernel moved during the run, relative to its size: ``|W_end - W_start| / |W_start|``.
+
+    One value per kernel, first layer first. This is what "the first layers barely learn" means when
+    it is measured, rather than inferred from gradient norms. NaN for a run that diverged.
+    """
+    if history.final_weights is None:
+        raise ValueError("This history has no final weights; train it with adamclinic.training.run.")
+    start = _kernels(initial_weights(history.config))
+    end = _kernels(history.final_weights)
+    with np.errstate(all="ignore"):  # a diverged run's NaN weights give NaN, quietly
+        return np.array([np.linalg.norm(b - a) / np.linalg.norm(a) for a, b in zip(start, end)])
+
+
+def gradient_ratio(history: History, epoch: int = 1) -> float:
+    """The first layer's mean gradient norm divided by the last layer's, in the given epoch (1-based)."""
+    norms = history.layer_grad_norms[epoch - 1]
+    return float(norms[0] / norms[-1])
+
+
+def gradient_table(histories: list[History] | dict[str, History], epoch: int = 1) -> pd.DataFrame:
+    """One row per run: first- and last-layer gradient norms in ``epoch``, their ratio, how far the
+    first and last kernels moved, the final loss and validation accuracy."""
+    if not isinstance(histories, dict):
+        histories = {h.config.label(): h for h in histories}
+    rows = []
+    for name, history in histories.items():
+        norms = history.layer_grad_norms[min(epoch, len(history.epochs)) - 1]
+        moved = weight_movement(history)
+        accuracy = history.epochs[-1].val_accuracy
+        with np.errstate(all="ignore"):
+            ratio = norms[0] / norms[-1]
+        rows.append({
+            "run": name,
+            "|g| layer 1": norms[0],
+            "|g| last layer": norms[-1],
+            "ratio first/last": ratio,
+            "layer 1 moved": moved[0],
+            "last layer moved": moved[-1],
+            "final loss": history.final_loss,
+            "val accuracy": math.nan if accuracy is None else accuracy,
+        })
+    return pd.DataFrame(rows).set_index("run")
+
+
+# Live chart and panel -----------------------------------------------------------------------------
+
+CLIPPING = {"off": {}, "clipnorm=1": {"clipnorm": 1.0}, "global_clipnorm=1": {"global_clipnorm": 1.0}}
+
+
+def _drawable(norms: Any) -> tuple[list[int], list[float]]:
+    # A log scale cannot draw zero, NaN or infinity: those layers are left out of the line.
+    layers = [i + 1 for i, v in enumerate(norms) if math.isfinite(v) and v > 0]
+    return layers, [float(norms[i - 1]) for i in layers]
+
+
+class GradientNormView:
+    """A live chart of each layer's mean gradient norm (log scale), redrawn after every epoch.
+
+    One line per run, in the colour of its loss curve; x is the layer (1 = first hidden layer, the
+    last point is the output layer). A line that slopes up steeply from left to right is a gradient
+    that vanishes on its way back to the first layers; a flat line is a healthy network. Implements
+    ``adamclinic.widgets.EpochView`` for ``TrainingPanel(views=[...])``.
+    """
+
+    def __init__(self, keep: int = 5, title: str = "Gradient norm per layer"):
+        self.keep = keep
+        self.title = title
+        self.x_scale = bq.LinearScale(min=1.0, max=2.0)
+        self.y_scale = bq.LogScale()
+        self.lines: list[bq.Lines] = []
+        self._current: bq.Lines | None = None
+        self.figure = bq.Figure(
+            marks=[],
+            axes=[bq.Axis(scale=self.x_scale, label="layer (1 = first)", tick_format="d", grid_lines="none"),
+                  bq.Axis(scale=self.y_scale, side="left", label="mean gradient norm", tick_format=".0e")],
+            title=title,
+            layout=w.Layout(width="460px", height="380px"),
+            fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+            animation_duration=0,
+        )
+        self.widget = self.figure
+
+    def start(self, config: TrainConfig, colour: str) -> None:
+        line = bq.Lines(x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour],
+                        marker="circle", marker_size=24, stroke_width=2.5)
+        self.lines = (self.lines + [line])[-self.keep:]
+        self._current = line
+        self.figure.marks = list(self.lines)
+
+    def update(self, metrics: EpochMetrics) -> None:
+        if self._current is None or not metrics.layer_grad_norms:
+            return
+        layers, norms = _drawable(metrics.layer_grad_norms)
+        with self._current.hold_sync():
+            self._current.x = layers
+            self._current.y = norms
+        self.x_scale.max = float(max(max(len(m.x) for m in self.lines), 2))
+        self.figure.title = f"{self.title} (epoch {metrics.epoch})"
+
+    def show(self, history: History, colour: str, epoch: int = 1) -> None:
+        """Draw one finished run's gradient norms at ``epoch`` (for static comparisons)."""
+        self.start(history.config, colour)
+        self.update(history.epochs[min(epoch, len(history.epochs)) - 1])
+        self.figure.title = f"{self.title} (epoch {epoch})"
+
+    def clear(self) -> None:
+        self.lines = []
+        self._current = None
+        self.figure.marks = []
+
+
+def plot_gradient_norms(histories: list[History], epoch: int = 1) -> bq.Figure:
+    """The per-layer gradient norms of finished runs at ``epoch``, one line each, coloured as ``compare`` colours them."""
+    from adamclinic.widgets import PALETTE
+
+    view = GradientNormView(keep=len(histories))
+    for index, history in enumerate(histories):
+        view.show(history, PALETTE[index % len(PALETTE)], epoch=epoch)
+    return view.figure
+
+
+DEFAULT_SETTINGS = {"depth": 10, "activation": "sigmoid", "initializer": "glorot_uniform", "batch_norm": False,
+                    "residual": False}
+
+
+def gradient_config(base: TrainConfig, depth: int | None = None, activation: str | None = None,
+                    initializer: str | None = None, batch_norm: bool | None = None, residual: bool | None = None,
+                    clipping: str | None = None, **overrides: Any) -> TrainConfig:
+    """``base`` with one or more architecture settings or the clipping changed (the panel's pure function).
+
+    Settings left out keep ``base``'s values when ``base`` trains a ``deep_net`` (otherwise the
+    defaults: 10 sigmoid layers, Glorot uniform, no batch norm, no residual), so
+    ``gradient_config(exploding, initializer="he_normal")`` changes the initializer and nothing else.
+    ``overrides`` are other ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``epochs``...).
+    """
+    settings = dict(getattr(base.build_model, "settings", DEFAULT_SETTINGS))
+    changes = {"depth": depth, "activation": activation, "initializer": initializer, "batch_norm": batch_norm,
+               "residual": residual}
+    settings.update({name: value for name, value in changes.items() if value is not None})
+    if clipping is not None:
+        if clipping not in CLIPPING:
+            raise ValueError(f"clipping must be one of {tuple(CLIPPING)}; got {clipping!r}.")
+        overrides = {"clipnorm": None, "global_clipnorm": None, **CLIPPING[clipping], **overrides}
+    return replace(base, build_model=deep_net(**settings), **overrides)
+
+
+def gradients_panel(base: TrainConfig, depth: int = 10, activation: str = "sigmoid",
+                    initializer: str = "glorot_uniform", batch_norm: bool = False, residual: bool = False,
+                    clipping: str = "off", **panel_options: Any):
+    """Lesson 02's panel: depth, activation, initializer, batch norm, residual, clipping, learning rate.
+
+    Beside the loss curve, a ``GradientNormView`` redraws every layer's gradient norm after each
+    epoch. Each new architecture costs one XLA trace (about a second) the first time it is chosen;
+    returning to it later reuses the trace.
+    """
+    from adamclinic.widgets import TrainingPanel, log_slider
+
+    style = {"description_width": "initial"}
+    controls = {
+        "depth": w.IntSlider(value=depth, min=1, max=20, description="hidden layers", continuous_update=False,
+                             style=style),
+        "activation": w.ToggleButtons(options=list(ACTIVATIONS[:3]), value=activation, description="activation",
+                                      style=style),
+        "initializer": w.Dropdown(options=list(INITIALIZERS), value=initializer, description="initializer",
+                                  style=style),
+        "batch_norm": w.Checkbox(value=batch_norm, description="batch normalization"),
+        "residual": w.Checkbox(value=residual, description="residual connections"),
+        "clipping": w.ToggleButtons(options=list(CLIPPING), value=clipping, description="gradient clipping",
+                                    style=style),
+        "learning_rate": log_slider("learning_rate", float(base.learning_rate), 1e-4, 1e-1,
+                                    description="learning rate"),
+    }
+
+    def make_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+        return gradient_config(base, **values)  # every setting given: the panel's values, nothing from base
+
+    return TrainingPanel(base, controls, make_config=make_config, views=[GradientNormView()], **panel_options)

@@ -1,0 +1,244 @@
+"""Every claim lesson 02 makes about a training run, asserted on exactly that run (seeds 0 to 4).
+
+Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); the measured ranges are in the comments, the bounds
+are the lesson's words with some margin. Also checks the pieces the panel is made of.
+"""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from adamclinic.data import digits
+from adamclinic.gradients import (GradientNormView, article_relu_net, deep_net, gradient_config, gradient_table,
+                                  gradients_panel, initial_weights, lesson_config, plot_gradient_norms,
+                                  weight_movement)
+from adamclinic.training import run
+
+SEEDS = range(5)
+CHANCE = math.log(10)  # 2.303: the loss of predicting the class frequencies
+
+
+@pytest.fixture(scope="module")
+def base():
+    return lesson_config(digits())
+
+
+@pytest.fixture(scope="module")
+def runs(base):
+    """Histories by (name, seed): the lesson's runs, trained once and shared by the tests."""
+    configs = {
+        "sigmoid": base,
+        "sigmoid sgd": gradient_config(base, optimizer="sgd", learning_rate=0.1),
+        "sigmoid x15": gradient_config(base, depth=15),
+        "sigmoid 100 epochs": gradient_config(base, epochs=100),
+        "relu he": gradient_config(base, activation="relu", initializer="he_normal"),
+        "batch norm": gradient_config(base, batch_norm=True),
+        "residual": gradient_config(base, residual=True),
+        "article": lesson_config(base.data, build_model=article_relu_net),
+        "exploding": gradient_config(base, activation="relu", initializer="normal(1)"),
+        "exploding clipnorm": gradient_config(base, activation="relu", initializer="normal(1)", clipping="clipnorm=1"),
+        "exploding global clip": gradient_config(base, activation="relu", initializer="normal(1)",
+                                                 clipping="global_clipnorm=1"),
+        "exploding sgd": gradient_config(base, activation="relu", initializer="normal(1)", optimizer="sgd",
+                                         learning_rate=0.01),
+        "exploding sgd clipnorm": gradient_config(base, activation="relu", initializer="normal(1)", optimizer="sgd",
+                                                  learning_rate=0.01, clipping="clipnorm=1"),
+        "exploding batch norm": gradient_config(base, activation="relu", initializer="normal(1)", batch_norm=True),
+    }
+    cache = {}
+
+    def get(name, seed):
+        if (name, seed) not in cache:
+            cache[name, seed] = run(replace(configs[name], seed=seed))
+        return cache[name, seed]
+
+    return get
+
+
+def ratio(history, epoch=1):
+    norms = history.layer_grad_norms[epoch - 1]
+    return norms[0] / norms[-1]
+
+
+# Section 3: vanishing, measured -----------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sigmoid_gradient_vanishes_yet_adam_moves_the_first_layer_most(runs, seed):
+    """Section 3: ratio about 1e-6; under Adam layer 1 moves 50-125%, more than the last (9-21%); no seed learns in 30 epochs."""
+    history = runs("sigmoid", seed)
+    assert 5e-7 < ratio(history) < 2e-6  # measured 8.8e-7 .. 1.33e-6
+    moved = weight_movement(history)
+    assert 0.5 < moved[0] < 1.3  # measured 0.53 .. 1.25
+    assert 0.08 < moved[-1] < 0.22 and moved[0] > 2 * moved[-1]  # measured 0.09 .. 0.21
+    assert 1.85 < history.final_loss < 2.32  # measured 1.90 .. 2.306
+    assert history.epochs[-1].val_accuracy < 0.2  # measured 0.095 .. 0.193
+
+
+def test_three_of_five_sigmoid_runs_are_still_at_chance_after_30_epochs(runs):
+    """Section 3: after 30 epochs the loss is still at chance (2.30) for 3 of 5 seeds."""
+    at_chance = [abs(runs("sigmoid", seed).final_loss - CHANCE) < 0.01 for seed in SEEDS]
+    assert sum(at_chance) == 3  # seeds 0, 1, 4 at 2.303 .. 2.306; seeds 2, 3 at 1.95, 1.90
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_under_sgd_the_first_layer_does_not_move(runs, seed):
+    """Section 3: under SGD layer 1 moves by less than 0.01% of its size, the last layer by 8-14%; loss stays at 2.31."""
+    history = runs("sigmoid sgd", seed)
+    moved = weight_movement(history)
+    assert moved[0] < 1e-4
+    assert 0.08 < moved[-1] < 0.15  # measured 0.084 .. 0.143
+    assert 2.30 < history.final_loss < 2.32  # measured 2.310 .. 2.313
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_15_layers_the_gradient_is_below_epsilon_and_adam_stops_too(runs, seed):
+    """Section 3: 15 sigmoid layers, layer-1 gradient 3e-10 .. 9e-10 (below eps = 1e-7); layer 1 moves < 0.05%."""
+    history = runs("sigmoid x15", seed)
+    assert 2e-10 < history.layer_grad_norms[0, 0] < 1e-9  # measured 2.7e-10 .. 9.1e-10
+    assert weight_movement(history)[0] < 5e-4  # measured 1e-4 .. 4e-4
+    assert abs(history.final_loss - CHANCE) < 0.01
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_given_100_epochs_the_sigmoid_net_plateaus_then_escapes_slowly(runs, seed):
+    """Section 3: flat at chance for 27-36 epochs, then a slow fall to 1.47-1.84 (19-29% accuracy);
+    by epoch 100 the first layer's gradient is 0.16-0.54 times the last's, no longer a millionth."""
+    history = runs("sigmoid 100 epochs", seed)
+    escape = int(np.argmax(history.loss < 2.2)) + 1
+    assert 27 <= escape <= 36 and np.all(history.loss[: escape - 1] > 2.2)
+    assert 1.45 < history.final_loss < 1.85  # measured 1.465 .. 1.835
+    assert 0.18 < history.epochs[-1].val_accuracy < 0.3  # measured 0.190 .. 0.294
+    assert 0.15 < ratio(history, epoch=100) < 0.6  # measured 0.158 .. 0.544
+
+
+# Section 4: the fixes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_relu_with_he_initialization_fixes_it(runs, seed):
+    """Section 4: ReLU + He, ratio 1.7-3.2 (first layer larger), loss 0.001-0.024, accuracy 87-92%."""
+    history = runs("relu he", seed)
+    assert 1.7 < ratio(history) < 3.3  # measured 1.75 .. 3.18
+    assert history.final_loss < 0.025  # measured 0.00096 .. 0.0239
+    assert 0.87 <= history.epochs[-1].val_accuracy < 0.93  # measured 0.871 .. 0.924
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_normalization_fixes_it(runs, seed):
+    """Section 4: sigmoid + batch norm, ratio 0.58-0.74, loss 0.09-0.10, accuracy 90-94%."""
+    history = runs("batch norm", seed)
+    assert 0.55 < ratio(history) < 0.76  # measured 0.579 .. 0.744
+    assert 0.085 < history.final_loss < 0.105  # measured 0.089 .. 0.102
+    assert 0.9 <= history.epochs[-1].val_accuracy < 0.94  # measured 0.902 .. 0.938
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_residual_connections_fix_it(runs, seed):
+    """Section 4: sigmoid + residual, ratio 0.04 (25 times smaller, harmless), loss 0.12-0.14, accuracy 86-88%."""
+    history = runs("residual", seed)
+    assert 0.035 < ratio(history) < 0.045  # measured 0.0403 .. 0.0427
+    assert 0.115 < history.final_loss < 0.14  # measured 0.124 .. 0.137
+    assert 0.86 <= history.epochs[-1].val_accuracy < 0.88  # measured 0.863 .. 0.877
+
+
+# Section 5: the article's example ----------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_articles_three_layer_relu_net_has_no_vanishing_gradient(runs, seed):
+    """Section 5: ratio 0.9-1.7 in every epoch, both kernels move about 50%, loss 0.0009-0.0017, accuracy 91-92%."""
+    history = runs("article", seed)
+    ratios = history.layer_grad_norms[:, 0] / history.layer_grad_norms[:, -1]
+    assert 0.9 < ratios.min() and ratios.max() < 1.8  # measured 0.925 .. 1.74
+    moved = weight_movement(history)
+    assert 0.44 < moved[0] < 0.56 and 0.44 < moved[-1] < 0.56  # measured 0.465 .. 0.547
+    assert 0.0008 < history.final_loss < 0.0018  # measured 0.00086 .. 0.00166
+    assert 0.91 <= history.epochs[-1].val_accuracy < 0.93  # measured 0.913 .. 0.922
+
+
+# Section 6: exploding ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_normal_1_initialization_explodes_but_adam_gives_no_nan(runs, seed):
+    """Section 6: first loss 7e5-2.4e6, every layer's gradient 4e5-1.4e6 (ratio near 1); Adam: no NaN,
+    final loss 3.9e3-1.2e4, accuracy 24-52%."""
+    history = runs("exploding", seed)
+    assert 6e5 < history.loss[0] < 2.5e6  # measured 7.1e5 .. 2.4e6
+    first = history.layer_grad_norms[0]
+    assert 4e5 < first[0] < 1.4e6 and 4e5 < first[-1] < 1.4e6  # measured 4.4e5 .. 1.34e6
+    assert 0.5 < ratio(history) < 2.5  # measured 0.66 .. 2.34
+    assert not history.diverged
+    assert 3.5e3 < history.final_loss < 1.3e4  # measured 3888 .. 12230
+    assert 0.24 <= history.epochs[-1].val_accuracy < 0.53  # measured 0.241 .. 0.524
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_clipping_barely_helps_adam(runs, seed):
+    """Section 6: Adam + clipnorm=1 ends at 3e2-4.2e3 (over 100 times chance), global_clipnorm=1 at 2e2-4.4e3."""
+    clipped = runs("exploding clipnorm", seed).final_loss
+    global_clipped = runs("exploding global clip", seed).final_loss
+    assert 300 < clipped < 4300  # measured 336 .. 4195
+    assert 200 < global_clipped < 4500  # measured 220 .. 4384
+    assert clipped > 100 * CHANCE
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sgd_turns_to_nan_and_clipping_stops_the_nan_without_training(runs, seed):
+    """Section 6: SGD (lr 0.01) NaN in epoch 1; with clipnorm=1 no NaN, final loss 2.3-1.6e4, accuracy 12-50%."""
+    assert runs("exploding sgd", seed).diverged_at == 1
+    clipped = runs("exploding sgd clipnorm", seed)
+    assert not clipped.diverged
+    assert 2.2 < clipped.final_loss < 2e4  # measured 2.283 .. 15830
+    assert 0.12 <= clipped.epochs[-1].val_accuracy < 0.51  # measured 0.123 .. 0.501
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batch_norm_tames_the_explosion_and_he_cures_it(runs, seed):
+    """Section 6: batch norm, first loss about 5, final 0.93-1.03, accuracy 65-71%; He init as in section 4."""
+    history = runs("exploding batch norm", seed)
+    assert 4.5 < history.loss[0] < 6  # measured 4.71 .. 5.66
+    assert 0.9 < history.final_loss < 1.05  # measured 0.928 .. 1.034
+    assert 0.64 < history.epochs[-1].val_accuracy < 0.72  # measured 0.647 .. 0.711
+    # The lesson's variants of the exploding net change only what they name:
+    exploding = runs("exploding", seed).config
+    assert gradient_config(exploding, initializer="he_normal").build_model is runs("relu he", seed).config.build_model
+    assert gradient_config(exploding, batch_norm=True).build_model is history.config.build_model
+    sgd = gradient_config(exploding, optimizer="sgd", learning_rate=0.01, clipping="clipnorm=1")
+    assert sgd.build_model is exploding.build_model and sgd.clipnorm == 1.0
+
+
+# The pieces the lesson is made of -----------------------------------------------------------------
+
+def test_builders_are_cached_so_the_engine_reuses_traces():
+    assert deep_net(10, "sigmoid") is deep_net(depth=10, activation="sigmoid", initializer="glorot_uniform")
+    assert deep_net(10, "sigmoid") is deep_net()
+    assert deep_net(10, "sigmoid") is not deep_net(10, "sigmoid", batch_norm=True)
+
+
+def test_initial_weights_are_the_ones_the_engine_starts_from(base):
+    """weight_movement compares against these: a run at a negligible learning rate must not move."""
+    history = run(replace(base, learning_rate=1e-12, epochs=1, optimizer="sgd", seed=3))
+    start = initial_weights(history.config)
+    assert all(np.allclose(a, b, atol=1e-9) for a, b in zip(start, history.final_weights))
+
+
+def test_panel_trains_its_defaults_and_draws_the_gradient_chart(base):
+    panel = gradients_panel(base)
+    assert panel.current_config().build_model is base.build_model
+    history = panel.train_now(gradient_config(base, depth=3, epochs=2))
+    view = panel.views[0]
+    assert isinstance(view, GradientNormView)
+    assert list(view.lines[-1].x) == [1, 2, 3, 4] and len(view.lines[-1].y) == 4
+    assert history.config.label().startswith("sigmoid x3")
+    clipped = gradient_config(base, clipping="global_clipnorm=1")
+    assert clipped.global_clipnorm == 1.0 and clipped.clipnorm is None
+    assert gradient_config(clipped, clipping="off").global_clipnorm is None
+    view.clear()
+    assert view.figure.marks == []
+
+
+def test_static_tools_handle_a_diverged_run(runs):
+    histories = [runs("exploding sgd", 0), runs("relu he", 0)]
+    table = gradient_table(histories)
+    assert len(table) == 2 and math.isnan(table["final loss"].iloc[0])
+    assert len(plot_gradient_norms(histories).marks) == 2
