@@ -13,6 +13,7 @@ from adamclinic.data import smooth_regression
 from adamclinic.models import small_relu_net, small_tanh_net
 from adamclinic.moments import (
     bias_correction_factor,
+    bias_correction_table,
     first_step_ratio,
     large_epsilon_comparison,
     linear_model,
@@ -124,9 +125,9 @@ def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
     table = spike_table(base, [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999]).set_index("β2")
     low, high = table["largest step / lr (min over seeds)"], table["largest step / lr (max over seeds)"]
     spikes = table["steps > 10 lr (per run, mean)"]
-    assert low[0.5] > 1000 and spikes[0.5] > 1000  # measured 3351 .. 620618, 2764 spikes per run
-    assert low[0.6] > 100  # measured 146 .. 1836
-    assert low[0.7] > 15 and high[0.7] < 150 and spikes[0.7] > 50  # measured 21 .. 99, 137 spikes
+    assert low[0.5] > 1000 and 2000 < spikes[0.5] < 3500  # measured 3351 .. 620618, 2764 spikes per run
+    assert low[0.6] > 100 and high[0.6] < 3000  # measured 146 .. 1836
+    assert low[0.7] > 15 and high[0.7] < 150 and 80 < spikes[0.7] < 250  # measured 21 .. 99, 137 spikes
     for beta_2 in (0.8, 0.9, 0.99):
         assert high[beta_2] < 1.5 and spikes[beta_2] == 0  # measured at most 1.43
     assert high[0.999] < 3.2  # measured 2.07 .. 3.01; the first-steps bound (1 - β1) / sqrt(1 - β2) = 3.16
@@ -156,12 +157,12 @@ def test_spikes_need_gradients_that_switch_off(base):
 def test_a_huge_epsilon_turns_adam_into_momentum_sgd(base):
     """Section 4: Adam(lr=100, ε=1e4) is SGD(lr=1e-3, momentum=0.9): exactly without bias correction,
     and up to the factor c_t with it."""
-    assert sgd_equivalent(100.0, 0.9, 1e4) == pytest.approx({"momentum": 0.9, "learning_rate": 1e-3})
+    assert sgd_equivalent(100.0, 0.9, 1e4) == {"momentum": 0.9, "learning_rate": 1e-3}
     table = large_epsilon_comparison(base, epsilon=1e4, learning_rate=100.0, steps=200)
     no_correction, same_gradients, keras_adam = table["value"]
-    assert no_correction < 1e-4  # measured 9e-6
-    assert same_gradients < 1e-3  # measured 4e-5
-    assert keras_adam > 0.2  # measured 0.46: the c_t warmup makes bias-corrected Adam lag behind
+    assert no_correction < 1e-4  # measured 8e-6
+    assert same_gradients < 1e-4  # measured 3.3e-5
+    assert 0.4 < keras_adam < 0.75  # measured 0.59: the c_t warmup makes bias-corrected Adam lag behind
 
 
 def test_the_bias_correction_factor():
@@ -171,6 +172,8 @@ def test_the_bias_correction_factor():
     np.testing.assert_allclose(c, [0.316, 0.153, 0.309, 0.795, 0.975], atol=0.002)
     ratio = step_ratio_without_bias_correction(np.arange(1, 5000))
     assert np.argmax(ratio) + 1 == 12 and 6.5 < ratio.max() < 6.6
+    table = bias_correction_table([1, 12, 100, 1000]).set_index("step")["step without correction / with"]
+    assert list(table) == [3.16, 6.57, 3.24, 1.26]
 
 
 def test_the_first_step_without_bias_correction(base):
@@ -187,6 +190,8 @@ def test_without_bias_correction_a_safe_rate_trains_faster(finals):
     corrected, uncorrected = finals(), finals(optimizer="adam without bias correction")
     assert all(u.loss[0] < 0.8 * c.loss[0] for u, c in zip(uncorrected, corrected))  # 0.34-0.45 vs 0.55-0.86
     assert (final(uncorrected) < final(corrected)).all()  # 0.015 .. 0.018 vs 0.021 .. 0.025
+    assert ((final(uncorrected) > 0.013) & (final(uncorrected) < 0.02)).all()
+    assert ((final(corrected) > 0.019) & (final(corrected) < 0.027)).all()
 
 
 def test_without_bias_correction_a_high_rate_kills_the_network_early(data, finals):
@@ -227,3 +232,11 @@ def test_reddi_adam_fails_only_when_beta_2_forgets_the_rare_large_gradient():
         assert reddi_trajectory(beta_2=beta_2).end < -0.99
     panel = reddi_panel()  # the lesson's panel shows exactly these runs
     assert panel.runs[False].end > 0.99 and panel.runs[True].end < -0.99
+
+
+def test_reddi_with_everyday_betas_needs_a_rarer_larger_gradient():
+    """Section 6: with β1 = 0.9, β2 = 0.99, a gradient of 1010 every 101st step and -10 otherwise (the total
+    still favours x = -1), Adam ends at +1 after 30 000 steps; AMSGrad ends near -1."""
+    setting = dict(C=1010.0, small=-10.0, period=101, beta_1=0.9, beta_2=0.99, steps=30_000)
+    assert reddi_trajectory(**setting).end > 0.95  # measured +0.991
+    assert reddi_trajectory(amsgrad=True, **setting).end < -0.9  # measured -0.971

@@ -245,12 +245,20 @@ def sgd_equivalent(learning_rate: float, beta_1: float, epsilon: float) -> dict[
     without bias correction). For a steady gradient either one moves ``η / (1 - μ) = lr / ε`` per unit
     gradient: momentum SGD with an effective learning rate lr / ε.
     """
-    return {"momentum": beta_1, "learning_rate": learning_rate * (1 - beta_1) / epsilon}
+    return {"momentum": beta_1, "learning_rate": float(f"{learning_rate * (1 - beta_1) / epsilon:.12g}")}
 
 
 def bias_correction_factor(step: np.ndarray | int, beta_1: float = 0.9, beta_2: float = 0.999) -> np.ndarray:
     """Keras's ``c_t = sqrt(1 - β2^t) / (1 - β1^t)``, the factor bias correction puts on each step."""
     return 1.0 / step_ratio_without_bias_correction(step, beta_1, beta_2)
+
+
+def bias_correction_table(steps: Sequence[int], beta_1: float = 0.9, beta_2: float = 0.999) -> pd.DataFrame:
+    """Per step: Keras's bias-correction factor c_t and how many times bigger the step is without it."""
+    steps = np.asarray(steps)
+    return pd.DataFrame({"step": steps,
+                         "c_t (correction factor)": bias_correction_factor(steps, beta_1, beta_2).round(3),
+                         "step without correction / with": step_ratio_without_bias_correction(steps, beta_1, beta_2).round(2)})
 
 
 def large_epsilon_comparison(base: TrainConfig, epsilon: float = 1e4, learning_rate: float = 100.0,
