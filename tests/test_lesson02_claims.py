@@ -77,9 +77,10 @@ def test_sigmoid_gradient_vanishes_yet_adam_moves_the_first_layer_most(runs, see
 
 
 def test_three_of_five_sigmoid_runs_are_still_at_chance_after_30_epochs(runs):
-    """Section 3: after 30 epochs the loss is still at chance (2.30) for 3 of 5 seeds."""
+    """Section 3: after 30 epochs the loss is still at chance (2.30) for 3 of 5 seeds; the best ends at 1.90."""
     at_chance = [abs(runs("sigmoid", seed).final_loss - CHANCE) < 0.01 for seed in SEEDS]
     assert sum(at_chance) == 3  # seeds 0, 1, 4 at 2.303 .. 2.306; seeds 2, 3 at 1.95, 1.90
+    assert 1.89 < min(runs("sigmoid", seed).final_loss for seed in SEEDS) < 1.91  # "the best ends at 1.90"
 
 
 @pytest.mark.parametrize("seed", SEEDS)
