@@ -240,3 +240,24 @@ def test_reddi_with_everyday_betas_needs_a_rarer_larger_gradient():
     setting = dict(C=1010.0, small=-10.0, period=101, beta_1=0.9, beta_2=0.99, steps=30_000)
     assert reddi_trajectory(**setting).end > 0.95  # measured +0.991
     assert reddi_trajectory(amsgrad=True, **setting).end < -0.9  # measured -0.971
+
+
+def test_every_control_of_the_panels_retrains_live(base, data):
+    """Section 1 and Section 2: each control starts a fresh engine run with its value; the step chart
+    traces that same run."""
+    from adamclinic.moments import beta_1_panel, moments_panel
+
+    panel = moments_panel(base, min_seconds_per_epoch=0.0)
+    changes = {"beta_1": 0.99, "beta_2": 0.7, "epsilon": 1e-3, "bias correction": "off"}
+    for name, value in changes.items():
+        panel.controls[name].value = value
+        panel.wait()
+        config = panel.histories[-1].config
+        assert panel.views[0].traces[-1].config == config
+    assert (config.beta_1, config.beta_2, config.optimizer) == (0.99, 0.7, "adam without bias correction")
+    assert config.epsilon == pytest.approx(1e-3, rel=0.01)
+    bowl = TrainConfig(data, linear_model, learning_rate=0.01, epochs=20, batch_size=1024)
+    quadratic = beta_1_panel(bowl, min_seconds_per_epoch=0.0)
+    quadratic.controls["beta_1"].value = 0.999
+    quadratic.wait()
+    assert quadratic.histories[-1].config.beta_1 == 0.999
