@@ -146,11 +146,11 @@ def test_dropout_02_ends_worse_than_no_dropout(runs, seed):
 
 
 def test_dropout_05_changes_the_mean_final_val_loss_by_little(runs):
-    """Section 5: mean final validation loss 0.71 without dropout, 0.69 with 0.5; one seed worse."""
+    """Section 5: mean final validation loss 0.71 without dropout, 0.69 with 0.5; three seeds end worse."""
     none = np.array([runs("base", s).val_loss[-1] for s in SEEDS])
     half = np.array([runs("dropout 0.5", s, lambda c: dropout_config(c, 0.5)).val_loss[-1] for s in SEEDS])
     assert abs(half.mean() - none.mean()) < 0.05  # 0.687 vs 0.709
-    assert (half > none).any()  # seed 1 and seed 4
+    assert (half > none).sum() == 3  # seeds 0 (by 0.002), 1 and 4 end worse with dropout
 
 
 @pytest.mark.parametrize("seed", SEEDS)
