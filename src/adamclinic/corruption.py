@@ -10,9 +10,8 @@ too, next to the panel factories that wrap them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import ipywidgets as w
@@ -26,23 +25,9 @@ from adamclinic.seeding import seed_everything
 from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
 from adamclinic.widgets import TrainingPanel
 
-@dataclass(frozen=True)
-class TaggedConfig(TrainConfig):
-    """A ``TrainConfig`` whose plot label says what was done to the data ("5% outliers, Huber loss").
-
-    The engine's own label names only optimizer settings, which these panels never change.
-    """
-
-    tag: str = ""
-
-    def label(self) -> str:
-        return self.tag or super().label()
-
-
-def tagged(config: TrainConfig, tag: str) -> TaggedConfig:
-    """``config`` with a plot label."""
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TaggedConfig(**fields, tag=tag)
+def tagged(config: TrainConfig, tag: str) -> TrainConfig:
+    """``config`` with a plot label saying what was done to the data ("5% outliers, Huber loss")."""
+    return replace(config, note=tag)
 
 
 # Outliers -----------------------------------------------------------------------------------------
@@ -445,3 +430,115 @@ def missing_panel(base: TrainConfig, fraction: float = 0.0001, handling: str = "
     }
     return TrainingPanel(base, controls, make_config=lambda b, v: missing_config(b, **v), train_fn=board.wrap(),
                          views=[board], **options)
+
+
+# Judging an exercise's fixes (ex05_data_problems) ---------------------------------------------------
+# Each retrains the student's fix from scratch with fixed seeds and scores it on the original clean
+# held-out rows, never on numbers the student computed or on held-out rows the fix returned.
+
+EXERCISE_SEEDS = (0, 1, 2)
+
+
+def _fixed_config(fix, config: TrainConfig, what: str) -> TrainConfig:
+    fixed = fix(config)
+    if not isinstance(fixed, TrainConfig):
+        raise TypeError(f"{what} must return a TrainConfig (for example dataclasses.replace(config, ...)); "
+                        f"it returned {type(fixed).__name__}.")
+    if fixed.epochs > 60:
+        raise ValueError(f"{what} asks for {fixed.epochs} epochs; keep it to 60 at most (the fix is not more epochs).")
+    return replace(fixed, seed=config.seed)  # the grader's seed, whatever the fix set
+
+
+def outlier_fix_mse(fix, seeds=EXERCISE_SEEDS, fraction: float = 0.02, size: float = 30.0) -> np.ndarray:
+    """Clean held-out MSE per seed after ``fix(config) -> TrainConfig`` is applied to lesson 05's run
+    with ``fraction`` of its training targets ``size`` standard deviations off (the corruption is
+    seeded like the run). A run that diverged scores ``inf``."""
+    from adamclinic.data import smooth_regression
+    from adamclinic.models import small_relu_net
+
+    clean = smooth_regression()
+    scores = []
+    for seed in seeds:
+        broken = outlier_config(TrainConfig(clean, small_relu_net, epochs=30, seed=seed), fraction, size)
+        history = run(_fixed_config(fix, replace(broken, note=""), "fix_outliers"))
+        scores.append(math.inf if history.diverged else clean_mse(history, clean))
+    return np.asarray(scores, dtype=float)
+
+
+def imbalance_fix_scores(fix, seeds=EXERCISE_SEEDS, minority_share: float = 0.05) -> dict[str, np.ndarray]:
+    """Balanced accuracy and minority recall per seed on the (original) held-out rows after
+    ``fix(config) -> TrainConfig`` is applied to lesson 05's imbalanced run at ``minority_share``."""
+    from adamclinic.data import overlapping_classes
+    from adamclinic.models import binary_relu_net
+
+    pool, held_out = overlapping_classes()
+    found: dict[str, list[float]] = {"balanced accuracy": [], "minority recall": []}
+    for seed in seeds:
+        data = imbalanced(pool, held_out, minority_share, seed=seed)
+        config = TrainConfig(data, binary_relu_net, loss="binary_crossentropy", epochs=30, seed=seed)
+        history = run(_fixed_config(fix, config, "fix_imbalance"))
+        if history.diverged:
+            scores = {name: 0.0 for name in found}
+        else:
+            scores = binary_scores(history, data)
+        for name in found:
+            found[name].append(scores[name])
+    return {name: np.asarray(values, dtype=float) for name, values in found.items()}
+
+
+def cleaning_problems(clean, data: Dataset) -> list[str]:
+    """What is wrong with ``clean(data) -> Dataset`` on ``data`` (NaN in its training inputs only):
+    an empty list when the result has finite training inputs, rows that still match their targets
+    (the same rows, or a subset of the complete ones), untouched held-out rows, and filled cells whose
+    values lie within the range of the column's observed training values."""
+    result = clean(data)
+    if not isinstance(result, Dataset):
+        return [f"it returned {type(result).__name__}, not a Dataset (use dataclasses.replace(data, ...))"]
+    problems = []
+    x, y = result.x_train, result.y_train
+    if not np.all(np.isfinite(x)):
+        problems.append(f"{int((~np.isfinite(x)).sum())} training input(s) are still NaN or infinite")
+    if len(x) == 0:
+        problems.append("no training rows are left")
+    if data.x_val is not None and (result.x_val is None or not np.array_equal(result.x_val, data.x_val)
+                                   or not np.array_equal(result.y_val, data.y_val)):
+        problems.append("the held-out rows changed: they had no NaN, leave them as they are")
+    holes = np.isnan(data.x_train)
+    if len(x) == len(data.x_train):
+        if not np.array_equal(y, data.y_train):
+            problems.append("the training targets changed, or no longer line up with their rows")
+        elif not np.array_equal(x[~holes], data.x_train[~holes]):
+            problems.append("values that were not missing changed")
+        else:
+            low, high = np.nanmin(data.x_train, axis=0), np.nanmax(data.x_train, axis=0)
+            rows, columns = np.nonzero(holes)
+            filled = x[rows, columns]
+            if not np.all((filled >= low[columns] - 1e-6) & (filled <= high[columns] + 1e-6)):
+                problems.append("a filled value lies outside the range of its column's training values: "
+                                "fill with a statistic of the training rows (median, mean)")
+    else:
+        complete = ~holes.any(axis=1)
+        known = {row.tobytes() for row in np.hstack([data.x_train[complete], data.y_train[complete]])}
+        kept = np.hstack([x, y]) if len(x) else np.zeros((0, x.shape[1] + y.shape[1]), dtype="float32")
+        if not all(row.tobytes() in known for row in kept):
+            problems.append("some training rows are not complete rows of the data, or no longer match their targets")
+    return problems
+
+
+def cleaned_run_mse(clean, seeds=EXERCISE_SEEDS, fraction: float = 0.05) -> np.ndarray:
+    """Clean held-out MSE per seed of lesson 05's regression run trained on ``clean(data)``, where
+    ``data`` has ``fraction`` of its training input cells missing (seeded). ``inf`` for a run that
+    diverged, could not train or returned no Dataset."""
+    from adamclinic.data import smooth_regression
+    from adamclinic.models import small_relu_net
+
+    original = smooth_regression()
+    scores = []
+    for seed in seeds:
+        result = clean(with_missing(original, fraction, seed=seed))
+        if not isinstance(result, Dataset) or len(result.x_train) < 32 or not np.all(np.isfinite(result.x_train)):
+            scores.append(math.inf)
+            continue
+        history = run(TrainConfig(result, small_relu_net, epochs=30, seed=seed))
+        scores.append(math.inf if history.diverged else clean_mse(history, original))
+    return np.asarray(scores, dtype=float)

@@ -10,7 +10,7 @@ rows the scaler is allowed to see.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -32,17 +32,6 @@ DISTANCE = FEATURES.index("distance_m")
 SCALERS = ("none", "StandardScaler", "MinMaxScaler", "RobustScaler")
 # A learning rate at which each optimizer trains the standardized parcels well (SGD needs a larger one).
 GOOD_RATE = {"adam": 1e-3, "sgd": 1e-2}
-
-
-@dataclass(frozen=True)
-class ScalingConfig(TrainConfig):
-    """A ``TrainConfig`` whose plot label also says how the data were scaled (the data are not in
-    ``TrainConfig.label``, and here they are the one thing that differs between runs)."""
-
-    note: str = ""
-
-    def label(self) -> str:
-        return f"{self.note}, {super().label()}" if self.note else super().label()
 
 
 def make_scaler(name: str):
@@ -116,11 +105,9 @@ def spread_parcels(k: float = 0, column: int = DISTANCE) -> Dataset:
     return change_unit(fit_scaler_on_train(parcels(), "StandardScaler"), column, k)
 
 
-def scaled_config(base: TrainConfig, k: int = 0, scaler: str = "none") -> ScalingConfig:
+def scaled_config(base: TrainConfig, k: int = 0, scaler: str = "none") -> TrainConfig:
     """``base`` on the parcels with ``distance_m`` in units of 10**k metres and ``scaler`` fitted on the training rows."""
-    fields = {name: getattr(base, name) for name in base.__dataclass_fields__ if name != "note"}
-    fields["data"] = scaled_parcels(k, scaler)
-    return ScalingConfig(**fields, note=f"{scaler}, distance ×1e{k}")
+    return replace(base, data=scaled_parcels(k, scaler), note=f"{scaler}, distance ×1e{k}")
 
 
 def scaler_panel(base: TrainConfig, k: int = 0, scaler: str = "none", **panel_options: Any) -> TrainingPanel:
@@ -142,10 +129,8 @@ def spread_config(base: TrainConfig, k: float, optimizer: str = "adam",
                   build_model: Callable[[], keras.Model] | None = None) -> TrainConfig:
     """``base`` on the standardized parcels with ``distance_m`` multiplied by 10**k, trained by
     ``optimizer`` at its ``GOOD_RATE`` (and by another network, if ``build_model`` is given)."""
-    fields = {name: getattr(base, name) for name in base.__dataclass_fields__ if name != "note"}
-    fields.update(data=spread_parcels(k), optimizer=optimizer, learning_rate=GOOD_RATE[optimizer],
-                  build_model=build_model or base.build_model)
-    return ScalingConfig(**fields, note=f"distance_m ×1e{k}")
+    return replace(base, data=spread_parcels(k), optimizer=optimizer, learning_rate=GOOD_RATE[optimizer],
+                   build_model=build_model or base.build_model, note=f"distance_m ×1e{k}")
 
 
 def spread_panel(base: TrainConfig, k: int = 0, optimizer: str = "adam", **panel_options: Any) -> TrainingPanel:
@@ -291,3 +276,93 @@ def leak_summary(table: pd.DataFrame) -> pd.DataFrame:
     means.loc["leak minus leak-free"] = (means.loc["fit on everything (leak)"]
                                           - means.loc["fit on training rows"])
     return means.round(4)
+
+
+# Judging a student's preparation (exercise 03) ------------------------------------------------------
+
+def parcel_frames(train_rows: int = 1024, test_rows: int = 256) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The parcels as two tables (training rows first, then test rows), columns ``FEATURES`` and ``cost``,
+    in the same rows as ``parcels()``."""
+    frame = load_csv("parcels")
+    return (frame.iloc[:train_rows].reset_index(drop=True),
+            frame.iloc[train_rows:train_rows + test_rows].reset_index(drop=True))
+
+
+def shifted_frames(split: int = 0, train_rows: int = 256, test_rows: int = 128
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Tables for catching a scaler that sees test rows: training rows that travelled under 500 km, and two
+    test sets of the same size, one of other short trips and one of trips of 500 km or more (a shifted
+    distribution). A leak-free preparation gives the same training inputs with either test set."""
+    frame = load_csv("parcels").iloc[:1280]
+    rng = np.random.default_rng(300 + split)
+    near = rng.permutation(np.flatnonzero(frame["distance_m"].to_numpy() < 5e5))
+    far = rng.permutation(np.flatnonzero(frame["distance_m"].to_numpy() >= 5e5))
+    pick = lambda rows: frame.iloc[rows].reset_index(drop=True)  # noqa: E731
+    return pick(near[:train_rows]), pick(near[train_rows:train_rows + test_rows]), pick(far[:test_rows])
+
+
+def _inputs(data: Any, split: str) -> np.ndarray:
+    return np.asarray(getattr(data, f"x_{split}"), dtype="float64")
+
+
+def train_inputs_change_with_test_rows(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset],
+                                       train_frame: pd.DataFrame, *test_frames: pd.DataFrame) -> float:
+    """The largest change in the prepared training inputs when only the test rows change (0 when the
+    scaler learns from the training rows alone; a scaler fitted on training and test rows moves them)."""
+    prepared = [_inputs(prepare(train_frame.copy(), test.copy()), "train") for test in test_frames]
+    return float(max(np.max(np.abs(x - prepared[0])) for x in prepared[1:]))
+
+
+def copied_rows_mismatch(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset],
+                         train_frame: pd.DataFrame, rows: int = 40) -> float:
+    """Give ``prepare`` test rows that are copies of the first ``rows`` training rows: the largest difference
+    between a copy's prepared inputs and its original's (0 when both splits go through one fitted scaler;
+    a second scaler fitted on the test rows maps them elsewhere)."""
+    data = prepare(train_frame.copy(), train_frame.iloc[:rows].reset_index(drop=True))
+    return float(np.max(np.abs(_inputs(data, "val") - _inputs(data, "train")[:rows])))
+
+
+def unit_change_effect(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset], train_frame: pd.DataFrame,
+                       test_frame: pd.DataFrame, column: str = "distance_m", factor: float = 1000.0) -> float:
+    """The largest change in the prepared inputs (both splits) when ``column`` is given in another unit in
+    both tables (metres to millimetres). A scaler fitted on the training rows divides the unit out (0);
+    raw inputs, or statistics fixed in advance or learned from other rows, do not."""
+    def in_other_unit(frame):
+        frame = frame.copy()
+        frame[column] = frame[column] * factor
+        return frame
+    before = prepare(train_frame.copy(), test_frame.copy())
+    after = prepare(in_other_unit(train_frame), in_other_unit(test_frame))
+    return float(max(np.max(np.abs(_inputs(after, split) - _inputs(before, split))) for split in ("train", "val")))
+
+
+def input_spreads(data: Any) -> np.ndarray:
+    """The standard deviation of each prepared training column (about 1 for standardized inputs)."""
+    return _inputs(data, "train").std(axis=0)
+
+
+def prepared_val_losses(data: Any, seeds=(0, 1, 2), epochs: int = 30) -> np.ndarray:
+    """Train ``parcel_relu_net`` with Adam at 1e-3 on a prepared Dataset, once per seed: the final validation
+    losses (``inf`` for a run that diverged)."""
+    data = Dataset(data.x_train, data.y_train, data.x_val, data.y_val, name="prepared parcels")
+    losses = []
+    for seed in seeds:
+        history = run(TrainConfig(data, parcel_relu_net, learning_rate=1e-3, epochs=epochs, batch_size=32, seed=seed))
+        losses.append(history.val_loss[-1] if not history.diverged else float("inf"))
+    return np.nan_to_num(np.asarray(losses, dtype=float), nan=np.inf)
+
+
+def scaler_final_losses(scaler: str, k: int = 0, seeds=(0, 1, 2), epochs: int = 30) -> np.ndarray:
+    """Lesson 03's run (``parcel_relu_net``, Adam 1e-3, 30 epochs of 32 batches) on the parcels with
+    ``distance_m`` in units of 10**k metres and ``scaler`` fitted on the training rows: final training
+    losses per seed (``inf`` for a run that diverged)."""
+    base = TrainConfig(parcels(), parcel_relu_net, learning_rate=1e-3, epochs=epochs, batch_size=32)
+    losses = [run(replace(scaled_config(base, k, scaler), seed=seed)).final_loss for seed in seeds]
+    return np.nan_to_num(np.asarray(losses, dtype=float), nan=np.inf)
+
+
+def adam_output_step_growth(k: float = 2, seed: int = 0) -> float:
+    """How many times farther one Adam step moves ``parcel_relu_net``'s outputs when the standardized
+    ``distance_m`` is multiplied by 10**k (about 10**k: the output step is ``lr * |x|``)."""
+    return (first_step_output_change(parcel_relu_net, spread_parcels(k), "adam", seed=seed)
+            / first_step_output_change(parcel_relu_net, spread_parcels(0), "adam", seed=seed))

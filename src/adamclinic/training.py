@@ -81,7 +81,8 @@ class TrainConfig:
     ``"adamw"`` only (decoupled decay). ``clipnorm`` clips each variable's gradient,
     ``global_clipnorm`` all of them together, as in Keras. ``class_weight`` maps a class label to the
     weight of its examples in the loss, as ``model.fit(class_weight=...)`` does. ``check_inputs=False``
-    lets NaN inputs through, for the lesson that shows what they do.
+    lets NaN inputs through, for the lesson that shows what they do. ``note`` says what else sets
+    this run apart (the data, the model) and leads its plot label.
     """
 
     data: Dataset
@@ -102,6 +103,7 @@ class TrainConfig:
     global_clipnorm: float | None = None
     class_weight: dict[int, float] | None = None
     check_inputs: bool = True
+    note: str = ""
 
     def with_learning_rate(self, learning_rate: LearningRate) -> "TrainConfig":
         """The same run with another learning rate (a number or a schedule)."""
@@ -109,7 +111,9 @@ class TrainConfig:
 
     def label(self) -> str:
         """A short description of the settings that tell runs apart in a plot legend."""
-        parts = [] if self.optimizer == "adam" else [self.optimizer]
+        parts = [self.note + ","] if self.note else []
+        if self.optimizer != "adam":
+            parts.append(self.optimizer)
         parts.append(describe_learning_rate(self.learning_rate))
         if self.beta_1 != 0.9:
             parts.append(f"β1={self.beta_1:g}")
