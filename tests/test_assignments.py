@@ -24,63 +24,20 @@ import nbformat
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import nbgrader_course
+from nbgrader_course import ROOT, cell_by_id, course_env, grading_cli, make_course, nbgrader, notebooks
+
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 EX01 = "ex01_learning_rate"
-COURSE_ID = "adam-clinic"
+COURSE_ID = nbgrader_course.COURSE_ID
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
 
 
-def course_env() -> dict[str, str]:
-    """nbgrader needs this environment's bin folder on PATH (it runs ``alembic`` by name)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
-
-
-def nbgrader(course: Path, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).with_name("nbgrader")), *args]
-    result = subprocess.run(command, cwd=cwd or course, env=course_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if check:
-        assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-4000:]}"
-    return result
-
-
-def grading_cli(course: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adamclinic.grading", *args, "--root", str(course)],
-                          cwd=course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def make_course(folder: Path, with_exercises: bool = True) -> Path:
-    """A temporary copy of the course: its config puts the gradebook and exchange inside ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(ROOT / "solutions", folder / "solutions")
-    if with_exercises:
-        shutil.copytree(ROOT / "exercises", folder / "exercises")
-    (folder / "grading").mkdir()
-    shutil.copy(ROOT / "grading" / "nbgrader_config.py", folder / "grading" / "nbgrader_config.py")
-    shutil.copy(ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
-    return folder
-
-
-def notebooks(folder: Path) -> dict[str, nbformat.NotebookNode]:
-    return {p.name: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
-
-
-def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
-    matches = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    assert len(matches) == 1, f"expected one cell with grade_id {grade_id!r}, found {len(matches)}"
-    return matches[0]
-
-
 def solution_source(grade_id: str) -> str:
-    """The reference answer of a solution cell, without nbgrader's delimiters."""
-    nb = nbformat.read(ROOT / "solutions" / EX01 / f"{EX01}.ipynb", as_version=4)
-    lines = cell_by_id(nb, grade_id).source.splitlines()
-    return "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    return nbgrader_course.solution_source(EX01, grade_id)
 
 
 # Answers a student could write. Each replaces the whole solution cell of its part.
@@ -247,12 +204,17 @@ def part_scores(course: Path, student: str) -> dict[str, float]:
         return {grade.name: grade.score for grade in notebook.grades if grade.name in POINTS}
 
 
+ROUND_TRIP = pytest.mark.xdist_group("ex01_round_trip")  # the graded_course fixture is built once, on one worker
+
+
+@ROUND_TRIP
 @pytest.mark.slow
 def test_submit_command_says_where_the_work_went(graded_course):
     out = graded_course["submit"]["reference"]
     assert "Submitted exercises/ex01_learning_rate/" in out and "make grade A=ex01_learning_rate" in out
 
 
+@ROUND_TRIP
 @pytest.mark.slow
 @pytest.mark.parametrize("student", [s for s, (_, expected) in STUDENTS.items() if expected is not None])
 def test_each_part_is_scored_on_its_own(graded_course, student):
@@ -260,6 +222,7 @@ def test_each_part_is_scored_on_its_own(graded_course, student):
     assert part_scores(graded_course["course"], student) == pytest.approx(STUDENTS[student][1])
 
 
+@ROUND_TRIP
 @pytest.mark.slow
 def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
     """Hidden tests retrain with fixed seeds: three autogrades of one notebook agree."""
@@ -267,6 +230,7 @@ def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
     assert scores[0] == scores[1] == scores[2]
 
 
+@ROUND_TRIP
 @pytest.mark.slow
 def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(graded_course):
     result = graded_course["grade"]
@@ -282,6 +246,7 @@ def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(gra
     assert float(rows[(EX01, "wrong_a_other_bc")]["raw_score"]) == 6
 
 
+@ROUND_TRIP
 @pytest.mark.slow
 def test_feedback_says_which_parts_passed(graded_course):
     course = graded_course["course"]

@@ -1,0 +1,120 @@
+"""Helpers for testing graded assignments with the real nbgrader CLI, in a temporary copy of the course.
+
+Each test course has its own gradebook and exchange (the course's config puts both inside the copy),
+so tests run in parallel and never touch the repository's grading/ folder.
+
+A typical round trip for assignment A (see tests/test_assignments.py and tests/test_assignment_ex*.py):
+
+    course = make_course(tmp / "course")
+    release(course, A)
+    for student, answers in samples.items():
+        submit(course, A, student, fill_answers(released_exercise(course, A), answers))
+    grade(course, A)
+    assert part_scores(course, A, "student") == {...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE_ID = "adam-clinic"
+
+
+def course_env() -> dict[str, str]:
+    """nbgrader needs this environment's bin folder on PATH (it runs ``alembic`` by name)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def nbgrader(course: Path, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("nbgrader")), *args]
+    result = subprocess.run(command, cwd=cwd or course, env=course_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if check:
+        assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-4000:]}"
+    return result
+
+
+def grading_cli(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m adamclinic.grading ...`` (what make submit / make grade run) on the test course."""
+    return subprocess.run([sys.executable, "-m", "adamclinic.grading", *args, "--root", str(course)],
+                          cwd=course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def make_course(folder: Path, with_exercises: bool = True) -> Path:
+    """A temporary copy of the course: its config puts the gradebook and exchange inside ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "solutions", folder / "solutions")
+    if with_exercises:
+        shutil.copytree(ROOT / "exercises", folder / "exercises")
+    (folder / "grading").mkdir()
+    shutil.copy(ROOT / "grading" / "nbgrader_config.py", folder / "grading" / "nbgrader_config.py")
+    shutil.copy(ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
+    return folder
+
+
+def notebooks(folder: Path) -> dict[str, nbformat.NotebookNode]:
+    return {p.name: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+
+def cell_by_id(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    matches = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    assert len(matches) == 1, f"expected one cell with grade_id {grade_id!r}, found {len(matches)}"
+    return matches[0]
+
+
+def solution_source(assignment: str, grade_id: str) -> str:
+    """The reference answer of a solution cell in solutions/, without nbgrader's delimiters."""
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    lines = cell_by_id(nb, grade_id).source.splitlines()
+    return "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+
+
+def released_exercise(assignment: str) -> nbformat.NotebookNode:
+    """The student version, as committed in exercises/."""
+    return nbformat.read(ROOT / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def fill_answers(exercise: nbformat.NotebookNode, answers: dict[str, str]) -> nbformat.NotebookNode:
+    """A copy of the exercise with the cells named by grade_id replaced by ``answers``' sources."""
+    nb = nbformat.from_dict(json.loads(json.dumps(exercise)))
+    for grade_id, source in answers.items():
+        cell_by_id(nb, grade_id).source = source.strip("\n")
+    return nb
+
+
+def submit(course: Path, assignment: str, student: str, notebook: nbformat.NotebookNode) -> None:
+    """Hand ``notebook`` in as ``student`` through the course's exchange (release first)."""
+    work = course / "exercises" / assignment / f"{assignment}.ipynb"
+    nbformat.write(notebook, work)
+    nbgrader(course, "submit", assignment, f"--Exchange.assignment_dir={course / 'exercises'}",
+             "--Exchange.path_includes_course=False", f"--CourseDirectory.student_id={student}")
+
+
+def release(course: Path, assignment: str) -> None:
+    result = grading_cli(course, "release", assignment)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def grade(course: Path, assignment: str) -> subprocess.CompletedProcess:
+    """Collect, autograde, generate feedback and export, as ``make grade A=...`` does."""
+    return grading_cli(course, "grade", assignment)
+
+
+def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]:
+    """Autograded points per test cell (by grade_id) from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    os.environ["PATH"] = course_env()["PATH"]
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+        return {grade.name: grade.score for grade in notebook.grades if grade.auto_score is not None
+                or grade.cell.cell_type == "code"}
