@@ -1,13 +1,16 @@
-"""Benchmark: how live does a slider move feel? Run ``python -m adamclinic.bench`` (or ``make bench``).
+"""Benchmark: how live does a control move feel? Run ``python -m adamclinic.bench`` (or ``make bench``).
 
-Prints JSON for lesson 01's demo run (small_relu_net, 1024 rows, batch 32, 30 epochs):
+For the main live demo of every lesson it prints, as JSON:
 
-- ``naive_rerun_s``: median seconds to redo a run the obvious way (build, compile, fit) per slider move;
-- ``engine_rerun_s``: median seconds of the engine's re-run with a new learning rate, after warm-up;
+- ``naive_rerun_s``: median seconds to redo the run the obvious way (build, compile, fit) per move;
+- ``engine_rerun_s``: median seconds of the engine's re-run with new settings, after warm-up;
 - ``speedup``: their ratio;
-- ``first_epoch_s``: median seconds from a slider move to the first epoch's metrics (what the student
-  waits for before the curve starts to draw);
-- ``engine_first_trace_s``: the one-off cost of the first run of an architecture (trace + XLA compile).
+- ``first_epoch_s``: median seconds from a move to the first epoch's metrics (what the student waits
+  for before the curve starts to draw);
+- ``first_trace_s``: the one-off cost of the first run of an architecture (trace + XLA compile).
+
+Lesson 00 draws optimizer paths on a 2-D surface instead of training a network: its figures are for
+one 500-step path (``adamclinic.surfaces.trajectory``), against the same steps taken eagerly.
 
 Figures, not a test: timings vary with the machine and its load.
 """
@@ -18,61 +21,133 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 import adamclinic  # noqa: F401  (quiet TensorFlow import)
 import keras
+import numpy as np
+import tensorflow as tf
 
-from adamclinic.data import smooth_regression
-from adamclinic.models import small_relu_net
 from adamclinic.seeding import seed_everything
 from adamclinic.training import TrainConfig, run, train
 
-RATES = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 1e-4, 1e-5, 3e-4]
+RATES = [1e-3, 3e-3, 1e-2, 3e-3, 3e-4, 2e-3, 5e-4, 1e-3]
+
+
+def _seconds(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
 def naive_rerun(config: TrainConfig) -> float:
-    start = time.perf_counter()
-    seed_everything(config.seed)
-    model = config.build_model()
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.loss)
-    model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-              shuffle=True, verbose=0)
-    return time.perf_counter() - start
+    """Build, compile and fit from scratch, as a slider callback written the obvious way would."""
 
+    def fit() -> None:
+        seed_everything(config.seed)
+        model = config.build_model()
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.loss)
+        model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size, epochs=config.epochs,
+                  shuffle=True, verbose=0)
 
-def engine_rerun(config: TrainConfig) -> float:
-    start = time.perf_counter()
-    run(config)
-    return time.perf_counter() - start
+    return _seconds(fit)
 
 
 def first_epoch(config: TrainConfig) -> float:
-    start = time.perf_counter()
-    epochs = train(config)
-    next(epochs)
-    elapsed = time.perf_counter() - start
-    epochs.close()
-    return elapsed
+    def one_epoch() -> None:
+        epochs = train(config)
+        next(epochs)
+        epochs.close()
+
+    return _seconds(one_epoch)
 
 
-def main(repeats: int = 5) -> dict:
-    base = TrainConfig(smooth_regression(), small_relu_net, epochs=30, batch_size=32)
-    configs = [base.with_learning_rate(rate) for rate in RATES]
-    cold = engine_rerun(configs[0])
-    naive = [naive_rerun(c) for c in configs[:repeats]]
-    engine = [engine_rerun(c) for c in configs]
-    firsts = [first_epoch(c) for c in configs]
-    naive_median, engine_median = statistics.median(naive), statistics.median(engine)
+def engine_figures(config: TrainConfig, naive_repeats: int = 2) -> dict:
+    configs = [replace(config, learning_rate=rate) for rate in RATES]
+    cold = _seconds(lambda: run(configs[0]))
+    engine = statistics.median(_seconds(lambda c=c: run(c)) for c in configs)
+    naive = statistics.median(naive_rerun(c) for c in configs[:naive_repeats])
     return {
-        "workload": "lesson 01 demo: small_relu_net, 1024 rows, batch 32, 30 epochs (960 Adam steps)",
-        "naive_rerun_s": round(naive_median, 4),
-        "engine_rerun_s": round(engine_median, 4),
-        "speedup": round(naive_median / engine_median, 1),
-        "first_epoch_s": round(statistics.median(firsts), 4),
-        "engine_first_trace_s": round(cold, 3),
-        "runs": {"naive": len(naive), "engine": len(engine), "first_epoch": len(firsts)},
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "workload": f"{config.build_model.__name__ if hasattr(config.build_model, '__name__') else 'model'}, "
+                    f"{len(config.data.x_train)} rows, batch {config.batch_size}, {config.epochs} epochs",
+        "naive_rerun_s": round(naive, 4),
+        "engine_rerun_s": round(engine, 4),
+        "speedup": round(naive / engine, 1),
+        "first_epoch_s": round(statistics.median(first_epoch(c) for c in configs), 4),
+        "first_trace_s": round(cold, 3),
     }
+
+
+def surface_figures(steps: int = 500) -> dict:
+    from adamclinic.surfaces import rosenbrock, trajectory
+
+    surface = rosenbrock()
+    cold = _seconds(lambda: trajectory(surface, "adam", lr=0.1, steps=steps))
+    compiled = statistics.median(_seconds(lambda r=r: trajectory(surface, "adam", lr=r, steps=steps))
+                                 for r in (0.05, 0.1, 0.2, 0.3, 0.5))
+
+    def eager() -> None:
+        point = keras.Variable(np.array([-1.5, 1.5], dtype="float32"))
+        optimizer = keras.optimizers.Adam(0.1)
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                x, y = point[0], point[1]
+                value = (1 - x) ** 2 + 100 * (y - x**2) ** 2
+            optimizer.apply([tape.gradient(value, point)], [point])
+
+    naive = _seconds(eager)
+    return {
+        "workload": f"Adam on the Rosenbrock valley, {steps} steps",
+        "naive_rerun_s": round(naive, 4),
+        "engine_rerun_s": round(compiled, 4),
+        "speedup": round(naive / compiled, 1),
+        "first_trace_s": round(cold, 3),
+    }
+
+
+def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
+    """The main live demo of each lesson that trains a network, as the lesson builds it."""
+    from adamclinic.data import digits, parcels, smooth_regression
+    from adamclinic.models import parcel_relu_net, small_relu_net
+
+    def lesson02() -> TrainConfig:
+        from adamclinic.gradients import lesson_config
+
+        return lesson_config(digits())
+
+    def lesson03() -> TrainConfig:
+        from adamclinic.scaling import scaled_config
+
+        return scaled_config(TrainConfig(parcels(), parcel_relu_net), 0, "StandardScaler")
+
+    def lesson05() -> TrainConfig:
+        from adamclinic.corruption import outlier_config
+
+        return outlier_config(TrainConfig(smooth_regression(), small_relu_net), 0.02, 30.0, fix="Huber loss")
+
+    def lesson06() -> TrainConfig:
+        from adamclinic.generalization import RegularizedConfig, classifier, digits_subset
+
+        return RegularizedConfig(data=digits_subset(256), build_model=classifier(256),
+                                 loss="sparse_categorical_crossentropy", epochs=100, batch_size=32)
+
+    return {
+        "01_learning_rate": lambda: TrainConfig(smooth_regression(), small_relu_net),
+        "02_vanishing_exploding_gradients": lesson02,
+        "03_feature_scaling": lesson03,
+        "04_betas_epsilon_bias_correction": lambda: TrainConfig(smooth_regression(), small_relu_net, batch_size=8),
+        "05_data_problems": lesson05,
+        "06_overfitting_or_optimizer": lesson06,
+    }
+
+
+def main() -> dict:
+    figures = {"00_adam_from_the_inside": surface_figures()}
+    for lesson, make in lesson_demos().items():
+        figures[lesson] = engine_figures(make())
+    figures["machine"] = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    return figures
 
 
 if __name__ == "__main__":
