@@ -129,3 +129,47 @@ def compare_forms(epsilons=(1e-7, 1e-3, 1e-1), steps: int = 1000, lr: float = 1e
     table.columns.name = None
     table["Keras ε is effectively ×"] = [1 / np.sqrt(1 - 0.999 ** t) for _, t in table.index]
     return table
+
+
+# Judging a student's one-step Adam (exercise ex00_adam_update) ------------------------------------------
+
+
+def step_updates(step, gradients: np.ndarray, lr: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7) -> np.ndarray:
+    """The updates a one-step function makes over a gradient sequence, in the shape of ``adam_updates``.
+
+    ``step(w, g, m, v, t, lr, beta_1, beta_2, epsilon)`` returns the new ``(w, m, v)``; ``t`` counts from 1
+    and ``m``, ``v`` start at zero. The weights are zero before every call, so the update is exactly
+    ``-w_new`` (no digits lost subtracting two positions, whatever precision the step computes in).
+    """
+    g = np.asarray(gradients, dtype=np.float64)
+    m = np.zeros(g.shape[1:])
+    v = np.zeros(g.shape[1:])
+    updates = np.empty_like(g)
+    for t in range(1, len(g) + 1):
+        w_new, m, v = step(np.zeros(g.shape[1:]), g[t - 1].copy(), m, v, t, lr, beta_1, beta_2, epsilon)
+        updates[t - 1] = -np.asarray(w_new, dtype=np.float64)
+    return updates
+
+
+def gap_to_keras(step, gradients: np.ndarray, lr: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7) -> float:
+    """The largest ``|update_step - update_keras| / lr`` over every step and weight (``inf`` if not finite)."""
+    with np.errstate(all="ignore"):
+        mine = step_updates(step, gradients, lr, beta_1, beta_2, epsilon)
+        gap = np.abs(mine - keras_adam_updates(gradients, lr, beta_1, beta_2, epsilon)) / lr
+    return float(gap.max()) if np.all(np.isfinite(gap)) else float("inf")
+
+
+def first_step_form_gap(gradient: float, lr: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
+                        epsilon: float = 1e-7) -> float:
+    """``|Keras's first update - Algorithm 1's first update| / lr`` for one weight whose gradient is ``gradient``.
+
+    Keras's update is measured on ``keras.optimizers.Adam`` itself (float32); Algorithm 1's is computed.
+    At step 1 both are ``lr·|g| / (|g| + c·ε)``, with ``c = 1`` for Algorithm 1 and ``1 / sqrt(1 - β2)``
+    (31.6 at the default β2) for Keras, so the gap peaks near ``|g| ≈ 5.6 ε`` at about 0.7.
+    """
+    g = np.full((1, 1), float(gradient), dtype=np.float32)
+    keras_u = keras_adam_updates(g, lr, beta_1, beta_2, epsilon)[0, 0]
+    paper_u = adam_updates(g, lr, beta_1, beta_2, epsilon, form="algorithm 1")[0, 0]
+    return float(abs(keras_u - paper_u) / lr)
