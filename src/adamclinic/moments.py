@@ -638,3 +638,35 @@ def reddi_panel(C: float = 3.0, steps: int = 3000) -> ReddiPanel:
     panel = ReddiPanel(C, steps)
     panel.update()
     return panel
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements the exercise's hidden tests judge with (exercise 04)
+# ---------------------------------------------------------------------------------------------
+
+
+def spikes_and_validation_loss(config: TrainConfig, seeds: Sequence[int] = (0, 1, 2)) -> dict[str, np.ndarray]:
+    """Per seed, retrain ``config`` twice from the same start: step by step (``step_trace``) for the largest
+    single-weight move in learning rates, and with the engine for the final validation loss.
+
+    A run whose loss or validation loss is not finite reports ``inf`` for both, so it fails any bar.
+    """
+    from adamclinic.training import run
+
+    largest, val_losses = [], []
+    for seed in seeds:
+        seeded = replace(config, seed=seed)
+        trace, history = step_trace(seeded), run(seeded)
+        val = float(history.val_loss[-1])
+        broken = trace.diverged or not math.isfinite(val)
+        largest.append(math.inf if broken else trace.largest_step_in_learning_rates)
+        val_losses.append(math.inf if broken else val)
+    return {"largest step / lr": np.asarray(largest, dtype=float), "final validation loss": np.asarray(val_losses, dtype=float)}
+
+
+def reddi_ends(beta_1: float = 0.0, beta_2: float | None = None, epsilon: float = 1e-7, amsgrad: bool = False,
+               C: float = 3.0, starts: Sequence[float] = (-1.0, 0.0, 1.0), steps: int = 3000) -> np.ndarray:
+    """Where Keras's Adam with these settings ends on the Reddi-Kale-Kumar problem, from each start:
+    the best point is -1, the worst +1 (step size 0.5/√t, projected onto [-1, 1])."""
+    return np.array([reddi_trajectory(C=C, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
+                                      steps=steps, x0=x0).end for x0 in starts])
