@@ -491,7 +491,9 @@ def cleaning_problems(clean, data: Dataset) -> list[str]:
     an empty list when the result has finite training inputs, rows that still match their targets
     (the same rows, or a subset of the complete ones), untouched held-out rows, and filled cells whose
     values lie within the range of the column's observed training values."""
-    result = clean(data)
+    result = clean(replace(data, x_train=data.x_train.copy(), y_train=data.y_train.copy(),
+                           x_val=None if data.x_val is None else data.x_val.copy(),
+                           y_val=None if data.y_val is None else data.y_val.copy()))  # a copy: edits in place show
     if not isinstance(result, Dataset):
         return [f"it returned {type(result).__name__}, not a Dataset (use dataclasses.replace(data, ...))"]
     problems = []
@@ -523,6 +525,18 @@ def cleaning_problems(clean, data: Dataset) -> list[str]:
         if not all(row.tobytes() in known for row in kept):
             problems.append("some training rows are not complete rows of the data, or no longer match their targets")
     return problems
+
+
+def imputation_leak_probe() -> Dataset:
+    """A small table whose held-out rows lie far from its training rows, to catch a fill fitted on them.
+
+    40 training rows (column 0 from 1 to 3, column 1 from 5 to 8) with four NaN cells, and 64 held-out
+    rows that are all 100. A median or mean of the training rows lies inside the training range; one
+    computed with the held-out rows too (which outnumber them) does not, nor does a constant like 0.
+    """
+    x = np.column_stack([np.linspace(1.0, 3.0, 40), np.linspace(5.0, 8.0, 40)])
+    x[3, 0] = x[10, 1] = x[20, 0] = x[20, 1] = np.nan
+    return Dataset(x, np.arange(40.0), np.full((64, 2), 100.0), np.zeros(64), name="leak probe")
 
 
 def cleaned_run_mse(clean, seeds=EXERCISE_SEEDS, fraction: float = 0.05) -> np.ndarray:
