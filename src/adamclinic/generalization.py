@@ -333,3 +333,65 @@ def early_stopping_panel(base: TrainConfig, patience: int = 10, **panel_options:
                          style={"description_width": "initial"})
     return ValidationPanel(base, {"patience": slider},
                            make_config=lambda b, v: early_stopping_config(b, v["patience"]), **panel_options)
+
+
+# --------------------------------------------------------------------------------------------------
+# Judging helpers for exercise ex06_wrong_objective: they retrain from a configuration and measure,
+# never trusting a number the student computed.
+
+
+def validation_rise(val_loss) -> float:
+    """How far the last validation loss sits above the lowest one, as a fraction of the lowest (0.25: 25%)."""
+    val = np.asarray(val_loss, dtype=float)
+    lowest = float(np.nanmin(val))
+    return float(val[-1] / lowest - 1.0)
+
+
+def retrained(config: TrainConfig, seeds=(0, 1, 2)) -> list[History]:
+    """``config`` trained again by ``run_regularized``, once per seed."""
+    return [run_regularized(replace(config, seed=int(seed))) for seed in seeds]
+
+
+def final_train_losses(config: TrainConfig, seeds=(0, 1, 2)) -> np.ndarray:
+    """The last epoch's training loss of ``config`` retrained on each seed (``inf`` for a diverged run)."""
+    losses = [h.final_loss for h in retrained(config, seeds)]
+    return np.asarray([x if math.isfinite(x) else math.inf for x in losses], dtype=float)
+
+
+def final_val_losses(config: TrainConfig, seeds=(0, 1, 2)) -> np.ndarray:
+    """The last epoch's validation loss (the weights a run hands you) of ``config`` retrained on each seed.
+
+    A run that diverged, or whose last validation loss is not finite, reports ``inf``.
+    """
+    losses = []
+    for history in retrained(config, seeds):
+        last = float(history.val_loss[-1]) if history.epochs and not history.diverged else math.inf
+        losses.append(last if math.isfinite(last) else math.inf)
+    return np.asarray(losses, dtype=float)
+
+
+def fixed_setting_changes(candidate: Any, reference: TrainConfig, keep_epochs: bool = True,
+                          keep_rows: bool = True, keep_learning_rate: bool = False) -> list[str]:
+    """What ``candidate`` changed among the settings an exercise keeps fixed (empty: nothing).
+
+    Always fixed: the validation digits, the loss, the batch size and the network's width. ``keep_rows``
+    also fixes the training rows, ``keep_epochs`` the number of epochs, ``keep_learning_rate`` the rate.
+    """
+    if not isinstance(candidate, TrainConfig):
+        return [f"expected a training configuration (a RegularizedConfig), got {type(candidate).__name__}"]
+    changes = []
+    data, ref = candidate.data, reference.data
+    if data.x_val is None or data.x_val.shape != ref.x_val.shape or not np.array_equal(data.x_val, ref.x_val):
+        changes.append("the validation digits (use digits_subset(rows): it always keeps the same 357)")
+    elif keep_rows and (data.x_train.shape != ref.x_train.shape or not np.array_equal(data.x_train, ref.x_train)):
+        changes.append(f"the training rows (keep the {len(ref.x_train)} given)")
+    elif not keep_rows and not np.array_equal(data.x_train, digits().x_train[: len(data.x_train)]):
+        changes.append("the training rows (take them from digits_subset(rows))")
+    if getattr(candidate.build_model, "width", None) != reference.build_model.width:
+        changes.append(f"the network (keep classifier({reference.build_model.width}, ...))")
+    for name in ("loss", "batch_size") + (("epochs",) if keep_epochs else ()):
+        if getattr(candidate, name) != getattr(reference, name):
+            changes.append(f"{name} (keep {getattr(reference, name)!r})")
+    if keep_learning_rate and candidate.learning_rate != reference.learning_rate:
+        changes.append(f"the learning rate (keep {reference.learning_rate:g})")
+    return changes
