@@ -50,7 +50,8 @@ def course(tmp_path_factory) -> Path:
 def server(course, tmp_path_factory):
     home = tmp_path_factory.mktemp("jupyter")
     port, token = free_port(), "browser-test-token"
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+    env = {k: v for k, v in os.environ.items() if k != "ADAMCLINIC_NO_PACING"}  # a student's pace
+    env = dict(env, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
     # Keep JupyterLab from asking about news in a corner of every screenshot.
@@ -132,7 +133,8 @@ class Page:
         SHOTS.mkdir(parents=True, exist_ok=True)
 
     def open(self, path: str) -> None:
-        self.page.goto(f"{self.server['base']}/lab/tree/{path}?token={self.server['token']}")
+        # ?reset: start from an empty workspace, not the tabs an earlier test left open.
+        self.page.goto(f"{self.server['base']}/lab/tree/{path}?reset&token={self.server['token']}")
         self.page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
         self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus", timeout=90_000)
 
@@ -211,7 +213,8 @@ def test_lesson_01_slider_redraws_while_training_and_reports_the_blow_up(browser
 
 
 def validate_verdict(page: Page) -> str:
-    page.page.locator(".jp-NotebookPanel-toolbar").get_by_text("Validate", exact=True).first.click()
+    toolbar = page.page.locator(".jp-NotebookPanel-toolbar >> visible=true")
+    toolbar.get_by_text("Validate", exact=True).first.click()
     dialog = page.page.locator(".jp-Dialog-content")
     dialog.wait_for(timeout=180_000)
     text = dialog.inner_text()
@@ -243,4 +246,46 @@ def test_validate_button_fails_an_untouched_exercise_and_passes_the_solution(bro
     page.page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
     verdict = validate_verdict(page)
     assert "success" in verdict.lower() and "passes" in verdict.lower(), verdict
+    assert page.widget_errors() == []
+
+
+# One control of every other lesson: (lesson, the control's label, a value to type into its readout).
+OTHER_LESSONS = [
+    ("00_adam_from_the_inside", "β1", "0.5"),
+    ("02_vanishing_exploding_gradients", "hidden layers", "3"),
+    ("03_feature_scaling", "distance unit: 10^k ×", "-2"),
+    ("04_betas_epsilon_bias_correction", "ε", "1"),
+    ("05_data_problems", "share of rows", "0.1"),
+    ("06_overfitting_or_optimizer", "learning rate", "0.3"),
+]
+
+SAMPLE_ALL_LINES = """
+async ([root, ms]) => {
+  // Every 25 ms: all the paths drawn in the panel's plots, joined.
+  const seen = [];
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    seen.push([...root.querySelectorAll('.bqplot .curve path.line')].map(p => p.getAttribute('d')).join('|'));
+    await new Promise(r => setTimeout(r, 25));
+  }
+  return seen;
+}
+"""
+
+
+@pytest.mark.parametrize("lesson, label, value", OTHER_LESSONS, ids=[case[0] for case in OTHER_LESSONS])
+def test_a_control_of_every_lesson_redraws_its_plot_live(browser, server, lesson, label, value):
+    page = Page(browser, server, lesson)
+    page.open(f"lessons/{lesson}.ipynb")
+    page.run_all()
+    panel = panel_output(page, label)
+    panel.scroll_into_view_if_needed()
+    page.shot("defaults")
+    before = panel.evaluate(f"(root) => ({SAMPLE_ALL_LINES})([root, 50])")[-1]
+    drag_log_slider_to(panel.locator(".widget-inline-hbox", has_text=label).first, value)
+    states = panel.evaluate(f"(root) => ({SAMPLE_ALL_LINES})([root, 8000])")
+    page.shot("after-move")
+    changed = [state for state in states if state != before]
+    assert changed, f"moving {label!r} to {value} changed nothing in the plot"
+    assert len(set(changed)) >= 3, "the plot changed only once: it did not redraw while the run went on"
     assert page.widget_errors() == []

@@ -33,7 +33,8 @@ def test_a_run_redraws_the_line_after_every_epoch(base):
     assert lengths_sent == list(range(1, 21)), "one redraw per epoch, while training"
 
 
-def test_moving_the_slider_during_a_run_cancels_it_and_trains_the_new_value(base):
+def test_moving_the_slider_during_a_run_cancels_it_and_trains_the_new_value(base, monkeypatch):
+    monkeypatch.delenv("ADAMCLINIC_NO_PACING", raising=False)  # paced like a student's run, so it is still going
     panel = learning_rate_panel(base, min_seconds_per_epoch=0.05)
     slider = panel.controls["learning_rate"]
     slider.value = 1.0

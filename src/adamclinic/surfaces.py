@@ -33,7 +33,7 @@ import tensorflow as tf
 from IPython.display import display
 
 from adamclinic.optimizers import AdamWithoutBiasCorrection
-from adamclinic.widgets import PALETTE, log_slider
+from adamclinic.widgets import PALETTE, animation_pause, log_slider
 
 KINDS = ("adam", "sgd", "momentum", "rmsprop")
 LABELS = {"adam": "Adam", "sgd": "SGD", "momentum": "SGD + momentum 0.9", "rmsprop": "RMSprop (ρ 0.9)"}
@@ -332,7 +332,7 @@ class SurfacePanel:
                 ok = np.isfinite(d) & (d > 0)
                 with self.distances[kind].hold_sync():
                     self.distances[kind].x, self.distances[kind].y = np.arange(end + 1)[ok], d[ok]
-            time.sleep(self.seconds_per_frame)
+            animation_pause(self.seconds_per_frame)
         self.status.value = self._summary(paths)
         return paths
 

@@ -13,6 +13,7 @@ receive the next slider move; that move cancels the stale run at its next epoch 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,16 @@ from adamclinic.training import EpochMetrics, History, TrainConfig, run
 
 # Colours for successive runs (colour-blind safe, Okabe-Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
+def animation_pause(seconds: float) -> None:
+    """Pause so the eye can follow a curve as it forms.
+
+    Skipped when ``ADAMCLINIC_NO_PACING`` is set: a headless run of a lesson has no eye to serve,
+    and the test suite sets it (tests/conftest.py).
+    """
+    if seconds > 0 and not os.environ.get("ADAMCLINIC_NO_PACING"):
+        time.sleep(seconds)
 
 
 def log_slider(name: str, value: float, low: float, high: float, description: str | None = None) -> w.FloatLogSlider:
@@ -200,9 +211,7 @@ class TrainingPanel:
             for view in self.views:
                 view.update(metrics)
             self.status.value = self._progress(config, metrics)
-            pause = self.min_seconds_per_epoch - (time.perf_counter() - last)
-            if pause > 0:
-                time.sleep(pause)
+            animation_pause(self.min_seconds_per_epoch - (time.perf_counter() - last))
             last = time.perf_counter()
 
         history = self.train_fn(config, cancel=cancel, on_epoch=on_epoch)
