@@ -121,6 +121,18 @@ def wait_for_kernels_to_finish(server, timeout_s: float) -> None:
     raise TimeoutError(f"the kernel was still running cells after {timeout_s} s")
 
 
+@pytest.fixture(autouse=True)
+def shut_down_kernels_after_each_test(server):
+    """A lesson's kernel keeps its panels' threads; end it so the next test has the machine."""
+    yield
+    request = urllib.request.Request(f"{server['base']}/api/kernels?token={server['token']}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        kernels = json.load(response)
+    for kernel in kernels:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{server['base']}/api/kernels/{kernel['id']}?token={server['token']}", method="DELETE"), timeout=10)
+
+
 class Page:
     """One JupyterLab tab, with its console collected and screenshots numbered by step."""
 
@@ -246,46 +258,4 @@ def test_validate_button_fails_an_untouched_exercise_and_passes_the_solution(bro
     page.page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=90_000)
     verdict = validate_verdict(page)
     assert "success" in verdict.lower() and "passes" in verdict.lower(), verdict
-    assert page.widget_errors() == []
-
-
-# One control of every other lesson: (lesson, the control's label, a value to type into its readout).
-OTHER_LESSONS = [
-    ("00_adam_from_the_inside", "β1", "0.5"),
-    ("02_vanishing_exploding_gradients", "hidden layers", "3"),
-    ("03_feature_scaling", "distance unit: 10^k ×", "-2"),
-    ("04_betas_epsilon_bias_correction", "ε", "1"),
-    ("05_data_problems", "share of rows", "0.1"),
-    ("06_overfitting_or_optimizer", "learning rate", "0.3"),
-]
-
-SAMPLE_ALL_LINES = """
-async ([root, ms]) => {
-  // Every 25 ms: all the paths drawn in the panel's plots, joined.
-  const seen = [];
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    seen.push([...root.querySelectorAll('.bqplot .curve path.line')].map(p => p.getAttribute('d')).join('|'));
-    await new Promise(r => setTimeout(r, 25));
-  }
-  return seen;
-}
-"""
-
-
-@pytest.mark.parametrize("lesson, label, value", OTHER_LESSONS, ids=[case[0] for case in OTHER_LESSONS])
-def test_a_control_of_every_lesson_redraws_its_plot_live(browser, server, lesson, label, value):
-    page = Page(browser, server, lesson)
-    page.open(f"lessons/{lesson}.ipynb")
-    page.run_all()
-    panel = panel_output(page, label)
-    panel.scroll_into_view_if_needed()
-    page.shot("defaults")
-    before = panel.evaluate(f"(root) => ({SAMPLE_ALL_LINES})([root, 50])")[-1]
-    drag_log_slider_to(panel.locator(".widget-inline-hbox", has_text=label).first, value)
-    states = panel.evaluate(f"(root) => ({SAMPLE_ALL_LINES})([root, 8000])")
-    page.shot("after-move")
-    changed = [state for state in states if state != before]
-    assert changed, f"moving {label!r} to {value} changed nothing in the plot"
-    assert len(set(changed)) >= 3, "the plot changed only once: it did not redraw while the run went on"
     assert page.widget_errors() == []
