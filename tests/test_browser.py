@@ -226,7 +226,8 @@ def test_lesson_01_slider_redraws_while_training_and_reports_the_blow_up(browser
 
 def validate_verdict(page: Page) -> str:
     toolbar = page.page.locator(".jp-NotebookPanel-toolbar >> visible=true")
-    toolbar.get_by_text("Validate", exact=True).first.click()
+    page.page.keyboard.press("Escape")  # close a leftover dialog or toast that could cover the toolbar
+    toolbar.get_by_text("Validate", exact=True).first.click(force=True)
     dialog = page.page.locator(".jp-Dialog-content")
     dialog.wait_for(timeout=180_000)
     text = dialog.inner_text()
