@@ -10,14 +10,20 @@ When the browser cannot start, these tests fail with the reason: they never skip
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -100,37 +106,40 @@ def browser():
         chromium.close()
 
 
-def kernel_states(server) -> list[str]:
-    with urllib.request.urlopen(f"{server['base']}/api/kernels?token={server['token']}", timeout=5) as response:
-        return [kernel["execution_state"] for kernel in json.load(response)]
+def api(server, path: str, method: str = "GET"):
+    request = urllib.request.Request(f"{server['base']}/api/{path}?token={server['token']}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
 
 
-def wait_for_kernels_to_finish(server, timeout_s: float) -> None:
-    """Wait until a kernel has been busy and every kernel has then stayed idle for two seconds."""
-    deadline = time.monotonic() + timeout_s
-    seen_busy, idle_since = False, None
-    while time.monotonic() < deadline:
-        states = kernel_states(server)
-        if any(state != "idle" for state in states):
-            seen_busy, idle_since = True, None
-        elif seen_busy and states:
-            idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since > 2:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(f"the kernel was still running cells after {timeout_s} s")
+def shut_down(server, kernel_id: str) -> None:
+    try:
+        api(server, f"kernels/{kernel_id}", "DELETE")
+    except OSError:
+        pass  # gone already, or the server is stopping at the end of the module
 
 
 @pytest.fixture(autouse=True)
 def shut_down_kernels_after_each_test(server):
-    """A lesson's kernel keeps its panels' threads; end it so the next test has the machine."""
+    """A lesson's kernel keeps its panels' threads; end it so the next test has the machine.
+
+    The shutdown goes on in the background (the server takes two to three seconds to confirm each
+    one): the next test waits for its own notebook's kernel, never for any idle kernel."""
     yield
-    request = urllib.request.Request(f"{server['base']}/api/kernels?token={server['token']}")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        kernels = json.load(response)
-    for kernel in kernels:
-        urllib.request.urlopen(urllib.request.Request(
-            f"{server['base']}/api/kernels/{kernel['id']}?token={server['token']}", method="DELETE"), timeout=10)
+    for kernel in api(server, "kernels"):
+        threading.Thread(target=shut_down, args=(server, kernel["id"]), daemon=True).start()
+
+
+def wait_for_the_notebook_kernel(server, notebook: str, timeout_s: float = 90) -> None:
+    """JupyterLab starts the notebook's kernel on opening; wait until that kernel is up and idle."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = [session["kernel"]["execution_state"] for session in api(server, "sessions")
+                  if session["path"] == notebook and session.get("kernel")]
+        if "idle" in states:
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"the kernel of {notebook} was not up and idle after {timeout_s} s")
 
 
 class Page:
@@ -143,6 +152,8 @@ class Page:
         self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
         SHOTS.mkdir(parents=True, exist_ok=True)
+        for old in SHOTS.glob(f"{name}-*.png"):
+            old.unlink()  # a reviewer sees this run's steps only
 
     def open(self, path: str) -> None:
         # ?reset: start from an empty workspace, not the tabs an earlier test left open.
@@ -154,19 +165,66 @@ class Page:
         self.step += 1
         self.page.screenshot(path=str(SHOTS / f"{self.name}-{self.step:02d}-{what}.png"))
 
-    def menu(self, top: str, item: str) -> None:
-        self.page.locator(".lm-MenuBar-itemLabel", has_text=top).first.click()
-        self.page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
+    def run_cell(self, index: int, marker: str, timeout_s: float = 180) -> None:
+        """Select code cell ``index`` by its prompt and press Shift+Enter, as a keyboard user would;
+        wait until it has run, and fail with its traceback if it raised."""
+        cell = self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+        cell.scroll_into_view_if_needed()
+        assert marker in cell.inner_text(), f"cell {index} on the page is not the one that holds {marker!r}"
+        cell.locator(".jp-InputPrompt").first.click()
+        self.page.keyboard.press("Shift+Enter")
+        self.page.wait_for_function("el => /\\[\\d+\\]/.test(el.textContent)",
+                                    arg=cell.locator(".jp-InputPrompt").first.element_handle(),
+                                    timeout=timeout_s * 1000)
+        outputs = cell.locator(".jp-OutputArea").first.inner_text() if cell.locator(".jp-OutputArea").count() else ""
+        assert "Traceback" not in outputs, f"cell {index} ({marker!r}) raised:\n{outputs[-3000:]}"
 
-    def run_all(self, timeout_s: float = 300) -> None:
-        """Run every cell and wait until the kernel has finished them (it is then free for widgets)."""
-        self.menu("Run", "Run All Cells")
-        self.shot("run-all")
-        wait_for_kernels_to_finish(self.server, timeout_s)
+    def close(self) -> None:
+        self.page.close()
 
     def widget_errors(self) -> list[str]:
         words = ("widget", "bqplot", "bqscales", "jupyter-widgets", "adamclinic")
         return [error for error in self.console_errors if any(w in error.lower() for w in words)]
+
+
+@pytest.fixture
+def pages(browser, server):
+    """Open tabs for one test; each is closed afterwards, so no idle JupyterLab keeps polling."""
+    opened: list[Page] = []
+
+    def open_page(name: str) -> Page:
+        opened.append(Page(browser, server, name))
+        return opened[-1]
+
+    yield open_page
+    for page in opened:
+        page.close()
+
+
+def cells_to_run(notebook: Path, markers: Sequence[str]) -> list[int]:
+    """The index of the code cell that holds each marker, after checking that these cells, run in this
+    order and nothing else, define every name they use (a lesson edit that breaks this fails here,
+    with the name, instead of as a NameError in the browser)."""
+    cells = nbformat.read(notebook, 4).cells
+    indices = []
+    for marker in markers:
+        found = [i for i, c in enumerate(cells) if c.cell_type == "code" and marker in c.source]
+        assert len(found) == 1, f"{notebook.name}: {len(found)} code cells hold {marker!r}; need exactly one"
+        indices.append(found[0])
+    defined = set(dir(builtins))
+    for index in indices:
+        tree = ast.parse(cells[index].source)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                defined.add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.arg)):
+                defined.add(getattr(node, "name", None) or node.arg)
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        missing = sorted(used - defined)
+        assert not missing, f"{notebook.name} cell {index} uses {missing}, defined in a cell this test skips"
+    return indices
 
 
 def panel_output(page: Page, control_label: str):
@@ -176,18 +234,30 @@ def panel_output(page: Page, control_label: str):
     return control.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')]").first
 
 
+def status_line(panel) -> str:
+    """A panel's status line: its last HTML widget."""
+    return panel.evaluate("root => { const h = root.querySelectorAll('.widget-html-content');"
+                          " return h.length ? h[h.length - 1].innerText : ''; }")
+
+
 SAMPLE_DRAWING = """
-async ([root, ms]) => {
-  // Every 25 ms: the path of the newest line in the panel's plot, and the status line.
+async ([root, verdict, ms]) => {
+  // Every 25 ms: a fingerprint of every line the panel's charts draw, and the status line; until the
+  // status line matches the verdict (that sample included) or the time is up.
+  const fingerprint = (text) => {
+    let hash = 5381;
+    for (let i = 0; i < text.length; i++) hash = ((hash * 33) ^ text.charCodeAt(i)) | 0;
+    return `${text.length}:${hash}`;
+  };
+  const pattern = new RegExp(verdict);
   const seen = [];
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    const lines = root.querySelectorAll('.bqplot .curve path.line');
+    const lines = [...root.querySelectorAll('.bqplot .curve path.line')].map(p => p.getAttribute('d') || '');
     const html = root.querySelectorAll('.widget-html-content');
-    seen.push({
-      path: lines.length ? lines[lines.length - 1].getAttribute('d') : '',
-      status: html.length ? html[html.length - 1].innerText : '',
-    });
+    const status = html.length ? html[html.length - 1].innerText : '';
+    seen.push({drawing: fingerprint(lines.join('|')), status: status});
+    if (pattern.test(status)) break;
     await new Promise(r => setTimeout(r, 25));
   }
   return seen;
@@ -195,32 +265,155 @@ async ([root, ms]) => {
 """
 
 
-def drag_log_slider_to(panel, value: str) -> None:
-    """Type a value into the slider's readout, as a keyboard user would, and press Enter."""
-    readout = panel.locator(".widget-readout").first
+def type_into_control(panel, label: str, value: str) -> None:
+    """Type a value into the readout of the slider labelled ``label`` and press Enter, as a keyboard
+    user would."""
+    readout = panel.locator(".widget-inline-hbox", has_text=label).locator(".widget-readout").first
+    readout.scroll_into_view_if_needed()
     readout.click()
     readout.press("Control+a")
     readout.type(value)
     readout.press("Enter")
 
 
-def test_lesson_01_slider_redraws_while_training_and_reports_the_blow_up(browser, server):
-    page = Page(browser, server, "lesson01")
-    page.open("lessons/01_learning_rate.ipynb")
+def move_and_watch(panel, label: str, value: str, verdict: str, timeout_s: float = 120) -> tuple[str, str]:
+    """Move one control, then sample the charts until the status line matches ``verdict``.
+
+    Asserts that the charts were redrawn while the new run went on (at least two drawings that are
+    neither the one before the move nor the finished one), not only when it ended. Returns the status
+    line before the move and the verdict."""
+    before = status_line(panel)
+    type_into_control(panel, label, value)
+    samples = panel.evaluate(f"(root, args) => ({SAMPLE_DRAWING})([root, ...args])", [verdict, timeout_s * 1000])
+    final = samples[-1]
+    assert re.search(verdict, final["status"]), (
+        f"after {timeout_s} s the status line still reads {final['status']!r}, not /{verdict}/")
+    during = {s["drawing"] for s in samples[:-1]} - {samples[0]["drawing"], final["drawing"]}
+    assert len(during) >= 2, (
+        f"the charts were not redrawn while the run went on ({len(samples)} samples, "
+        f"{len(during)} drawings between the start and the end)")
+    return before, final["status"]
+
+
+def reported_losses(status: str) -> tuple[float, float]:
+    """The first and final loss a training panel's verdict reports ("loss 2.3 → 0.51")."""
+    match = re.search(r"loss (\S+) → (\S+?)[;\s(]", status + " ")
+    assert match, f"no 'loss a → b' in the status line {status!r}"
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_lesson_01_slider_redraws_while_training_and_reports_the_blow_up(pages):
+    page = pages("lesson01")
+    notebook = "lessons/01_learning_rate.ipynb"
+    markers = ("from adamclinic", "data = smooth_regression()", "base = TrainConfig(",
+               "panel = learning_rate_panel(base)")
+    indices = cells_to_run(ROOT / notebook, markers)
+    page.open(notebook)
     page.shot("opened")
-    page.run_all()
+    wait_for_the_notebook_kernel(page.server, notebook)
+    for index, marker in zip(indices, markers):
+        page.run_cell(index, marker)
     panel = panel_output(page, "learning rate")
     panel.scroll_into_view_if_needed()
     page.shot("healthy-run")
-    drag_log_slider_to(panel, "1")
-    samples = panel.evaluate(f"(root) => ({SAMPLE_DRAWING})([root, 6000])")
-    during = [s["path"] for s in samples if "epoch" in s["status"] and "finished" not in s["status"]]
-    assert len(set(during)) >= 3, "the curve did not redraw while the run was training"
-    page.page.wait_for_function(
-        "root => [...root.querySelectorAll('.widget-html-content')].some(e => e.innerText.includes('lr=1:') "
-        "&& e.innerText.includes('blew up'))", arg=panel.element_handle(), timeout=60_000,
-    )
+    _, verdict = move_and_watch(panel, "learning rate", "1", r"lr=1: finished")
+    assert "blew up" in verdict, verdict
     page.shot("diverging-run")
+    assert page.widget_errors() == []
+
+
+@dataclass(frozen=True)
+class LiveControl:
+    """One lesson's check: the cells to run (a stable text from each; the last one shows the panel),
+    the control to move and the value to type, the verdict the status line must reach, and what
+    that verdict must report (``judge(status before, verdict)`` raises AssertionError if wrong)."""
+
+    notebook: str
+    cells: tuple[str, ...]
+    control: str
+    value: str
+    verdict: str
+    judge: Callable[[str, str], None]
+
+
+def sgd_leaves_the_map_and_adam_is_unmoved(before: str, after: str) -> None:
+    adam_before, adam_after = before.splitlines()[0], after.splitlines()[0]
+    assert adam_before.startswith("Adam after 200 steps: distance") and adam_after == adam_before, (before, after)
+    assert "SGD after 200 steps: distance" in before, before  # at lr 0.15 SGD stays on the map
+
+
+def three_sigmoid_layers_learn_where_ten_plateau(before: str, after: str) -> None:
+    assert reported_losses(before)[1] > 1.9, before  # ln 10 = 2.30 is guessing
+    assert reported_losses(after)[1] < 1.0, after
+
+
+def a_smaller_distance_unit_lowers_the_loss(before: str, after: str) -> None:
+    assert reported_losses(after)[1] < reported_losses(before)[1] / 10, (before, after)
+
+
+def epsilon_one_trains_slower(before: str, after: str) -> None:
+    # Lesson 04 measured 0.021-0.025 at the defaults and 0.20-0.30 at ε = 1 (seeds 0-4).
+    assert reported_losses(before)[1] < 0.05, before
+    assert 0.15 < reported_losses(after)[1] < 0.4, after
+
+
+def forty_percent_wrong_labels_stop_at_the_floor(before: str, after: str) -> None:
+    # The loss floor (noise_floor) is 0.94 at 20% and 1.55 at 40% wrong labels.
+    assert abs(reported_losses(before)[1] - 0.94) < 0.1, before
+    assert abs(reported_losses(after)[1] - 1.55) < 0.1, after
+
+
+def learning_rate_point_three_stays_at_guessing(before: str, after: str) -> None:
+    assert reported_losses(before)[1] < 0.01, before  # lr 1e-3 drives the training loss toward 0
+    assert abs(reported_losses(after)[1] - 2.303) < 0.1, after  # ln 10: the loss of guessing
+
+
+LIVE_CONTROLS = {
+    "00": LiveControl("lessons/00_adam_from_the_inside.ipynb",
+                      ("from adamclinic", "valley = SurfacePanel(QUADRATIC"),
+                      "SGD learning rate", "0.3", r"SGD after 200 steps: left the map",
+                      sgd_leaves_the_map_and_adam_is_unmoved),
+    "02": LiveControl("lessons/02_vanishing_exploding_gradients.ipynb",
+                      ("from adamclinic", "data = digits()", "panel = gradients_panel(base)"),
+                      "hidden layers", "3", r"sigmoid x3,.*: finished 30 epochs",
+                      three_sigmoid_layers_learn_where_ten_plateau),
+    "03": LiveControl("lessons/03_feature_scaling.ipynb",
+                      ("from adamclinic", "data = parcels()", "panel = scaler_panel(base"),
+                      "distance unit: 10^k ×", "-5", r"distance ×1e-5, .*: finished 30 epochs",
+                      a_smaller_distance_unit_lowers_the_loss),
+    "04": LiveControl("lessons/04_betas_epsilon_bias_correction.ipynb",
+                      ("from adamclinic", "data = smooth_regression()", "panel = moments_panel(base)"),
+                      "ε", "1", r"ε=1e\+00: finished 30 epochs", epsilon_one_trains_slower),
+    "05": LiveControl("lessons/05_data_problems.ipynb",
+                      ("from adamclinic", "noise = label_noise_panel(dig"),
+                      "share of wrong labels", "0.4", r"40% labels wrong, .*: finished 30 epochs",
+                      forty_percent_wrong_labels_stop_at_the_floor),
+    "06": LiveControl("lessons/06_overfitting_or_optimizer.ipynb",
+                      ("from adamclinic", "data = digits_subset(256)", "base = RegularizedConfig(",
+                       "show_panel(learning_rate_validation_panel(base))"),
+                      "learning rate", "0.3", r"lr=0\.3\d*: finished 100 epochs",
+                      learning_rate_point_three_stays_at_guessing),
+}
+
+
+@pytest.mark.parametrize("lesson", sorted(LIVE_CONTROLS))
+def test_one_control_redraws_while_training_and_the_status_line_reports_it(pages, lesson):
+    """Run only the setup cell, the cells the demo needs and the demo (Run All costs 20-50 s a lesson),
+    then move one control and watch the run."""
+    case = LIVE_CONTROLS[lesson]
+    indices = cells_to_run(ROOT / case.notebook, case.cells)
+    page = pages(f"lesson{lesson}")
+    page.open(case.notebook)
+    page.shot("opened")
+    wait_for_the_notebook_kernel(page.server, case.notebook)
+    for index, marker in zip(indices, case.cells):
+        page.run_cell(index, marker)
+    panel = panel_output(page, case.control)
+    panel.scroll_into_view_if_needed()
+    page.shot("defaults")
+    before, after = move_and_watch(panel, case.control, case.value, case.verdict)
+    page.shot(f"{case.control.split(':')[0].replace(' ', '-')}-{case.value}")
+    case.judge(before, after)
     assert page.widget_errors() == []
 
 
@@ -236,9 +429,9 @@ def validate_verdict(page: Page) -> str:
     return text
 
 
-def test_validate_button_fails_an_untouched_exercise_and_passes_the_solution(browser, server):
+def test_validate_button_fails_an_untouched_exercise_and_passes_the_solution(pages, server):
     path = "exercises/ex01_learning_rate/ex01_learning_rate.ipynb"
-    page = Page(browser, server, "validate")
+    page = pages("validate")
     page.open(path)
     page.shot("exercise")
     verdict = validate_verdict(page)
