@@ -1,0 +1,573 @@
+"""Lesson 07's bugs that look like an optimizer failure, each with a switch that turns it on and off.
+
+Sections 1 and 2 (outputs, losses and labels; target scale) are about what the engine trains, so they
+run on it: a slider move retrains in a fraction of a second. Sections 3 to 6 are about what stock Keras
+``compile``/``fit`` does (``validation_split``, BatchNorm's two modes, ``trainable`` after a fit, the
+optimizer's state across ``compile`` calls), which the engine cannot show because it does none of that.
+They run the real ``model.compile`` + ``model.fit``, on small data and few epochs so a demo stays live,
+and relay each epoch to the panel through a callback. Every run is a pure function of its config:
+``config -> History``, seeded with ``seed_everything``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import ipywidgets as w
+import keras
+import numpy as np
+
+from adamclinic.corruption import ScoreBoard, tagged
+from adamclinic.data import digits, smooth_regression
+from adamclinic.models import mlp
+from adamclinic.seeding import seed_everything
+from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
+from adamclinic.widgets import TrainingPanel, log_slider
+
+# Section 1: outputs, losses and labels that do not match ------------------------------------------
+
+# The two warnings Keras gives about this section's setups would print on stderr at every new trace,
+# in the middle of a demo (and nbgrader zeroes a test cell that writes to stderr). The lesson shows them
+# on purpose, with ``loss_warning``.
+warnings.filterwarnings("ignore", message=r".*received `from_logits=True`, but the `output` argument was produced by a Softmax",
+                        category=UserWarning)
+warnings.filterwarnings("ignore", message=r"You are using a softmax over axis -1 of a tensor of shape \(\w*, 1\)",
+                        category=UserWarning)
+
+# One loss object for every run: the engine keys its compiled epoch on the loss, so a new object per run
+# would recompile.
+SPARSE_CE_FROM_LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+CLASSIFIER_SETUPS = (
+    "softmax output, from_logits=False",
+    "linear output, from_logits=False",
+    "softmax output, from_logits=True",
+    "linear output, from_logits=True",
+)
+
+
+@lru_cache(maxsize=None)
+def digit_classifier(classes: int = 10, output: str = "softmax") -> Callable[[], keras.Model]:
+    """A builder for 64 → 64 ReLU → ``classes`` outputs, with a softmax or a linear (logit) output.
+
+    Cached: the same arguments give the same builder, which the engine uses as its cache key.
+    """
+
+    def build() -> keras.Model:
+        return mlp(f"digits_{output}_{classes}", 64, (64,), "relu", outputs=classes,
+                   output_activation="softmax" if output == "softmax" else None)
+
+    build.__name__ = build.__qualname__ = f"{output} output"
+    return build
+
+
+@lru_cache(maxsize=None)
+def digits_classes(classes: int = 10) -> Dataset:
+    """The digits 0 to ``classes - 1`` only: training rows trimmed to whole batches of 32, and the
+    validation digits of those classes."""
+    full = digits()
+    train, val = full.y_train[:, 0] < classes, full.y_val[:, 0] < classes
+    rows = int(train.sum()) // 32 * 32
+    return Dataset(full.x_train[train][:rows], full.y_train[train][:rows], full.x_val[val], full.y_val[val],
+                   name=f"digits 0-{classes - 1}")
+
+
+def classifier_config(base: TrainConfig, setup: str, classes: int = 10) -> TrainConfig:
+    """``base`` on the digits of ``classes`` classes, with one of ``CLASSIFIER_SETUPS`` as output and loss."""
+    if setup not in CLASSIFIER_SETUPS:
+        raise ValueError(f"Unknown setup {setup!r}; choose one of: {', '.join(CLASSIFIER_SETUPS)}.")
+    output = setup.split()[0]
+    loss = SPARSE_CE_FROM_LOGITS if setup.endswith("from_logits=True") else "sparse_categorical_crossentropy"
+    return tagged(replace(base, data=digits_classes(classes), build_model=digit_classifier(classes, output), loss=loss),
+                  f"{classes} classes, {setup}")
+
+
+def held_out_accuracy(history: History) -> float:
+    """The share of validation rows whose largest output is the right class (outputs may be logits)."""
+    data = history.config.data
+    predictions = history.predict(data.x_val)
+    return float((predictions.argmax(axis=1) == data.y_val[:, 0].astype(int)).mean())
+
+
+def loss_warning(build_model: Callable[[], keras.Model], loss: Any, rows: int = 4) -> str | None:
+    """The warning Keras gives (if any) when ``loss`` is applied to ``build_model()``'s outputs."""
+    model = build_model()
+    x = np.zeros((rows, model.input_shape[-1]), dtype="float32")
+    y = np.zeros((rows,), dtype="float32")
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss_fn(y, model(x))
+    messages = [str(c.message) for c in caught if issubclass(c.category, UserWarning)]
+    return messages[0] if messages else None
+
+
+def softmax_over_one_unit_warning() -> str | None:
+    """The warning Keras gives when a softmax is applied over an axis of size 1 (silenced in demos)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras.ops.softmax(np.zeros((2, 1), dtype="float32"))
+    return str(caught[0].message) if caught else None
+
+
+def binary_softmax_net(inputs: int = 8) -> keras.Model:
+    """``binary_relu_net`` with the sigmoid swapped for a softmax over its single output: always 1.0."""
+    return mlp("binary_softmax_net", inputs, (32, 32), "relu", outputs=1, output_activation="softmax")
+
+
+def label_format_error(loss: str, one_hot: bool) -> str | None:
+    """The error ``model.fit`` raises for digits labels given as integers or one-hot rows with ``loss``
+    (None when it trains). One step on 32 rows: the error comes before any training."""
+    data = digits_classes(10)
+    labels = keras.utils.to_categorical(data.y_train[:32, 0], 10) if one_hot else data.y_train[:32]
+    model = digit_classifier(10, "softmax")()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    try:
+        model.fit(data.x_train[:32], labels, epochs=1, batch_size=32, verbose=0)
+    except ValueError as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
+def classifier_panel(base: TrainConfig, setup: str = "linear output, from_logits=False", classes: int = 10,
+                     **options: Any) -> TrainingPanel:
+    """A choice of output and loss, and a slider for the number of classes; the score board shows the
+    held-out accuracy next to ln K, the loss of a classifier that gives every class 1/K."""
+    board = ScoreBoard(lambda h: {"held-out accuracy": held_out_accuracy(h),
+                                  "final loss": h.final_loss, "ln K": math.log(h.config.data.y_val.max() + 1)})
+    controls = {
+        "setup": w.Dropdown(options=list(CLASSIFIER_SETUPS), value=setup, description="output, loss",
+                            style={"description_width": "initial"}, layout=w.Layout(width="420px")),
+        "classes": w.IntSlider(value=classes, min=2, max=10, description="classes K", continuous_update=False),
+    }
+    return TrainingPanel(base, controls, make_config=lambda b, v: classifier_config(b, **v),
+                         train_fn=board.wrap(), views=[board], **options)
+
+
+# Section 2: targets on the wrong scale, and outputs that cannot reach them -------------------------
+
+TARGET_SCALINGS = ("none", "standardize", "min-max to [0, 1]")
+OUTPUTS = ("linear", "sigmoid")
+
+
+def regression_net(output: str = "linear") -> Callable[[], keras.Model]:
+    """Lesson 01's 10-32-32-1 ReLU net with a linear or a sigmoid output."""
+    return _REGRESSION_NETS[output]
+
+
+_REGRESSION_NETS = {
+    "linear": lambda: mlp("regression_linear", 10, (32, 32), "relu"),
+    "sigmoid": lambda: mlp("regression_sigmoid", 10, (32, 32), "relu", output_activation="sigmoid"),
+}
+
+
+def priced_targets(data: Dataset, mean: float, spread: float = 0.2) -> Dataset:
+    """``data`` with its standardized targets turned into prices: ``mean`` on average, with a standard
+    deviation of ``spread * mean`` (a house price of 250,000 varies by about 50,000)."""
+    to_price = lambda y: mean + spread * mean * y  # noqa: E731
+    return replace(data, y_train=to_price(data.y_train), y_val=to_price(data.y_val), name=f"targets ≈ {mean:,.0f}")
+
+
+def target_transform(y_train: np.ndarray, scaling: str) -> tuple[float, float]:
+    """``(center, scale)`` with ``(y - center) / scale`` the scaled target, from the training targets only."""
+    y = np.asarray(y_train, dtype="float64")
+    if scaling == "none":
+        return 0.0, 1.0
+    if scaling == "standardize":
+        return float(y.mean()), float(y.std())
+    if scaling == "min-max to [0, 1]":
+        return float(y.min()), float(y.max() - y.min())
+    raise ValueError(f"Unknown scaling {scaling!r}; choose one of: {', '.join(TARGET_SCALINGS)}.")
+
+
+def scaled_targets(data: Dataset, center: float, scale: float) -> Dataset:
+    """Both splits' targets mapped to ``(y - center) / scale``."""
+    center, scale = float(center), float(scale)
+    if not (math.isfinite(center) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number and center finite; got center={center}, scale={scale}.")
+    return replace(data, y_train=(data.y_train - center) / scale, y_val=(data.y_val - center) / scale)
+
+
+def target_config(base: TrainConfig, mean: float = 250_000.0, scaling: str = "none",
+                  output: str = "linear") -> TrainConfig:
+    """The run the target panel trains: lesson 01's data with prices around ``mean`` as targets, scaled
+    by ``scaling`` (fitted on the training targets), through a ``output`` output unit."""
+    priced = priced_targets(smooth_regression(), mean)
+    data = scaled_targets(priced, *target_transform(priced.y_train, scaling))
+    return tagged(replace(base, data=data, build_model=regression_net(output)),
+                  f"mean {mean:,.0f}, {scaling} scaling, {output} output")
+
+
+def held_out_r2(history: History) -> float:
+    """1 - MSE / variance on the validation rows. The same in prices as in scaled units: scaling the
+    targets and predictions alike changes the MSE and the variance by the same factor."""
+    data = history.config.data
+    errors = history.predict(data.x_val) - data.y_val
+    return float(1.0 - np.mean(errors**2) / np.var(data.y_val))
+
+
+def mean_prediction(history: History, center: float = 0.0, scale: float = 1.0) -> float:
+    """The mean validation prediction, mapped back to prices with ``center`` and ``scale``."""
+    return float(history.predict(history.config.data.x_val).mean() * scale + center)
+
+
+def bounded_output_floor(y: np.ndarray, low: float = 0.0, high: float = 1.0) -> float:
+    """The lowest MSE any model whose outputs lie in ``[low, high]`` can reach on targets ``y``: the
+    mean squared distance from each target to the interval."""
+    y = np.asarray(y, dtype="float64")
+    return float(np.mean((y - np.clip(y, low, high)) ** 2))
+
+
+def target_panel(base: TrainConfig, mean: float = 250_000.0, scaling: str = "none", output: str = "linear",
+                 **options: Any) -> TrainingPanel:
+    """A log slider for the targets' mean, a choice of target scaling and of output unit; the score
+    board shows the held-out R² (1 is perfect, 0 is predicting the mean)."""
+    board = ScoreBoard(lambda h: {"held-out R²": held_out_r2(h), "final training loss": h.final_loss})
+    controls = {
+        "mean": log_slider("mean", mean, 1.0, 1e6, description="targets' mean"),
+        "scaling": w.ToggleButtons(options=list(TARGET_SCALINGS), value=scaling, description="scaling"),
+        "output": w.ToggleButtons(options=list(OUTPUTS), value=output, description="output unit"),
+    }
+    return TrainingPanel(base, controls, make_config=lambda b, v: target_config(b, **v), train_fn=board.wrap(),
+                         views=[board], **options)
+
+
+# Stock Keras compile + fit, relayed epoch by epoch ----------------------------------------------------
+
+
+class _EpochRelay(keras.callbacks.Callback):
+    """Turns ``fit``'s epoch logs into ``EpochMetrics`` on a ``History``; stops ``fit`` when cancelled.
+
+    ``first_epoch`` numbers the epochs of a later ``fit`` call after the earlier ones.
+    """
+
+    def __init__(self, history: History, learning_rate: float, cancel: threading.Event | None,
+                 on_epoch: Callable[[EpochMetrics], None] | None, first_epoch: int = 1):
+        super().__init__()
+        self.history, self.learning_rate, self.cancel, self.on_epoch = history, learning_rate, cancel, on_epoch
+        self.first_epoch = first_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        value = lambda key: None if key not in logs else float(logs[key])  # noqa: E731
+        metrics = EpochMetrics(epoch=self.first_epoch + epoch, loss=float(logs["loss"]), val_loss=value("val_loss"),
+                               learning_rate=self.learning_rate, grad_norm=math.nan, seconds=0.0,
+                               accuracy=value("accuracy"), val_accuracy=value("val_accuracy"))
+        self.history.epochs.append(metrics)
+        if metrics.diverged and self.history.diverged_at is None:
+            self.history.diverged_at = metrics.epoch
+        if self.on_epoch is not None:
+            self.on_epoch(metrics)
+        if self.cancel is not None and self.cancel.is_set():
+            self.model.stop_training = True
+
+
+def _finish(history: History, model: keras.Model, cancel: threading.Event | None) -> History:
+    history.final_weights = model.get_weights()
+    history.cancelled = cancel is not None and cancel.is_set() and len(history.epochs) < history.config.epochs
+    return history
+
+
+def _adam(config: TrainConfig) -> keras.optimizers.Adam:
+    return keras.optimizers.Adam(float(config.learning_rate), beta_1=config.beta_1, beta_2=config.beta_2,
+                                 epsilon=config.epsilon)
+
+
+# Section 3: validation_split on rows sorted by label ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitConfig(TrainConfig):
+    """A stock ``fit(validation_split=...)`` run; ``sorted_rows`` sorts the rows by label first, as a
+    file exported class by class would be."""
+
+    sorted_rows: bool = True
+    validation_split: float = 0.2
+
+    def label(self) -> str:
+        return ("rows sorted by label" if self.sorted_rows else "rows shuffled before fit") + \
+            f", validation_split={self.validation_split:g}"
+
+
+def rows_sorted_by_label(data: Dataset) -> Dataset:
+    """The training rows in label order (a stable sort: ties keep their order)."""
+    order = np.argsort(data.y_train[:, 0], kind="stable")
+    return replace(data, x_train=data.x_train[order], y_train=data.y_train[order])
+
+
+def split_config(base: TrainConfig, sorted_rows: bool = True) -> SplitConfig:
+    """A ``SplitConfig`` on ``base``'s data and model, with the rows sorted by label or shuffled."""
+    fields = {name: getattr(base, name) for name in TrainConfig.__dataclass_fields__}
+    return SplitConfig(**{**fields, "sorted_rows": sorted_rows})
+
+
+def fit_with_validation_split(config: SplitConfig, cancel: threading.Event | None = None,
+                              on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+    """``compile`` + ``fit(validation_split=...)`` as a student writes it. ``fit`` takes the validation
+    rows from the end of the arrays *before* it shuffles anything; ``shuffle=True`` only shuffles the
+    remaining training rows, every epoch."""
+    seed_everything(config.seed)
+    data = config.data
+    if config.sorted_rows:
+        data = rows_sorted_by_label(data)
+    else:
+        order = np.random.default_rng(config.seed).permutation(len(data.x_train))
+        data = replace(data, x_train=data.x_train[order], y_train=data.y_train[order])
+    model = config.build_model()
+    model.compile(optimizer=_adam(config), loss=config.loss, metrics=["accuracy"])
+    history = History(config)
+    model.fit(data.x_train, data.y_train, validation_split=config.validation_split, epochs=config.epochs,
+              batch_size=config.batch_size, shuffle=True, verbose=0,
+              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)])
+    return _finish(history, model, cancel)
+
+
+def validation_classes(config: SplitConfig) -> list[int]:
+    """The labels ``fit`` puts in its validation rows for ``config`` (the last ``validation_split``)."""
+    data = rows_sorted_by_label(config.data) if config.sorted_rows else config.data
+    if not config.sorted_rows:
+        order = np.random.default_rng(config.seed).permutation(len(data.x_train))
+        data = replace(data, y_train=data.y_train[order])
+    first = int(len(data.y_train) * (1 - config.validation_split))
+    return sorted(int(c) for c in np.unique(data.y_train[first:, 0]))
+
+
+def split_panel(base: TrainConfig, sorted_rows: bool = True, **options: Any) -> TrainingPanel:
+    """A toggle between rows sorted by label and rows shuffled before ``fit``; validation dashed."""
+    board = ScoreBoard(lambda h: {"last validation accuracy": float(h.val_accuracy[-1]),
+                                  "last training accuracy": float(h.epochs[-1].accuracy)})
+    controls = {"sorted_rows": w.ToggleButtons(options=[("sorted by label", True), ("shuffled before fit", False)],
+                                               value=sorted_rows, description="rows")}
+    return TrainingPanel(split_config(base, sorted_rows), controls, train_fn=board.wrap(fit_with_validation_split),
+                         views=[board], show_validation=True, **options)
+
+
+# Section 4: BatchNorm in training mode and in inference mode ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchNormConfig(TrainConfig):
+    """A stock ``fit`` of a network whose first layer is ``BatchNormalization(momentum=momentum)``, used
+    in place of scaling the inputs; the validation rows are the *training* rows, evaluated in inference
+    mode, so the dashed line shows what ``evaluate`` and ``predict`` see on the same data."""
+
+    momentum: float = 0.99
+
+    def label(self) -> str:
+        return f"BatchNorm momentum {self.momentum:g}, {self.epochs} epochs"
+
+
+def batchnorm_net(momentum: float, inputs: int = 5) -> keras.Model:
+    """BatchNormalization on the raw inputs, then lesson 03's 32-32 ReLU net with a linear output."""
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.BatchNormalization(momentum=momentum),
+                             keras.layers.Dense(32, activation="relu"), keras.layers.Dense(32, activation="relu"),
+                             keras.layers.Dense(1)], name="batchnorm_net")
+
+
+def batchnorm_config(base: TrainConfig, momentum: float = 0.99, epochs: int = 3) -> BatchNormConfig:
+    fields = {name: getattr(base, name) for name in TrainConfig.__dataclass_fields__}
+    return BatchNormConfig(**{**fields, "momentum": float(momentum), "epochs": int(epochs)})
+
+
+def fit_batchnorm(config: BatchNormConfig, cancel: threading.Event | None = None,
+                  on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+    """``compile`` + ``fit`` of ``batchnorm_net``; ``val_loss`` is the loss on the training rows in
+    inference mode (the moving averages), as ``model.evaluate(x_train, y_train)`` reports it."""
+    seed_everything(config.seed)
+    data = config.data
+    model = batchnorm_net(config.momentum, inputs=data.x_train.shape[1])
+    model.compile(optimizer=_adam(config), loss=config.loss)
+    history = History(config)
+    model.fit(data.x_train, data.y_train, validation_data=(data.x_train, data.y_train), epochs=config.epochs,
+              batch_size=config.batch_size, shuffle=True, verbose=0,
+              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)])
+    history.moving_mean_share = float(np.mean(model.layers[0].moving_mean.numpy() / data.x_train.mean(axis=0)))
+    return _finish(history, model, cancel)
+
+
+def batchnorm_panel(base: TrainConfig, momentum: float = 0.99, epochs: int = 3, **options: Any) -> TrainingPanel:
+    """A choice of BatchNorm momentum and a slider for the number of epochs."""
+    board = ScoreBoard(lambda h: {"fit's last loss": h.final_loss, "same rows, inference mode": float(h.val_loss[-1]),
+                                  "moving mean / true mean": h.moving_mean_share})
+    controls = {"momentum": w.ToggleButtons(options=[0.99, 0.9], value=momentum, description="momentum"),
+                "epochs": w.IntSlider(value=epochs, min=1, max=20, description="epochs", continuous_update=False)}
+    return TrainingPanel(batchnorm_config(base, momentum, epochs), controls,
+                         make_config=lambda b, v: batchnorm_config(b, **v), train_fn=board.wrap(fit_batchnorm),
+                         views=[board], show_validation=True, **options)
+
+
+def frozen_batchnorm_uses_moving_statistics() -> bool:
+    """Whether a BatchNormalization layer with ``trainable = False`` normalizes with its moving
+    averages even when called with ``training=True`` (Keras's fine-tuning behaviour)."""
+    layer = keras.layers.BatchNormalization()
+    x = np.random.default_rng(0).normal(5.0, 3.0, size=(64, 4)).astype("float32")
+    layer.build(x.shape)
+    layer.trainable = False
+    out = np.asarray(layer(x, training=True))
+    return bool(np.allclose(out, x / np.sqrt(1.0 + layer.epsilon), atol=1e-4))
+
+
+# Section 5: trainable changed after fit, without compiling again ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnfreezeConfig(TrainConfig):
+    """Fine-tuning in two ``fit`` calls: the hidden layers frozen for ``frozen_epochs``, then set
+    ``trainable = True`` and trained for the rest of ``epochs``, with or without a new ``compile``."""
+
+    frozen_epochs: int = 5
+    recompile: bool = False
+
+    def label(self) -> str:
+        return "unfrozen, then compile again" if self.recompile else "unfrozen, no new compile"
+
+
+def unfreeze_config(base: TrainConfig, recompile: bool = False) -> UnfreezeConfig:
+    fields = {name: getattr(base, name) for name in TrainConfig.__dataclass_fields__}
+    return UnfreezeConfig(**{**fields, "recompile": bool(recompile)})
+
+
+def fit_unfreezing(config: UnfreezeConfig, cancel: threading.Event | None = None,
+                   on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+    """Train only the output layer, unfreeze the hidden layers, train again (see ``UnfreezeConfig``)."""
+    seed_everything(config.seed)
+    data = config.data
+    model = config.build_model()
+    hidden = model.layers[:-1]
+    for layer in hidden:
+        layer.trainable = False
+    model.compile(optimizer=_adam(config), loss=config.loss)
+    history = History(config)
+    fit = dict(batch_size=config.batch_size, shuffle=True, verbose=0)
+    model.fit(data.x_train, data.y_train, epochs=config.frozen_epochs,
+              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)], **fit)
+    before = [layer.get_weights() for layer in hidden]
+    for layer in hidden:
+        layer.trainable = True
+    if config.recompile:
+        model.compile(optimizer=_adam(config), loss=config.loss)
+    if not (cancel is not None and cancel.is_set()):
+        model.fit(data.x_train, data.y_train, epochs=config.epochs - config.frozen_epochs,
+                  callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch,
+                                         first_epoch=config.frozen_epochs + 1)], **fit)
+    history.hidden_weight_change = float(max(np.abs(after - old).max() for layer, weights in zip(hidden, before)
+                                             for after, old in zip(layer.get_weights(), weights)))
+    return _finish(history, model, cancel)
+
+
+def freezing_without_compile_moves(recompile: bool, seed: int = 0) -> float:
+    """The other direction: fit one epoch, set the first layer's ``trainable = False``, fit another.
+    Returns how far the frozen layer's weights moved in that second fit (0 when the freeze worked)."""
+    seed_everything(seed)
+    data = smooth_regression()
+    model = mlp("freeze_probe", 10, (32, 32), "relu")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mean_squared_error")
+    model.fit(data.x_train, data.y_train, epochs=1, batch_size=32, verbose=0)
+    first = model.layers[0]
+    before = first.kernel.numpy().copy()
+    first.trainable = False
+    if recompile:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mean_squared_error")
+    model.fit(data.x_train, data.y_train, epochs=1, batch_size=32, verbose=0)
+    return float(np.abs(first.kernel.numpy() - before).max())
+
+
+def unfreeze_panel(base: TrainConfig, recompile: bool = False, **options: Any) -> TrainingPanel:
+    """A toggle: compile again after unfreezing, or not."""
+    board = ScoreBoard(lambda h: {"loss when unfrozen": float(h.loss[h.config.frozen_epochs - 1]),
+                                  "final loss": h.final_loss, "hidden weights moved by": h.hidden_weight_change})
+    controls = {"recompile": w.ToggleButtons(options=[("no new compile", False), ("compile again", True)],
+                                             value=recompile, description="after unfreezing")}
+    return TrainingPanel(unfreeze_config(base, recompile), controls, train_fn=board.wrap(fit_unfreezing),
+                         views=[board], **options)
+
+
+# Section 6: the optimizer's state, lost between fit calls ------------------------------------------------------
+
+BETWEEN_FITS = ("keep the model", "compile a new Adam", "reload the weights", "save and load .keras")
+
+
+@dataclass(frozen=True)
+class ChunkedConfig(TrainConfig):
+    """``epochs`` trained in ``fit_calls`` equal ``fit`` calls, doing ``between`` before each later call:
+    nothing, ``compile`` with a new Adam, rebuilding the model from ``save_weights``/``load_weights`` (and
+    compiling it), or ``model.save`` + ``keras.models.load_model`` (which keeps the optimizer)."""
+
+    fit_calls: int = 4
+    between: str = "keep the model"
+
+    def label(self) -> str:
+        return f"{self.between}, lr={float(self.learning_rate):.3g}"
+
+
+def chunked_config(base: TrainConfig, between: str = "compile a new Adam", learning_rate: float | None = None,
+                   fit_calls: int = 4) -> ChunkedConfig:
+    if between not in BETWEEN_FITS:
+        raise ValueError(f"Unknown choice {between!r}; choose one of: {', '.join(BETWEEN_FITS)}.")
+    fields = {name: getattr(base, name) for name in TrainConfig.__dataclass_fields__}
+    rate = base.learning_rate if learning_rate is None else float(learning_rate)
+    return ChunkedConfig(**{**fields, "between": between, "learning_rate": rate, "fit_calls": int(fit_calls)})
+
+
+def fit_in_chunks(config: ChunkedConfig, cancel: threading.Event | None = None,
+                  on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+    """Train ``config`` as its ``fit_calls`` separate ``fit`` calls (see ``ChunkedConfig``)."""
+    if config.epochs % config.fit_calls:
+        raise ValueError(f"epochs ({config.epochs}) must be a multiple of fit_calls ({config.fit_calls}).")
+    per_call = config.epochs // config.fit_calls
+    seed_everything(config.seed)
+    data = config.data
+    model = config.build_model()
+    model.compile(optimizer=_adam(config), loss=config.loss)
+    history = History(config)
+    with tempfile.TemporaryDirectory() as folder:
+        for call in range(config.fit_calls):
+            if cancel is not None and cancel.is_set():
+                break
+            if call and config.between == "compile a new Adam":
+                model.compile(optimizer=_adam(config), loss=config.loss)
+            elif call and config.between == "reload the weights":
+                path = os.path.join(folder, "checkpoint.weights.h5")
+                model.save_weights(path)
+                model = config.build_model()
+                model.load_weights(path)
+                model.compile(optimizer=_adam(config), loss=config.loss)
+            elif call and config.between == "save and load .keras":
+                path = os.path.join(folder, "model.keras")
+                model.save(path)
+                model = keras.models.load_model(path)
+            model.fit(data.x_train, data.y_train, epochs=per_call, batch_size=config.batch_size, shuffle=True,
+                      verbose=0, callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch,
+                                                        first_epoch=call * per_call + 1)])
+        history.optimizer_steps = int(model.optimizer.iterations.numpy())
+    return _finish(history, model, cancel)
+
+
+def fit_call_jumps(history: History) -> np.ndarray:
+    """For every ``fit`` call after the first: its first epoch's loss divided by the previous epoch's."""
+    config = history.config
+    per_call = config.epochs // config.fit_calls
+    loss = history.loss
+    starts = [call * per_call for call in range(1, config.fit_calls) if call * per_call < len(loss)]
+    return np.array([loss[start] / loss[start - 1] for start in starts])
+
+
+def chunked_panel(base: TrainConfig, between: str = "compile a new Adam", learning_rate: float = 1e-2,
+                  **options: Any) -> TrainingPanel:
+    """A choice of what happens between ``fit`` calls and a learning-rate slider."""
+    board = ScoreBoard(lambda h: {"largest jump at a fit call": float(fit_call_jumps(h).max()),
+                                  "final loss": h.final_loss, "Adam's step count at the end": h.optimizer_steps})
+    controls = {"between": w.Dropdown(options=list(BETWEEN_FITS), value=between, description="between fits",
+                                      style={"description_width": "initial"}),
+                "learning_rate": log_slider("learning_rate", learning_rate, 1e-4, 1e-1, description="learning rate")}
+    return TrainingPanel(chunked_config(base, between, learning_rate), controls,
+                         make_config=lambda b, v: chunked_config(b, **v), train_fn=board.wrap(fit_in_chunks),
+                         views=[board], **options)
