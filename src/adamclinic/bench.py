@@ -132,6 +132,11 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
         return RegularizedConfig(data=digits_subset(256), build_model=classifier(256),
                                  loss="sparse_categorical_crossentropy", epochs=100, batch_size=32)
 
+    def lesson07() -> TrainConfig:
+        from adamclinic.pitfalls import target_config
+
+        return target_config(TrainConfig(smooth_regression(), small_relu_net), 250_000.0, "standardize")
+
     return {
         "01_learning_rate": lambda: TrainConfig(smooth_regression(), small_relu_net),
         "02_vanishing_exploding_gradients": lesson02,
@@ -139,6 +144,7 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
         "04_betas_epsilon_bias_correction": lambda: TrainConfig(smooth_regression(), small_relu_net, batch_size=8),
         "05_data_problems": lesson05,
         "06_overfitting_or_optimizer": lesson06,
+        "07_its_not_adam": lesson07,
     }
 
 
