@@ -128,19 +128,25 @@ def _kernel_indices(model: keras.Model) -> list[int]:
     return [i for i, v in enumerate(model.trainable_variables) if len(v.shape) >= 2]
 
 
-def _layer_grads(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.ndarray) -> tuple[float, list[float]]:
-    """The training-mode loss on ``x`` and each weight matrix's gradient norm, first layer first.
-
-    Training mode updates batch-norm statistics; they are put back, so probing never changes the model.
-    """
-    saved = [v.numpy() for v in model.non_trainable_variables]
+def _gradient_norms(model: keras.Model, loss_fn: Callable, x, y):
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(loss_fn(y, model(x, training=True)))
     grads = tape.gradient(loss, model.trainable_variables)
+    return loss, [tf.norm(grads[i]) if grads[i] is not None else tf.constant(0.0) for i in _kernel_indices(model)]
+
+
+def _layer_grads(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.ndarray,
+                 compiled: Callable | None = None) -> tuple[float, list[float]]:
+    """The training-mode loss on ``x`` and each weight matrix's gradient norm, first layer first.
+
+    Training mode updates batch-norm statistics; they are put back, so probing never changes the model.
+    ``compiled`` is a traced ``_gradient_norms`` for a model that is probed again and again.
+    """
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    loss, norms = (compiled or functools.partial(_gradient_norms, model, loss_fn))(x, y)
     for variable, value in zip(model.non_trainable_variables, saved):
         variable.assign(value)
-    norms = [float(tf.norm(grads[i])) if grads[i] is not None else 0.0 for i in _kernel_indices(model)]
-    return float(loss), norms
+    return float(loss), [float(n) for n in norms]
 
 
 def _baseline(task: str, loss_fn: Callable, y: np.ndarray, classes: int) -> tuple[float, list[float]]:
@@ -168,9 +174,10 @@ def _data_statistics(x: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
             "feature_scales": [float(s) for s in np.nan_to_num(scales, nan=0.0)], "target_scale": target_scale}
 
 
-def _final_probe(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
-    train_mode_loss, grads = _layer_grads(model, loss_fn, x, y)
-    predictions = np.asarray(model(x, training=False))
+def _final_probe(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.ndarray, task: str,
+                 compiled: tuple[Callable, Callable] | None = None) -> dict[str, Any]:
+    train_mode_loss, grads = _layer_grads(model, loss_fn, x, y, compiled and compiled[0])
+    predictions = np.asarray((compiled[1] if compiled else model)(x, training=False))
     eval_mode_loss = float(tf.reduce_mean(loss_fn(y, predictions)))
     with np.errstate(all="ignore"):
         if task == "regression":
@@ -242,10 +249,10 @@ class ClinicMonitor(keras.callbacks.Callback):
         }
         self._start_kernels = [self.model.trainable_variables[i].numpy() for i in _kernel_indices(self.model)]
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
-
     def on_epoch_end(self, epoch, logs=None):
+        # Steps are counted from the fit's parameters: a per-batch hook would make Keras wait for every
+        # batch's logs, which costs more than all the probes together.
+        self._steps += int(self.params.get("steps") or 0)
         logs = logs or {}
         self._loss.append(float(logs.get("loss", math.nan)))
         self._val_loss.append(_clean(logs.get("val_loss")))
@@ -268,9 +275,14 @@ class ClinicMonitor(keras.callbacks.Callback):
 
 
 @functools.lru_cache(maxsize=32)
-def _probe_model(build_model: Callable[[], keras.Model]) -> keras.Model:
-    # One model per architecture, weights set per record: building a Keras model costs more than probing it.
-    return build_model()
+def _probe_model(build_model: Callable[[], keras.Model], loss: Any) -> tuple[keras.Model, Callable, tuple]:
+    """One model per architecture and loss, its weights set per record, with its probes traced once:
+    building a Keras model, or probing it eagerly, costs more than an engine run of a small net."""
+    model = build_model()
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    compiled = (tf.function(functools.partial(_gradient_norms, model, loss_fn), reduce_retracing=True),
+                tf.function(lambda x, training: model(x, training=training), reduce_retracing=True))
+    return model, loss_fn, compiled
 
 
 _initial_weights_cache: dict[tuple, list[np.ndarray]] = {}
@@ -290,17 +302,16 @@ def record_from_history(history: History, probe_rows: int = PROBE_ROWS) -> RunRe
     config = history.config
     if history.final_weights is None:
         raise ValueError("This history kept no weights; train it with adamclinic.training.run.")
-    loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
-    model = _probe_model(config.build_model)
+    model, loss_fn, compiled = _probe_model(config.build_model, config.loss)
     task, classes = _task(_loss_name(config.loss), int(model.output_shape[-1]))
     data = config.data
     x, y = data.x_train[:probe_rows], data.y_train[:probe_rows]
     baseline, shares = _baseline(task, loss_fn, data.y_train, classes)
     start = _initial_weights(config)
     model.set_weights(start)
-    initial_loss, initial_grads = _layer_grads(model, loss_fn, x, y)
+    initial_loss, initial_grads = _layer_grads(model, loss_fn, x, y, compiled[0])
     model.set_weights(history.final_weights)
-    end = _final_probe(model, loss_fn, x, y, task)
+    end = _final_probe(model, loss_fn, x, y, task, compiled)
     steps_per_epoch = len(data.x_train) // config.batch_size
     kernels = [i for i, w in enumerate(start) if np.ndim(w) >= 2]
     return RunRecord(
@@ -544,10 +555,15 @@ def _beta_2_too_low(r: RunRecord) -> Finding | None:
         return None
     blew_up = losses.size < len(r.loss) or float(np.max(losses)) > 10 * r.initial_loss
     score = 0.55 + 0.05 * min(spikes, 5) + (0.15 if ends_above else 0.0) + (0.2 if blew_up else 0.0)
+    nan_at = next((i + 1 for i, v in enumerate(r.loss) if not math.isfinite(v)), None)
+    if nan_at is not None:
+        course = f"the loss reached {float(np.max(losses)):.3g} and became NaN at epoch {nan_at}"
+    else:
+        course = (f"the loss jumped by over 30% in {spikes} of {losses.size} epochs and ends at {losses[-1]:.3g}, "
+                  f"against its best {best:.3g}")
     return Finding("beta_2_too_low", _clip01(score),
                    f"β2 = {r.beta_2:g} is below β1² = {r.beta_1**2:.3g}, so a step can grow by β1/√β2 = "
-                   f"{r.beta_1 / math.sqrt(r.beta_2):.2f} per quiet step; the loss jumped by over 30% in {spikes} of "
-                   f"{losses.size} epochs and ends at {losses[-1]:.3g}, against its best {best:.3g}.",
+                   f"{r.beta_1 / math.sqrt(r.beta_2):.2f} per quiet step; {course}.",
                    "Keep β2 at 0.999 (the default); at least keep β2 above β1².")
 
 
@@ -559,14 +575,20 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
         return None
     last = losses[-min(5, losses.size):]
     gap = float(np.max(np.abs(last - r.baseline_loss)) / r.baseline_loss)
-    if gap > 0.06:
+    # A net can memorize some shuffled labels, so its training loss creeps down; what it learned never
+    # reaches rows it has not seen: the validation loss stays at the loss of guessing.
+    val = _finite(r.val_loss)
+    val_gap = float(abs(np.min(val) - r.baseline_loss) / r.baseline_loss) if val.size else math.inf
+    if gap > 0.06 and not (val_gap < 0.04 and gap < 0.15):
         return None
     # Weights that barely moved while the loss still falls: a crawl (learning rate), not a plateau.
     crawling = r.weight_change < 0.05 and bool(np.all(np.diff(last) < 0))
-    return Finding("chance_plateau", _clip01(0.95 - 5 * gap - (0.3 if r.weight_change > 2 else 0) - (0.3 if crawling else 0)),
-                   f"the training loss sits at {last[-1]:.4g}, within {gap:.1%} of ln-of-the-label-mix "
-                   f"({r.baseline_loss:.4g}; ln {r.classes} = {math.log(r.classes):.4g} for balanced classes): the net "
-                   f"learned the class frequencies and nothing from the inputs.",
+    score = 0.95 - 5 * min(gap, val_gap) - (0.3 if r.weight_change > 2 else 0) - (0.3 if crawling else 0)
+    held_out = f"; the validation loss never got below {np.min(val):.4g}" if val.size else ""
+    return Finding("chance_plateau", _clip01(score),
+                   f"the training loss ends at {last[-1]:.4g}, within {gap:.1%} of the loss of guessing the label mix "
+                   f"({r.baseline_loss:.4g}; ln {r.classes} = {math.log(r.classes):.4g} for balanced classes){held_out}: "
+                   f"the net learned the class frequencies and nothing that carries over from the inputs.",
                    "Check that the labels line up with the inputs (same shuffle, same order), that the output layer "
                    "matches the loss (softmax with K units for sparse_categorical_crossentropy, one sigmoid unit for "
                    "binary_crossentropy), and that the labels are in the form the loss expects.")

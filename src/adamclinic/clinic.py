@@ -1,0 +1,202 @@
+"""Lesson 08, the clinic: the diagnostic checklist, panels that diagnose every run they train, and the
+six mystery patients with a menu of treatments.
+
+Every panel wraps ``diagnosed_run(config) -> History`` (the engine's ``run`` followed by
+``adamclinic.diagnostics.diagnose``); tests call ``treat`` and ``diagnose`` directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import ipywidgets as w
+import keras
+import numpy as np
+import pandas as pd
+
+from adamclinic.corruption import balanced_class_weight
+from adamclinic.diagnostics import CAUSES, HEALTHY, Report, diagnose
+from adamclinic.patients import ZOO, Patient, digit_images, regression
+from adamclinic.training import Dataset, History, TrainConfig, run
+from adamclinic.widgets import TrainingPanel, log_slider
+
+CHECKLIST = pd.DataFrame(
+    [
+        ("1. the data, before training", "NaN or infinite inputs; each input column's size; the targets' size; "
+         "the label mix", "NaN inputs; unscaled inputs; unscaled targets; an imbalanced label mix"),
+        ("2. the start", "the initial loss against the loss of a constant prediction (ln K for K balanced classes); "
+         "each layer's gradient norm", "exploding gradients (huge loss, first layer's gradient far above the last); "
+         "vanishing gradients (first layer's orders of magnitude below)"),
+        ("3. the first epochs", "does the loss jump up? how far do the weights move?", "learning rate too high "
+         "(loss jumps, weights move many times their size); too low (weights move a few percent, loss creeps)"),
+        ("4. the spikes", "sudden jumps later in training, with β2 below β1²", "β2 too low"),
+        ("5. the end", "a training loss stuck at the loss of guessing; one class predicted for every row",
+         "labels not matching inputs or output layer (stuck at ln K); majority-class prediction"),
+        ("6. restarts and modes", "a jump where a new fit began; the loss in inference mode on training rows",
+         "optimizer state lost on recompile; batch-norm statistics (train and inference disagree)"),
+        ("7. validation", "training loss falling while validation bottoms out and rises",
+         "overfitting: Adam is fine, the objective is wrong"),
+    ],
+    columns=["step", "look at", "what it tells you"],
+).set_index("step")
+
+
+def diagnosed_run(config: TrainConfig, **run_options: Any) -> tuple[History, Report]:
+    """Train ``config`` on the engine and diagnose the run."""
+    history = run(config, **run_options)
+    return history, diagnose(history)
+
+
+# Treatments --------------------------------------------------------------------------------------------
+
+
+def _standardized_inputs(data: Dataset) -> Dataset:
+    mean, sd = data.x_train.mean(axis=0), data.x_train.std(axis=0) + 1e-12
+    return replace(data, x_train=(data.x_train - mean) / sd,
+                   x_val=None if data.x_val is None else (data.x_val - mean) / sd, name=data.name + ", standardized")
+
+
+def _standardized_targets(data: Dataset) -> Dataset:
+    mean, sd = data.y_train.mean(), data.y_train.std()
+    return replace(data, y_train=(data.y_train - mean) / sd,
+                   y_val=None if data.y_val is None else (data.y_val - mean) / sd, name=data.name + ", y standardized")
+
+
+@functools.lru_cache(maxsize=None)
+def relu_he_version(build_model: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
+    """The same layer widths and output, with ReLU hidden units and He initialisation."""
+    template = build_model()
+    dense = [layer for layer in template.layers if isinstance(layer, keras.layers.Dense)]
+    inputs = int(template.input_shape[-1])
+    widths = [layer.units for layer in dense[:-1]]
+    output = dense[-1]
+
+    def build() -> keras.Model:
+        layers = [keras.Input((inputs,))]
+        layers += [keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal") for units in widths]
+        layers.append(keras.layers.Dense(output.units, activation=output.activation))
+        return keras.Sequential(layers, name=f"{template.name}_relu_he")
+
+    build.__name__ = f"{template.name} as ReLU + He"
+    return build
+
+
+def _original_labels(data: Dataset) -> Dataset:
+    from adamclinic.patients import two_classes
+
+    # The misaligned patients are made from these tables (adamclinic.patients.misaligned keeps the name).
+    sources = {"digits[:512], labels misaligned": digit_images, "overlapping_classes, labels misaligned": two_classes}
+    if data.name not in sources:
+        raise ValueError("These labels are not a misaligned patient's; there is nothing to re-pair.")
+    return sources[data.name]()
+
+
+TREATMENTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
+    "no treatment": lambda c: c,
+    "learning rate ÷ 10": lambda c: replace(c, learning_rate=c.learning_rate / 10),
+    "learning rate × 10": lambda c: replace(c, learning_rate=c.learning_rate * 10),
+    "standardize the inputs": lambda c: replace(c, data=_standardized_inputs(c.data)),
+    "standardize the targets": lambda c: replace(c, data=_standardized_targets(c.data)),
+    "ReLU + He initialisation": lambda c: replace(c, build_model=relu_he_version(c.build_model)),
+    "β2 = 0.999": lambda c: replace(c, beta_2=0.999),
+    "class weights": lambda c: replace(c, class_weight=balanced_class_weight(c.data)),
+    "re-pair labels with their inputs": lambda c: replace(c, data=_original_labels(c.data)),
+}
+
+
+def treat(config: TrainConfig, treatment: str) -> TrainConfig:
+    """``config`` with one treatment from ``TREATMENTS`` applied."""
+    if treatment not in TREATMENTS:
+        raise ValueError(f"Unknown treatment {treatment!r}; choose one of: {', '.join(TREATMENTS)}.")
+    return TREATMENTS[treatment](config)
+
+
+# The six patients of the lesson ----------------------------------------------------------------------
+
+_ZOO = {p.name: p for p in ZOO}
+LESSON_PATIENTS: dict[str, Patient] = {
+    "A": _ZOO["regression, 8 sigmoid layers"],
+    "B": _ZOO["parcels, raw units"],
+    "C": _ZOO["regression, targets in dollars"],
+    "D": _ZOO["digits, labels misaligned"],
+    "E": _ZOO["two classes, 3% minority"],
+    "F": _ZOO["regression, β2 0.3, batch 8"],
+}
+CURES = {"A": "ReLU + He initialisation", "B": "standardize the inputs", "C": "standardize the targets",
+         "D": "re-pair labels with their inputs", "E": "class weights", "F": "β2 = 0.999"}
+STORIES = {
+    "A": "a regression net, eight hidden layers deep: 'deeper must be better'.",
+    "B": "parcel costs from size, weight and price, fed in as measured.",
+    "C": "the regression targets, reported in dollars.",
+    "D": "digits; the images and the labels were loaded from two files.",
+    "E": "two overlapping classes; the second is rare in the training rows.",
+    "F": "a regression with small batches and a tweaked optimizer.",
+}
+
+
+def mystery(letter: str, seed: int = 0) -> TrainConfig:
+    """Patient ``letter``'s setup, as the panel trains it."""
+    return replace(LESSON_PATIENTS[letter].make(), seed=seed, note=f"patient {letter}")
+
+
+# Panels ------------------------------------------------------------------------------------------------
+
+
+class DiagnosisBox:
+    """An HTML box under a panel that shows the diagnosis of the last run."""
+
+    def __init__(self, hidden: bool = False):
+        self.widget = w.HTML(value="")
+        self.reports: list[Report] = []
+        self.hidden = hidden
+        self.reveal = w.Checkbox(value=not hidden, description="show the clinic's diagnosis", indent=False)
+        self.reveal.observe(lambda _: self._draw(), names="value")
+
+    def train(self, config: TrainConfig, **run_options: Any) -> History:
+        history, report = diagnosed_run(config, **run_options)
+        self.reports.append(report)
+        self._draw()
+        return history
+
+    def _draw(self) -> None:
+        if not self.reports:
+            return
+        if not self.reveal.value:
+            self.widget.value = "<i>Diagnosis hidden: make your own first, then tick the box.</i>"
+            return
+        self.widget.value = f"<b>Clinic:</b> {self.reports[-1]._repr_html_()}"
+
+
+def _with_box(panel: TrainingPanel, box: DiagnosisBox) -> TrainingPanel:
+    panel.widget = w.VBox([panel.widget, box.reveal, box.widget])
+    panel.diagnosis = box
+    return panel
+
+
+def learning_rate_clinic_panel(base: TrainConfig, value: float = 1.0) -> TrainingPanel:
+    """A learning-rate slider; the clinic diagnoses every run."""
+    box = DiagnosisBox()
+    slider = log_slider("learning_rate", value, 1e-6, 3.0, description="learning rate")
+    return _with_box(TrainingPanel(base, {"learning_rate": slider}, train_fn=box.train, show_validation=True), box)
+
+
+def patient_panel(letter: str, treatment: str = "no treatment") -> TrainingPanel:
+    """A mystery patient: a treatment menu, the live curves, and the diagnosis behind a checkbox."""
+    box = DiagnosisBox(hidden=True)
+    menu = w.Dropdown(options=list(TREATMENTS), value=treatment, description="treatment",
+                      style={"description_width": "initial"})
+
+    def make_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+        return replace(treat(base, values["treatment"]), note=f"patient {letter}, {values['treatment']}")
+
+    panel = TrainingPanel(mystery(letter), {"treatment": menu}, make_config=make_config, train_fn=box.train,
+                          show_validation=True, title=f"Patient {letter}")
+    return _with_box(panel, box)
+
+
+def cause_names() -> pd.Series:
+    """The causes the clinic can name, by key."""
+    return pd.Series({**CAUSES, HEALTHY: "no problem found"}, name="cause")

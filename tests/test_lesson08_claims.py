@@ -1,0 +1,144 @@
+"""Every claim lesson 08 makes about a training run, asserted on exactly that run.
+
+Section 2: lesson 01's 10-32-32-1 ReLU net on the smooth regression, 20 epochs of 32 steps, at three
+learning rates, and the same net trained with stock ``model.fit`` and recompiled after 10 epochs.
+Sections 3-4: the six mystery patients (``adamclinic.clinic.LESSON_PATIENTS``), untreated and cured.
+Seeds 0 to 2 (the recompile: 0 and 1). Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); measured
+values in comments.
+"""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from adamclinic.clinic import CHECKLIST, CURES, LESSON_PATIENTS, TREATMENTS, diagnosed_run, mystery, treat
+from adamclinic.diagnostics import CAUSES, HEALTHY, diagnose
+from adamclinic.models import small_relu_net
+from adamclinic.patients import keras_fit, regression
+from adamclinic.training import TrainConfig
+
+SEEDS = range(3)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return TrainConfig(regression(), small_relu_net, epochs=20)
+
+
+@pytest.fixture(scope="module")
+def runs(base):
+    """(history, report) by (what, seed), trained once per module."""
+    cache = {}
+
+    def get(what, seed):
+        if (what, seed) not in cache:
+            if isinstance(what, float):
+                config = replace(base, learning_rate=what, seed=seed)
+            else:
+                letter, treatment = what
+                config = treat(mystery(letter, seed), treatment)
+            cache[what, seed] = diagnosed_run(config)
+        return cache[what, seed]
+
+    return get
+
+
+def test_the_checklist_covers_every_cause_the_instrument_names():
+    """Section 1: seven steps in order, data first and validation last."""
+    assert len(CHECKLIST) == 7
+    assert CHECKLIST.index[0].startswith("1. the data") and CHECKLIST.index[-1].startswith("7. validation")
+    assert len(CAUSES) == 13
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lr_1_is_named_too_high_with_its_evidence(runs, seed):
+    """Section 2: at lr 1.0 the first epoch explodes, the weights fly, the loss ends at the mean's."""
+    history, report = runs(1.0, seed)
+    assert report.top == "learning_rate_too_high"
+    assert 1.1e4 < history.loss[0] < 2e4  # 1.21e4, 1.89e4, 1.30e4
+    assert 24 < report.record.weight_change < 28  # 25.5, 27.2, 24.6
+    assert 0.95 < history.final_loss < 1.04 and abs(report.record.baseline_loss - 0.957) < 0.001  # 0.957..1.032
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lr_1e5_is_named_too_low(runs, seed):
+    """Section 2: at lr 1e-5 the weights move under 2% in 640 steps and the loss still creeps down."""
+    history, report = runs(1e-5, seed)
+    assert report.top == "learning_rate_too_low" and report.record.steps == 640
+    assert 0.016 < report.record.weight_change < 0.018  # 1.64%, 1.69%, 1.78%
+    assert np.all(np.diff(history.loss) < 0)
+    assert history.final_loss > 0.85  # 1.080, 1.003, 0.866: no better than the mean's 0.957
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lr_1e3_gets_no_problem_found(runs, seed):
+    """Section 2: lr 1e-3 is healthy: no finding, final loss 0.055 to 0.074."""
+    history, report = runs(1e-3, seed)
+    assert report.top == HEALTHY and str(report).startswith("No problem found")
+    assert 0.05 < history.final_loss < 0.075  # 0.0625, 0.0739, 0.0552
+
+
+@pytest.mark.parametrize("seed, factor", [(0, 1.33), (1, 1.82)])
+def test_a_recompile_is_caught_in_a_stock_fit(base, seed, factor):
+    """Section 2: compile + fit 10 epochs at lr 1e-2, compile again, fit 10 more: the loss jumps at epoch 11."""
+    monitor = keras_fit(replace(base, learning_rate=1e-2, seed=seed), recompile_after=10)
+    record = monitor.record
+    assert record.fit_starts == [0, 10] and len(record.loss) == 20
+    assert record.loss[10] / record.loss[9] == pytest.approx(factor, abs=0.01)
+    assert diagnose(monitor).top == "recompile_reset"
+
+
+EXPECTED = {"A": "vanishing_gradients", "B": "unscaled_inputs", "C": "unscaled_targets", "D": "chance_plateau",
+            "E": "majority_class", "F": "beta_2_too_low"}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("letter", "ABCDEF")
+def test_each_patient_is_named_first_and_its_cure_works(runs, letter, seed):
+    """Sections 3-4: the clinic names each patient's cause first; the cure ends in "no problem found" (E: overfitting)."""
+    assert CURES[letter] in TREATMENTS and LESSON_PATIENTS[letter].cause == EXPECTED[letter]
+    sick, sick_report = runs((letter, "no treatment"), seed)
+    cured, cured_report = runs((letter, CURES[letter]), seed)
+    assert sick_report.top == EXPECTED[letter]
+    assert cured_report.top == ("overfitting" if letter == "E" else HEALTHY)
+    assert math.isfinite(cured.final_loss)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_case_notes_numbers(runs, seed):
+    """Section 4's table: the evidence and the cured losses, per patient."""
+    a, a_report = runs(("A", "no treatment"), seed)
+    grads = a_report.record.epoch_layer_grads[0]
+    assert 4.7 < math.log10(grads[-1] / grads[0]) < 5.1  # 4.8, 4.8, 5.0 orders of magnitude
+    assert 0.46 < a.final_loss < 0.5  # 0.474, 0.466, 0.498
+    assert 0.06 < runs(("A", CURES["A"]), seed)[0].final_loss < 0.07  # 0.0605, 0.0670, 0.0698
+
+    b, b_report = runs(("B", "no treatment"), seed)
+    assert 4e5 < max(b_report.record.feature_scales) < 5e5 and min(b_report.record.feature_scales) < 0.006
+    assert 250 < b.final_loss < 12000  # 267, 1629, 11684
+    assert 0.03 < runs(("B", CURES["B"]), seed)[0].final_loss < 0.033  # 0.0311, 0.0317, 0.0306
+
+    c, c_report = runs(("C", "no treatment"), seed)
+    assert 1900 < c_report.record.target_scale < 2100  # 2030
+    assert 0.82 < 1 - c.final_loss / c_report.record.initial_loss < 0.9  # 89%, 83%, 85%
+    assert 0.055 < runs(("C", CURES["C"]), seed)[0].final_loss < 0.08  # 0.0654, 0.0771, 0.0583
+
+    d, d_report = runs(("D", "no treatment"), seed)
+    assert 2.15 < d.final_loss < 2.19 and abs(d.final_loss / math.log(10) - 1) < 0.063  # 2.180, 2.159, 2.165
+    assert np.nanmin(d.val_loss) > 2.25  # 2.256, 2.262, 2.270
+    assert 0.2 < runs(("D", CURES["D"]), seed)[0].final_loss < 0.24  # 0.234, 0.209, 0.213
+
+    e, e_report = runs(("E", "no treatment"), seed)
+    assert max(e_report.record.label_shares) == pytest.approx(0.97, abs=0.001) and e_report.record.prediction_spread == 1.0
+    weights = TREATMENTS["class weights"](mystery("E", seed)).class_weight
+    assert int(round(0.03 * 1024)) == 31 and weights[1] / weights[0] == pytest.approx(32.0, abs=0.1)
+
+    f, f_report = runs(("F", "no treatment"), seed)
+    if seed < 2:
+        assert f.diverged_at == 2  # NaN in epoch 2
+    else:
+        assert 1e8 < f.final_loss < 1e9  # 3.07e8
+    assert f_report.causes[1] == "learning_rate_too_high"
+    assert 0.018 < runs(("F", CURES["F"]), seed)[0].final_loss < 0.026  # 0.0185, 0.0186, 0.0248
