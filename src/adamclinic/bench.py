@@ -106,6 +106,39 @@ def surface_figures(steps: int = 500) -> dict:
     }
 
 
+def diagnostics_figures(repeats: int = 3) -> dict:
+    """Lesson 08's tool: the cost of watching a run, as a share of the run itself.
+
+    ``fit_overhead``: a stock ``model.fit`` (digits, 15 epochs) with a ``ClinicMonitor`` against without;
+    ``engine_overhead``: ``diagnose(history)`` after an engine run, against the run.
+    """
+    from adamclinic.diagnostics import ClinicMonitor, diagnose
+    from adamclinic.patients import digit_images, digits_tanh_net
+
+    data = digit_images()
+
+    def fit(watched: bool) -> None:
+        seed_everything(0)
+        model = digits_tanh_net()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        callbacks = [ClinicMonitor(data.x_train, data.y_train)] if watched else []
+        model.fit(data.x_train, data.y_train, epochs=15, batch_size=32, callbacks=callbacks, verbose=0)
+
+    fit(True)  # warm-up: traces and the probe's first call
+    plain = statistics.median(_seconds(lambda: fit(False)) for _ in range(repeats))
+    watched = statistics.median(_seconds(lambda: fit(True)) for _ in range(repeats))
+    config = TrainConfig(data, digits_tanh_net, loss="sparse_categorical_crossentropy", epochs=15)
+    history = run(config)
+    diagnose(history)
+    engine = statistics.median(_seconds(lambda: run(config)) for _ in range(repeats))
+    diagnosis = statistics.median(_seconds(lambda: diagnose(history)) for _ in range(repeats))
+    return {"workload": "digits[:512], 64-32-32-10 tanh, batch 32, 15 epochs",
+            "fit_s": round(plain, 3), "fit_with_monitor_s": round(watched, 3),
+            "fit_overhead": round(watched / plain - 1, 3),
+            "engine_run_s": round(engine, 4), "diagnose_s": round(diagnosis, 4),
+            "engine_overhead": round(diagnosis / engine, 3)}
+
+
 def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
     """The main live demo of each lesson that trains a network, as the lesson builds it."""
     from adamclinic.data import digits, parcels, smooth_regression
@@ -152,6 +185,7 @@ def main() -> dict:
     figures = {"00_adam_from_the_inside": surface_figures()}
     for lesson, make in lesson_demos().items():
         figures[lesson] = engine_figures(make())
+    figures["08_the_clinic"] = diagnostics_figures()
     figures["machine"] = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     return figures
 
