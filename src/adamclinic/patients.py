@@ -310,8 +310,8 @@ def _zoo() -> list[Patient]:
         Patient("parcels, standardized", HEALTHY, lambda: TrainConfig(standardized_parcels(), parcel_net, epochs=20)),
         Patient("digits (fit), tanh net", HEALTHY,
                 lambda: TrainConfig(digit_images(), digits_tanh_net, epochs=15, loss=SCC), fit=keras_fit),
-        Patient("digits, 10 ReLU layers, He init", HEALTHY,
-                lambda: TrainConfig(digit_images(), deep_net(10, "relu", "he_normal"), epochs=15, loss=SCC)),
+        Patient("all digits, 10 ReLU layers, He init", HEALTHY,
+                lambda: TrainConfig(digit_images(1440), deep_net(10, "relu", "he_normal"), epochs=10, loss=SCC)),
     ]
 
 
