@@ -571,3 +571,126 @@ def chunked_panel(base: TrainConfig, between: str = "compile a new Adam", learni
     return TrainingPanel(chunked_config(base, between, learning_rate), controls,
                          make_config=lambda b, v: chunked_config(b, **v), train_fn=board.wrap(fit_in_chunks),
                          views=[board], **options)
+
+
+# Judging an exercise's repairs (ex07_not_adam) ------------------------------------------------------------
+# Each retrains the student's repair with fixed seeds and measures it on rows and with code the student
+# does not control: the digits' own validation rows, the priced targets' held-out rows, a model built here.
+
+EXERCISE_SEEDS = (0, 1)
+
+
+def broken_classifier() -> TrainConfig:
+    """Exercise 07's first patient: a linear output trained with ``from_logits=False`` (section 1's bug)."""
+    base = TrainConfig(digits_classes(10), digit_classifier(10), loss="sparse_categorical_crossentropy", epochs=30)
+    return replace(classifier_config(base, "linear output, from_logits=False"), note="")
+
+
+def classifier_repair_accuracy(config: TrainConfig, seeds=EXERCISE_SEEDS) -> np.ndarray:
+    """Held-out accuracy per seed of ``config`` retrained on the broken classifier's training digits, scored
+    on the 357 validation digits by the largest output (probabilities or logits alike). 0 for a run that
+    diverged; a ``TypeError`` for anything but a ``TrainConfig``, a ``ValueError`` for other training rows
+    or more than 30 epochs."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"expected a TrainConfig (for example dataclasses.replace(BROKEN_CLASSIFIER, ...)); got {type(config).__name__}.")
+    reference = digits_classes(10)
+    if config.data.x_train.shape != reference.x_train.shape or not np.array_equal(config.data.x_train, reference.x_train) \
+            or not np.array_equal(config.data.y_train, reference.y_train):
+        raise ValueError("keep the broken classifier's training digits and labels (data=BROKEN_CLASSIFIER.data).")
+    if config.epochs > 30:
+        raise ValueError(f"keep to 30 epochs at most; the repair asks for {config.epochs}.")
+    scores = []
+    for seed in seeds:
+        history = run(replace(config, data=reference, seed=seed))
+        scores.append(0.0 if history.diverged else held_out_accuracy(history))
+    return np.asarray(scores, dtype=float)
+
+
+def target_scaling_r2(target_scaling, seeds=EXERCISE_SEEDS, mean: float = 250_000.0) -> np.ndarray:
+    """Held-out R² per seed of lesson 07's priced regression, trained on targets scaled by the student's
+    ``target_scaling(y_train) -> (center, scale)`` (called on a copy of the training targets; its two
+    numbers are coerced with ``float``). R² is measured here, in prices: -inf for a diverged run."""
+    priced = priced_targets(smooth_regression(), mean)
+    center, scale = target_scaling(priced.y_train.copy())
+    data = scaled_targets(priced, float(center), float(scale))
+    scores = []
+    for seed in seeds:
+        history = run(TrainConfig(data, regression_net("linear"), epochs=30, seed=seed))
+        if history.diverged:
+            scores.append(-math.inf)
+            continue
+        predictions = history.predict(priced.x_val) * float(scale) + float(center)
+        scores.append(float(1.0 - np.mean((predictions - priced.y_val) ** 2) / np.var(priced.y_val)))
+    return np.asarray(scores, dtype=float)
+
+
+def sorted_digits() -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits (training and validation rows together), sorted by label: a file exported class by class."""
+    full = digits()
+    x = np.concatenate([full.x_train, full.x_val])
+    y = np.concatenate([full.y_train, full.y_val])[:, 0]
+    order = np.argsort(y, kind="stable")
+    return x[order], y[order]
+
+
+def _row_set(x: np.ndarray, y: np.ndarray) -> list[bytes]:
+    """Every (inputs, label) row as bytes, sorted: equal lists mean the same rows, each as often."""
+    return sorted(row.tobytes() for row in np.hstack([x, y.reshape(-1, 1)]).astype("float32"))
+
+
+def split_problems(split, validation_fraction: float = 0.2, seed: int = 0) -> list[str]:
+    """What is wrong with ``split(x, y, validation_fraction, seed) -> (x_train, y_train, x_val, y_val)`` on
+    ``sorted_digits``: an empty list when every row lands in exactly one part with its own label, the
+    validation part has the asked size (±1 row) and holds every class in about its share (within 5 points)."""
+    x, y = sorted_digits()
+    result = split(x.copy(), y.copy(), validation_fraction, seed)
+    try:
+        x_train, y_train, x_val, y_val = (np.asarray(part, dtype="float32") for part in result)
+    except (TypeError, ValueError):
+        return ["it must return four arrays: x_train, y_train, x_val, y_val"]
+    problems = []
+    y_train, y_val = y_train.reshape(-1), y_val.reshape(-1)
+    if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+        return ["inputs and labels have different numbers of rows"]
+    if abs(len(x_val) - validation_fraction * len(x)) > 1:
+        problems.append(f"the validation part has {len(x_val)} rows; {validation_fraction:g} of {len(x)} is "
+                        f"{validation_fraction * len(x):.0f}")
+    if _row_set(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])) != _row_set(x, y):
+        problems.append("the two parts together are not the original rows, each once, with its own label")
+    shares = np.array([(y_val == c).mean() for c in range(10)]) if len(y_val) else np.zeros(10)
+    overall = np.array([(y == c).mean() for c in range(10)])
+    if np.any(np.abs(shares - overall) > 0.05):
+        worst = int(np.argmax(np.abs(shares - overall)))
+        problems.append(f"the validation part is not like the data: digit {worst} makes {shares[worst]:.0%} of it "
+                        f"but {overall[worst]:.0%} of all rows")
+    return problems
+
+
+def split_validation_accuracy(split, seed: int = 0, epochs: int = 10) -> float:
+    """Validation accuracy after training section 1's softmax classifier on the student's training part
+    (trimmed to whole batches) and scoring on their validation part, as ``fit`` would report it."""
+    x, y = sorted_digits()
+    x_train, y_train, x_val, y_val = (np.asarray(part, dtype="float32") for part in split(x.copy(), y.copy(), 0.2, seed))
+    rows = len(x_train) // 32 * 32
+    data = Dataset(x_train[:rows], y_train.reshape(-1)[:rows], x_val, y_val.reshape(-1), name="student split")
+    history = run(TrainConfig(data, digit_classifier(10), loss="sparse_categorical_crossentropy", epochs=epochs,
+                              seed=seed))
+    return 0.0 if history.diverged else held_out_accuracy(history)
+
+
+def chunked_training_steps(train_in_chunks, fit_calls: int = 3, epochs_per_call: int = 2,
+                           learning_rate: float = 1e-2, seed: int = 0) -> dict[str, float]:
+    """Run the student's ``train_in_chunks(model, x, y, fit_calls, epochs_per_call, learning_rate)`` on a
+    model built and seeded here (lesson 01's net on ``smooth_regression``). Reports the steps the model's
+    optimizer has counted at the end (all ``fit_calls * epochs_per_call * 32`` when its state survived
+    every call), the steps expected, and the final training MSE measured here."""
+    seed_everything(seed)
+    data = smooth_regression()
+    model = mlp("chunked_patient", 10, (32, 32), "relu")
+    returned = train_in_chunks(model, data.x_train.copy(), data.y_train.copy(), fit_calls, epochs_per_call, learning_rate)
+    trained = returned if isinstance(returned, keras.Model) else model
+    optimizer = getattr(trained, "optimizer", None)
+    steps = int(optimizer.iterations.numpy()) if optimizer is not None and hasattr(optimizer, "iterations") else 0
+    mse = float(np.mean((np.asarray(trained(data.x_train, training=False)) - data.y_train) ** 2))
+    return {"optimizer steps": steps, "expected steps": fit_calls * epochs_per_call * (len(data.x_train) // 32),
+            "training MSE": mse}
