@@ -42,10 +42,11 @@ feedback: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make feedback A=ex01_learning_rate"; exit 2; }
 	$(BIN)/python -m adamclinic.grading feedback $(A) $(if $(STUDENT),--student $(STUDENT))
 
-# An instructor (or a self-learner) grades everything handed in: make grade A=ex01_learning_rate
+# An instructor (or a self-learner) grades everything handed in, each submission sandboxed, in parallel:
+#   make grade A=ex01_learning_rate [WORKERS=2] [SCHEDULER=tcp://host:8786]   (grading/README.md)
 grade: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make grade A=ex01_learning_rate"; exit 2; }
-	$(BIN)/python -m adamclinic.grading grade $(A)
+	$(BIN)/python -m adamclinic.grading grade $(A) --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # After editing solutions/: regenerate the student version in exercises/
 release: $(READY)

@@ -39,12 +39,35 @@ c.Exchange.cache = os.path.join(REPO, "grading", "cache")
 # by overriding this (and Exchange.assignment_dir) on its command line.
 c.Exchange.path_includes_course = True
 
-# Execution of a student's notebook during autograde. nbgrader 0.9 reads Execute.*; ExecutePreprocessor.*
-# is ignored. Measured on a 2-core machine: the slowest cell of ex01 (the hidden tests of Part C,
-# three runs with a warmup schedule) takes 4.1 s, Part B's 2.4 s, the setup cell 2.7 s; the whole notebook
-# about 21 s plus the kernel start. 30 s per cell (about 7x the slowest) leaves room for a busy machine (tests
-# run in parallel) while a student's endless loop still ends in bounded time.
-c.Execute.timeout = 30
+# Autograding runs each student's notebook in a sandbox (bubblewrap: no network, no view of solutions/,
+# the gradebook or other students), never in nbgrader's own process: SandboxedExecute replaces nbgrader's
+# Execute and judges the hidden test cells (tampering zeroes a test and flags it). grading/README.md says
+# what it promises. The classes are named by import path so that loading this file imports nothing.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "adamclinic.sandboxed_execute.DropDuplicateIds",  # a pasted copy of a graded cell costs nothing
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "adamclinic.sandboxed_execute.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# nbgrader's 30 s per cell killed honest training on a busy machine; each cell now has 5 minutes, the
+# whole notebook 15, and the CPU-time and memory limits stop runaway code. `make grade` and
+# `python -m adamclinic.grading grade --cell-timeout/--timeout/--cpu-seconds/--memory-gb` override them.
+c.SandboxedExecute.cell_timeout = 300
+c.SandboxedExecute.submission_timeout = 900
+c.SandboxedExecute.cpu_seconds = 1800
+c.SandboxedExecute.memory_bytes = 4 * 2**30
+# `nbgrader validate` (the students' Validate button) still runs notebooks with nbgrader's own Execute.
+c.Execute.timeout = 120
 # TensorFlow's C++ start-up lines go to stderr, and nbgrader gives zero points to a test cell with any
 # stderr output. adamclinic silences the import; the variable keeps TensorFlow's later logging quiet
 # too. The kernel inherits nbgrader's environment, so set it here for every nbgrader command.

@@ -233,10 +233,11 @@ def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
 @ROUND_TRIP
 @pytest.mark.slow
 def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(graded_course):
+    """A damaged notebook is its student's status (error, with what to do), not the grader's failure."""
     result = graded_course["grade"]
-    assert result.returncode == 1, "a notebook nbgrader could not grade should make the command fail"
-    assert "broken" in result.stderr and "Everyone else was graded" in result.stderr
-    assert "reference: 8 / 10 points (1 part(s) still to grade by hand)" in result.stdout, result.stdout
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "broken (error)" in result.stdout and "Everyone else was graded normally" in result.stdout
+    assert "reference: 8 / 10 points, graded (1 part(s) still to grade by hand)" in result.stdout, result.stdout
     assert re.search(r"untouched: 0 / 10 points", result.stdout), result.stdout
     course = graded_course["course"]
     rows = {(r["assignment"], r["student_id"]): r
@@ -244,6 +245,10 @@ def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(gra
     assert float(rows[(EX01, "reference")]["raw_score"]) == 8
     assert float(rows[(EX01, "other_a_wrong_bc")]["raw_score"]) == 2
     assert float(rows[(EX01, "wrong_a_other_bc")]["raw_score"]) == 6
+    report = {r["student"]: r for r in __import__("csv").DictReader(
+        open(course / "grading" / "reports" / f"{EX01}-report.csv"))}
+    assert report["broken"]["status"] == "error" and "not valid JSON" in report["broken"]["reason"]
+    assert report["reference"]["status"] == "graded" and float(report["reference"]["score"]) == 8
 
 
 @ROUND_TRIP

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pins(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s*-?\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", text, flags=re.MULTILINE))
+    return dict(re.findall(r"^\s*-?\s*([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?)==([^\s#]+)", text, flags=re.MULTILINE))
 
 
 def test_environment_yml_lists_the_same_pins_as_requirements():
@@ -27,10 +27,10 @@ def test_every_requirement_is_pinned_exactly():
 def test_gitignore_keeps_grading_state_and_the_venv_out_of_git():
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", ".venv/x", "grading/gradebook.db", "grading/submitted/a/b.ipynb",
-         "grading/autograded/a", "grading/feedback/a", "grading/exchange/x"],
+         "grading/autograded/a", "grading/feedback/a", "grading/exchange/x", "grading/.staging/x"],
         cwd=ROOT, capture_output=True, text=True,
     ).stdout.split()
-    assert len(ignored) == 6, ignored
+    assert len(ignored) == 7, ignored
 
 
 def test_importing_the_course_prints_nothing_on_stderr():

@@ -5,6 +5,10 @@ to a test cell that writes anything to stderr, and a student should not have to 
 ``TF_CPP_MIN_LOG_LEVEL`` silences TensorFlow's later logging (XLA compilation, devices); the lines
 TensorFlow 2.21 prints while it loads ignore that variable, so the import itself runs with the
 process's stderr pointed at /dev/null, for the import only.
+
+The grader's own processes (the batch grader, its Dask workers and nbgrader's autograde, which only
+start sandboxed kernels) never train, so they set ``ADAMCLINIC_SKIP_TENSORFLOW=1`` and skip the 4-second
+import. A student's kernel never has it set.
 """
 
 import os
@@ -33,6 +37,7 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-_import_tensorflow_quietly()
+if os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") != "1":
+    _import_tensorflow_quietly()
 
 __version__ = "0.1.0"

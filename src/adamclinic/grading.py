@@ -14,17 +14,18 @@ release   ``generate_assignment A --force`` rebuilds ``exercises/A`` from ``solu
 submit    hands in the student's work in ``exercises/A`` (``nbgrader submit`` with the exchange's
           ``assignment_dir`` pointed at ``exercises/``), after making sure the assignment is in the
           gradebook and the exchange. The student is the login name unless ``--student`` says otherwise.
-grade     ``collect --update``, ``autograde --create --force`` (every submission, every time: the
-          hidden tests are deterministic, so a regrade changes nothing unless the work did),
-          ``generate_feedback``, ``release_feedback``, ``export`` to ``grading/reports/grades.csv``,
-          then prints each student's score per part and where the feedback is.
+grade     ``collect --update``, then ``adamclinic.class_grading``: every submission autograded by
+          nbgrader in its own process with the student's code in a sandbox, in parallel on Dask,
+          results written to the gradebook by this process alone; feedback, ``export`` to
+          ``grading/reports/grades.csv`` and a per-student report with each status and reason.
+          See grading/README.md for what it promises.
 feedback  ``fetch_feedback``: the graded HTML lands in ``exercises/A/feedback/<timestamp>/``.
 
 Whenever the gradebook must know the assignment without the student's ``exercises/A`` being
 rewritten, ``generate_assignment`` writes its release into a temporary folder instead.
 
-A broken notebook does not stop the others: nbgrader grades every submission it can, and this
-command then reports which students it could not grade and exits with status 1.
+A broken or hostile notebook costs only its own student: it gets a status (error, timeout or
+flagged) and a reason in the report, and ``grade`` exits non-zero only when the grader itself failed.
 """
 
 from __future__ import annotations
@@ -104,14 +105,6 @@ def _check_assignment(root: Path, assignment: str, folder: str) -> Path:
     return path
 
 
-def ensure_in_gradebook(root: Path, assignment: str, verbose: bool = False) -> None:
-    """Record ``solutions/A`` (cells, points, hidden tests) in the gradebook without rewriting ``exercises/A``."""
-    _check_assignment(root, assignment, "solutions")
-    with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch:
-        run_nbgrader(root, "generate_assignment", assignment, "--force",
-                     f"--CourseDirectory.release_directory={scratch}", verbose=verbose)
-
-
 def ensure_released(root: Path, assignment: str, verbose: bool = False) -> None:
     """Make sure the gradebook knows the assignment and the exchange offers it, leaving ``exercises/`` alone."""
     _check_assignment(root, assignment, "solutions")
@@ -160,13 +153,14 @@ def submit(root: Path, assignment: str, student: str | None = None, verbose: boo
           + (f" --student {student}" if student else ""))
 
 
-def _read_scores(root: Path, assignment: str) -> list[dict]:
+def _read_scores(root: Path, assignment: str, db_url: str | None = None) -> list[dict]:
     """Per student: total autograded score, manual points still to grade, and each part's score."""
     from nbgrader.api import Gradebook, MissingEntry
 
     os.environ["PATH"] = nbgrader_environment()["PATH"]  # Gradebook runs alembic from PATH
     rows = []
-    with Gradebook(f"sqlite:///{root / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+    url = db_url or f"sqlite:///{root / 'grading' / 'gradebook.db'}"
+    with Gradebook(url, course_id=COURSE_ID) as gradebook:
         try:
             record = gradebook.find_assignment(assignment)
         except MissingEntry:
@@ -181,49 +175,44 @@ def _read_scores(root: Path, assignment: str) -> list[dict]:
     return rows
 
 
-def grade(root: Path, assignment: str, verbose: bool = False) -> int:
+def grade(root: Path, assignment: str, verbose: bool = False, workers: int = 2, scheduler: str | None = None,
+          db_url: str | None = None, limits: dict | None = None, regrade: bool = False) -> int:
+    """Collect, autograde the class in parallel sandboxes (adamclinic.class_grading), feedback, reports."""
+    from adamclinic.class_grading import ClassGrading, read_report
+
     _check_assignment(root, assignment, "solutions")
     inbound = exchange_root(root) / COURSE_ID / "inbound"
-    if not any(inbound.glob(f"*+{assignment}+*")):
+    if any(inbound.glob(f"*+{assignment}+*")):
+        run_nbgrader(root, "collect", assignment, "--update", verbose=verbose)
+    batch = ClassGrading(root, assignment, workers=workers, scheduler=scheduler, db_url=db_url,
+                         limits=limits or {}, regrade=regrade, progress=sys.stderr.isatty())
+    if not batch.submitted():
         raise GradingError(f"Nobody has submitted {assignment} yet. A student hands in with: make submit A={assignment}")
-    run_nbgrader(root, "collect", assignment, "--update", verbose=verbose)
-    ensure_in_gradebook(root, assignment, verbose=verbose)
-    submitted = sorted(p.parent.name for p in (root / "grading" / "submitted").glob(f"*/{assignment}"))
-    print(f"Autograding {len(submitted)} submission(s) of {assignment} "
-          f"({', '.join(submitted)}): about half a minute each...")
-    autograde = run_nbgrader(root, "autograde", assignment, "--create", "--force", verbose=verbose, check=False)
-    autograded = {p.parent.name for p in (root / "grading" / "autograded").glob(f"*/{assignment}")
-                  if any(p.glob("*.ipynb"))}
-    failed = [s for s in submitted if s not in autograded]
-    if autograde.returncode != 0 and not failed:
-        failed = ["(see nbgrader's log)"]
-    if autograded:
-        run_nbgrader(root, "generate_feedback", assignment, "--force", verbose=verbose)
-        run_nbgrader(root, "release_feedback", assignment, verbose=verbose)
-    reports = root / "grading" / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    run_nbgrader(root, "export", f"--to={reports / 'grades.csv'}", verbose=verbose)
-
-    for row in _read_scores(root, assignment):
-        if row["student"] not in autograded:
+    status = batch.run()
+    report = read_report(batch.report_path)
+    for row in _read_scores(root, assignment, db_url):
+        entry = report.get(row["student"])
+        if entry is None:
             continue
         manual = [name for name, (_, _, needs) in row["parts"].items() if needs]
-        print(f"\n{row['student']}: {row['score']:g} / {row['max_score']:g} points"
-              + (f" ({len(manual)} part(s) still to grade by hand)" if manual else ""))
+        print(f"\n{row['student']}: {row['score']:g} / {row['max_score']:g} points, {entry['status']}"
+              + (f" ({len(manual)} part(s) still to grade by hand)" if manual else "")
+              + (f": {entry['reason']}" if entry["status"] != "graded" and entry["reason"] else ""))
         for name, (score, max_score, needs) in row["parts"].items():
             shown = "to grade by hand" if needs else f"{score:g} / {max_score:g}"
             print(f"    {name:32s} {shown}")
         for html in sorted((root / "grading" / "feedback" / row["student"] / assignment).glob("*.html")):
             print(f"    feedback: {html}")
-    print(f"\nAll grades (every assignment): {reports / 'grades.csv'}")
+    print(f"\nPer-student report (score, status, reason): {batch.report_path}")
+    print(f"All grades (every assignment): {batch.reports / 'grades.csv'}")
     print("Parts graded by hand: open the Formgrader (JupyterLab: Nbgrader → Formgrader) to score them.")
     print(f"A student gets the feedback with: python -m adamclinic.grading feedback {assignment} [--student NAME]")
-    if failed:
-        print(f"\nCould not grade: {', '.join(failed)}. Their notebook may be damaged (cells deleted, or not a "
-              "notebook); the log above or 'nbgrader autograde' run by hand says why. "
-              "Everyone else was graded.", file=sys.stderr)
-        return 1
-    return 0
+    problems = sorted(s for s, e in report.items() if e["status"] != "graded")
+    if problems:
+        listed = ", ".join(f"{student} ({report[student]['status']})" for student in problems)
+        print(f"\nNeeds a look: {listed}. "
+              "Everyone else was graded normally; the report says why.")
+    return status
 
 
 def feedback(root: Path, assignment: str, student: str | None = None, verbose: bool = False) -> None:
@@ -252,6 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
                         help="the course folder (default: this repository)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show nbgrader's own output")
+    grading = parser.add_argument_group("grade")
+    grading.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                         help="Dask workers of the local cluster, one submission each at a time (default: cores, at most 4)")
+    grading.add_argument("--scheduler", help="grade on an existing Dask cluster (tcp://host:port) instead; its "
+                         "workers must see the course folder at the same path")
+    grading.add_argument("--db", dest="db_url", help="gradebook database URL (default: the course's SQLite file)")
+    grading.add_argument("--cell-timeout", type=int, help="seconds one cell may run (default 300)")
+    grading.add_argument("--timeout", type=int, help="seconds one whole notebook may run (default 900)")
+    grading.add_argument("--cpu-seconds", type=int, help="CPU seconds per notebook (default 1800)")
+    grading.add_argument("--memory-gb", type=float, help="memory per process in the sandbox, GiB (default 4)")
+    grading.add_argument("--regrade", action="store_true", help="grade every submission again, changed or not")
     args = parser.parse_args(argv)
     root = args.root.resolve()
     assignment = args.assignment.strip("/").split("/")[-1]
@@ -265,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "submit":
             submit(root, assignment, args.student, args.verbose)
         elif args.action == "grade":
-            return grade(root, assignment, args.verbose)
+            limits = {key: value for key, value in (
+                ("cell_timeout", args.cell_timeout), ("submission_timeout", args.timeout),
+                ("cpu_seconds", args.cpu_seconds),
+                ("memory_bytes", int(args.memory_gb * 2**30) if args.memory_gb else None)) if value is not None}
+            return grade(root, assignment, args.verbose, workers=args.workers, scheduler=args.scheduler,
+                         db_url=args.db_url, limits=limits, regrade=args.regrade)
         else:
             feedback(root, assignment, args.student, args.verbose)
     except GradingError as error:

@@ -1,0 +1,224 @@
+"""The grader against broken and hostile submissions: one class of 26, graded in ONE batch.
+
+Every case below is one student of the sandbox probe assignment (tests/grading_probe.py), graded by
+``python -m adamclinic.grading grade`` with 2 Dask workers, bubblewrap, a 10 s cell limit, a 40 s
+notebook limit and 2 GiB of memory. Each case asserts its status and its points per part: correct
+work keeps its points, an attack earns nothing for the parts it touched, nobody else is affected, and
+the batch finishes. grading/README.md documents the same table for instructors.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from grading_probe import CORRECT, PARTS, answered, grade_probe, hand_in, make_probe_course, part_scores, released, report
+
+pytestmark = [pytest.mark.xdist_group("grading_hostile"), pytest.mark.slow]
+
+FULL = dict(PARTS)
+NONE = {part: 0 for part in PARTS}
+
+
+def with_answers(**changes: str) -> dict[str, str]:
+    return {**CORRECT, **changes}
+
+
+def first_answer(prelude: str, **changes: str) -> dict[str, str]:
+    """Correct answers, with ``prelude`` run at the top of the first answer cell."""
+    answers = with_answers(**changes)
+    answers["column_means_answer"] = prelude + "\n" + answers["column_means_answer"]
+    return answers
+
+
+WRONG = {"column_means_answer": "def column_means(table):\n    return np.zeros(np.shape(table)[1])",
+         "learning_rate_answer": "LEARNING_RATE = 0.5",
+         "train_answer": "def train(rate, steps=10):\n    return [0.0] * steps"}
+
+
+class Listener:
+    """A TCP server on the host's loopback that counts connections: a sandboxed student must reach none."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+
+def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]:
+    """Hand in every case; return student -> (expected status, expected points per part)."""
+    gradebook = course / "grading" / "gradebook.db"
+    solutions = course / "solutions"
+    cases: dict[str, tuple[str, dict]] = {}
+
+    def case(student, status, points, notebook=None, **kwargs):
+        hand_in(course, student, notebook, **kwargs)
+        cases[student] = (status, points)
+
+    case("correct", "graded", FULL, answered(course, CORRECT))
+    case("wrong", "graded", NONE, answered(course, with_answers(**WRONG)))
+    case("untouched", "graded", NONE, released(course))
+
+    edited = answered(course, with_answers(column_means_answer=WRONG["column_means_answer"]))
+    for cell in edited.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "column_means":
+            cell.source = '"""column_means returns the mean of every column."""\nassert True'
+    case("locked_test_edited", "graded", {**FULL, "column_means": 0}, edited)
+
+    deleted = answered(course, with_answers(learning_rate_answer=WRONG["learning_rate_answer"]))
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "learning_rate"]
+    case("test_cell_deleted", "graded", {**FULL, "learning_rate": 0}, deleted)
+
+    duplicated = answered(course, with_answers(column_means_answer=WRONG["column_means_answer"]))
+    test = next(c for c in duplicated.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "column_means")
+    copy = json.loads(json.dumps(test))
+    copy["source"], copy["id"] = "pass", "pasted-copy"  # JupyterLab gives a pasted cell a new id
+    duplicated.cells.insert(duplicated.cells.index(test), type(test)(copy))
+    case("duplicate_grade_id", "graded", {**FULL, "column_means": 0}, duplicated)
+
+    case("extra_notebook", "graded", FULL, answered(course, CORRECT),
+         extra={"notes.ipynb": json.dumps(released(course))})
+    case("missing_notebook", "error", NONE, None, extra={"my_answers.txt": "LEARNING_RATE = 0.1"})
+    case("invalid_json", "error", NONE, raw='{"cells": [ this is not json')
+    schema = answered(course, CORRECT)
+    for cell in schema.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata["nbgrader"]["schema_version"] = 99
+    case("schema_version_99", "error", NONE, schema)
+
+    case("infinite_loop", "graded", {**FULL, "learning_rate": 0},
+         answered(course, with_answers(learning_rate_answer="while True:\n    pass\nLEARNING_RATE = 0.1")))
+    case("sleeps_past_timeout", "timeout", {**FULL, "train": 0}, answered(course, with_answers(
+        train_answer="import time\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n"
+                     "        pass")))
+    case("os_exit", "error", {**FULL, "train": 0},
+         answered(course, with_answers(train_answer="import os\nos._exit(0)")))
+    case("sys_exit", "graded", {**FULL, "train": 0},
+         answered(course, with_answers(train_answer="import sys\nsys.exit()")))
+    case("output_flood", "graded", FULL, answered(course, first_answer("print('\\n'.join(map(str, range(10**6))))")))
+    case("memory_bomb", "graded", {**FULL, "learning_rate": 0}, answered(course, with_answers(
+        learning_rate_answer="hoard = [bytearray(2**28) for _ in range(64)]\nLEARNING_RATE = 0.1")))
+
+    case("showtraceback_patch", "flagged", NONE, answered(course, first_answer(
+        "get_ipython().showtraceback = lambda *args, **kwargs: None", **WRONG)))
+    case("input_transformer_noop", "flagged", NONE, answered(course, first_answer(
+        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])", **WRONG)))
+    case("patched_comparisons", "flagged", NONE, answered(course, first_answer(
+        "import numpy.testing\nnp.allclose = lambda *args, **kwargs: True\nmath.isclose = lambda *args, **kwargs: True\n"
+        "numpy.testing.assert_allclose = lambda *args, **kwargs: None\nmath.isfinite = lambda x: True",
+        **WRONG)))
+    case("lying_objects", "flagged", {**FULL, "learning_rate": 0}, answered(course, with_answers(
+        learning_rate_answer="class Yes(float):\n    def __lt__(self, other):\n        return True\n"
+                             "    def __gt__(self, other):\n        return True\n    def __eq__(self, other):\n"
+                             "        return True\nLEARNING_RATE = Yes(5.0)")))
+    case("hard_coded_history", "graded", {**FULL, "train": 0}, answered(course, with_answers(
+        train_answer="def train(rate, steps=10):\n    return [1.25, 0.3125, 0.078125][:steps]")))
+
+    case("reads_solutions", "graded", FULL, answered(course, first_answer(
+        f"import glob\nfound = glob.glob({str(solutions)!r} + '/**', recursive=True)\n"
+        f"print('solutions visible:', found)\ntry:\n    print(open({str(solutions / 'sandbox_probe' / 'sandbox_probe.ipynb')!r}).read())\n"
+        "except OSError as error:\n    print('no access:', type(error).__name__)")))
+    case("writes_gradebook", "graded", FULL, answered(course, first_answer(
+        f"import sqlite3\ntry:\n    db = sqlite3.connect({str(gradebook)!r})\n"
+        "    db.execute('UPDATE grade SET auto_score = 100')\n    db.commit()\n    print('gradebook written')\n"
+        "except Exception as error:\n    print('no gradebook:', type(error).__name__)")))
+    case("opens_socket", "graded", FULL, answered(course, first_answer(
+        f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {listener.port}), timeout=2).sendall(b'stolen')\n"
+        "    print('connected')\nexcept OSError as error:\n    print('no network:', type(error).__name__)")))
+    case("tensorflow_stderr", "graded", FULL, answered(course, with_answers(
+        column_means_answer="import sys\n\ndef column_means(table):\n"
+                            "    sys.stderr.write('W0000 tensorflow/core/framework/op_kernel.cc: a harmless warning\\n')\n"
+                            "    return np.asarray(table, dtype=float).mean(axis=0)")))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    course = make_probe_course(tmp_path_factory.mktemp("hostile") / "course")
+    listener = Listener()
+    cases = build_class(course, listener)
+    before = {p: p.stat().st_mtime_ns for p in (course / "solutions").rglob("*") if p.is_file()}
+    result = grade_probe(course, "--workers", "2", "--cell-timeout", "10", "--timeout", "40",
+                         "--cpu-seconds", "60", "--memory-gb", "2")
+    listener.server.close()
+    return {"course": course, "cases": cases, "result": result, "listener": listener, "before": before}
+
+
+def test_the_batch_finishes_and_the_grader_reports_success(graded_class):
+    result = graded_class["result"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(report(graded_class["course"])) == set(graded_class["cases"])
+
+
+@pytest.mark.parametrize("student", [
+    "correct", "wrong", "untouched", "locked_test_edited", "test_cell_deleted", "duplicate_grade_id",
+    "extra_notebook", "missing_notebook", "invalid_json", "schema_version_99", "infinite_loop",
+    "sleeps_past_timeout", "os_exit", "sys_exit", "output_flood", "memory_bomb", "showtraceback_patch",
+    "input_transformer_noop", "patched_comparisons", "lying_objects", "hard_coded_history", "reads_solutions",
+    "writes_gradebook", "opens_socket", "tensorflow_stderr"])
+def test_each_submission_gets_its_expected_status_and_points(graded_class, student):
+    status, points = graded_class["cases"][student]
+    row = report(graded_class["course"])[student]
+    assert row["status"] == status, row
+    assert part_scores(graded_class["course"], student) == pytest.approx(points), row
+    if status != "graded":
+        assert row["reason"], "a student who was not graded normally gets a reason"
+
+
+def test_flagged_reasons_name_the_attack(graded_class):
+    rows = report(graded_class["course"])
+    assert "transformer" in rows["input_transformer_noop"]["reason"]
+    assert "showtraceback" in rows["showtraceback_patch"]["reason"]
+    assert "numpy.allclose was replaced" in rows["patched_comparisons"]["reason"]
+    assert "LEARNING_RATE is a Yes" in rows["lying_objects"]["reason"]
+    assert "JSON" in rows["invalid_json"]["reason"]
+    assert "time limit" in rows["sleeps_past_timeout"]["reason"]
+
+
+def test_the_sandbox_hid_solutions_gradebook_and_network(graded_class):
+    course = graded_class["course"]
+    autograded = course / "grading" / "autograded"
+    read = (autograded / "reads_solutions" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
+    assert "solutions visible: []" in read and "no access: FileNotFoundError" in read
+    assert "BEGIN HIDDEN TESTS" not in read and "assert_allclose(np.asarray(column_means(other)" not in read.split(
+        "column_means(other)")[0]
+    wrote = (autograded / "writes_gradebook" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
+    assert "no gradebook" in wrote and "gradebook written" not in wrote
+    assert "no network" in (autograded / "opens_socket" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
+    assert graded_class["listener"].connections == 0
+    after = {p: p.stat().st_mtime_ns for p in (course / "solutions").rglob("*") if p.is_file()}
+    assert after == graded_class["before"], "grading must not change solutions/"
+
+
+def test_only_the_grader_wrote_the_gradebook(graded_class):
+    """No score is above its maximum and the correct student's total is exactly the autograded points."""
+    database = graded_class["course"] / "grading" / "gradebook.db"
+    with sqlite3.connect(database) as db:
+        over = db.execute("SELECT COUNT(*) FROM grade JOIN grade_cells ON grade.cell_id = grade_cells.id "
+                          "WHERE grade.auto_score > grade_cells.max_score").fetchone()[0]
+    assert over == 0
+
+
+def test_an_output_flood_is_cut_and_a_passing_tests_warning_is_not_an_error(graded_class):
+    autograded = graded_class["course"] / "grading" / "autograded"
+    flood = (autograded / "output_flood" / "sandbox_probe" / "sandbox_probe.ipynb").stat().st_size
+    assert flood < 2_000_000
+    assert "output cut" in report(graded_class["course"])["output_flood"]["reason"]
+    warned = json.loads((autograded / "tensorflow_stderr" / "sandbox_probe" / "sandbox_probe.ipynb").read_text())
+    streams = [o for c in warned["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert any("harmless warning" in "".join(o["text"]) for o in streams)
