@@ -118,3 +118,65 @@ def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]
         notebook = gradebook.find_submission_notebook(assignment, assignment, student)
         return {grade.name: grade.score for grade in notebook.grades if grade.auto_score is not None
                 or grade.cell.cell_type == "code"}
+
+
+def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str, str]]) -> Path:
+    """One whole round trip: a fresh course in ``folder``, ``assignment`` released, each student's answers
+    (sources by grade_id, filled into the released exercise; ``{}`` hands it in untouched) submitted, and
+    everything graded with ONE ``grade`` call, as ``make grade A=...`` does. Returns the course folder."""
+    course = make_course(folder)
+    release(course, assignment)
+    exercise = released_exercise(assignment)
+    for student, answers in submissions.items():
+        submit(course, assignment, student, fill_answers(exercise, answers))
+    result = grade(course, assignment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return course
+
+
+# The four students of an assignment's round trip. ``answers`` maps each solution cell's grade_id to sample
+# sources: "reference" (the solution's), "wrong" (a plausible mistake) and "other_right" (correct, unlike the
+# reference). The two mixed students split every part between them, so each part is seen scored on its own.
+
+RIGHT = ("reference", "other_right")
+
+
+def round_trip_choices(answers: dict[str, dict[str, str]], wrong_in_mixed_1: set[str]) -> dict[str, dict[str, str]]:
+    """Which sample answer each student hands in per solution cell: ``reference`` the solution's, ``untouched``
+    none, ``mixed_1`` the wrong one in the cells named and the other right one elsewhere, ``mixed_2`` the reverse."""
+    assert wrong_in_mixed_1 and wrong_in_mixed_1 < set(answers), "each mixed student needs a wrong and a right part"
+    return {
+        "reference": {cell: "reference" for cell in answers},
+        "untouched": {},
+        "mixed_1": {cell: "wrong" if cell in wrong_in_mixed_1 else "other_right" for cell in answers},
+        "mixed_2": {cell: "other_right" if cell in wrong_in_mixed_1 else "wrong" for cell in answers},
+    }
+
+
+def round_trip_submissions(answers: dict[str, dict[str, str]], choices: dict[str, dict[str, str]],
+                           written: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The sources each student hands in, for ``graded_course``: the chosen answers and, from every student who
+    worked on the notebook, the ``written`` answers to the hand-graded cells (by grade_id)."""
+    return {student: {**{cell: answers[cell][pick] for cell, pick in picked.items()}, **written} if picked else {}
+            for student, picked in choices.items()}
+
+
+def expected_points(picked: dict[str, str], part_of: dict[str, str], points: dict[str, float]) -> dict[str, float]:
+    """A part's full points for a right answer (the reference or another), none for a wrong or missing one."""
+    return {part_of[cell]: points[part_of[cell]] if picked.get(cell) in RIGHT else 0 for cell in part_of}
+
+
+def autograded_points(course: Path, assignment: str, student: str, points: dict[str, float]) -> dict[str, float]:
+    """The student's score on each autograded part named in ``points`` (the hand-graded cells left out)."""
+    return {part: score for part, score in part_scores(course, assignment, student).items() if part in points}
+
+
+def hand_graded_parts(course: Path, assignment: str, student: str) -> dict[str, tuple[float, bool]]:
+    """(max points, still needs a manual grade) of each written answer (a markdown grade cell), after grading."""
+    from nbgrader.api import Gradebook
+
+    os.environ["PATH"] = course_env()["PATH"]
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
+        notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+        return {grade.name: (grade.max_score, grade.needs_manual_grade) for grade in notebook.grades
+                if grade.cell.cell_type == "markdown"}

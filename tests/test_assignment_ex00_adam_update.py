@@ -1,16 +1,16 @@
 """Exercise ex00_adam_update: a real nbgrader round trip, and the calibration of its bars.
 
-The round trip (one module-scoped course) releases the exercise, submits six students and autogrades them in
-one ``grade`` call: ``reference`` (the solution's answers), ``reference_again`` and ``reference_third`` (the
-same notebook: the same score three times), ``untouched`` (the release as is), and two mixed students, so that
-every part meets one plausible wrong answer (no points for that part only) and one correct answer unlike the
-reference (full points):
+The round trip (one module-scoped course) releases the exercise, submits four students and autogrades them in
+one ``grade`` call: ``reference`` (the solution's answers), ``untouched`` (the release as is), and two mixed
+students, so that every part meets one plausible wrong answer (no points for that part only) and one correct
+answer unlike the reference (full points); mixed_1 is wrong in A only, mixed_2 in B and C:
 
     part                 wrong answer                               different correct answer
     adam_step       A    the paper's Algorithm 1 (ε after m̂/√v̂)     Algorithm 1 with ε / √(1 − β2ᵗ)
     which_bug       B    looks the function's name up                compares with Keras at three settings
     disagreement    C    GRADIENT_SIZE = 1e-9 ("tiny, surely")      GRADIENT_SIZE = 1e-6
 
+Determinism (the same notebook graded three times) is checked on ex01 in tests/test_assignments.py.
 The calibration tests measure every bar against the reference and the known-wrong answers; the numbers in
 their docstrings were measured on the course's 2-core machine (TensorFlow 2.21 CPU).
 """
@@ -23,8 +23,8 @@ import re
 import numpy as np
 import pytest
 
-from nbgrader_course import (cell_by_id, fill_answers, grade, make_course, part_scores, release,
-                             released_exercise, solution_source, submit)
+from nbgrader_course import (autograded_points, cell_by_id, expected_points, graded_course, hand_graded_parts,
+                             round_trip_choices, round_trip_submissions, solution_source)
 
 A = "ex00_adam_update"
 POINTS = {"adam_step": 3, "which_bug": 3, "disagreement": 2}
@@ -83,74 +83,32 @@ def which_bug(step):
         "other_right": "GRADIENT_SIZE = 1e-6",
     },
 }
-WRITTEN = ("It depends on ε compared with the gradients' size and on the step: Keras's ε is ε/sqrt(1-β2^t), "
-           "31.6 times larger at step 1, so large ε or tiny gradients early in training change the steps.")
-
-STUDENTS = {
-    # student -> (answer chosen per solution cell, expected points per part; None: compared with reference)
-    "reference": ({k: "reference" for k in ANSWERS}, POINTS),
-    "reference_again": ({k: "reference" for k in ANSWERS}, None),
-    "reference_third": ({k: "reference" for k in ANSWERS}, None),
-    "untouched": ({}, {part: 0 for part in POINTS}),
-    "mixed_1": ({"adam_step_answer": "wrong", "which_bug_answer": "other_right", "disagreement_answer": "other_right"},
-                {"adam_step": 0, "which_bug": 3, "disagreement": 2}),
-    "mixed_2": ({"adam_step_answer": "other_right", "which_bug_answer": "wrong", "disagreement_answer": "wrong"},
-                {"adam_step": 3, "which_bug": 0, "disagreement": 0}),
-}
-
-
-def notebook_for(choices: dict[str, str]):
-    sources = {grade_id: ANSWERS[grade_id][choice] for grade_id, choice in choices.items()}
-    if choices:
-        sources["epsilon_hat_explanation"] = WRITTEN
-    return fill_answers(released_exercise(A), sources)
+PART_OF = {"adam_step_answer": "adam_step", "which_bug_answer": "which_bug", "disagreement_answer": "disagreement"}
+WRITTEN = {"epsilon_hat_explanation": "It depends on ε compared with the gradients' size and on the step: Keras's ε "
+           "is ε/sqrt(1-β2^t), 31.6 times larger at step 1, so large ε or tiny gradients early in training change "
+           "the steps."}
+CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"adam_step_answer"})
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp(A) / "course")
-    release(course, A)
-    for student, (choices, _) in STUDENTS.items():
-        submit(course, A, student, notebook_for(choices))
-    result = grade(course, A)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return course
-
-
-def autograded(course, student):
-    return {name: score for name, score in part_scores(course, A, student).items() if name in POINTS}
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group(A)
-@pytest.mark.parametrize("student", [s for s, (_, expected) in STUDENTS.items() if expected is not None])
+@pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong answer loses exactly its part's points; a correct one unlike the reference earns them."""
-    assert autograded(graded, student) == pytest.approx(STUDENTS[student][1])
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
-def test_the_same_notebook_gets_the_same_score_three_times(graded):
-    scores = [autograded(graded, s) for s in ("reference", "reference_again", "reference_third")]
-    assert scores[0] == scores[1] == scores[2] == POINTS
+    expected = expected_points(CHOICES[student], PART_OF, POINTS)
+    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group(A)
 def test_the_written_answer_waits_for_a_human(graded):
     """Part D is graded by hand: after autograding it still needs a manual grade (2 points)."""
-    import os
-
-    from nbgrader.api import Gradebook
-
-    from nbgrader_course import COURSE_ID, course_env
-
-    os.environ["PATH"] = course_env()["PATH"]
-    with Gradebook(f"sqlite:///{graded / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
-        notebook = gradebook.find_submission_notebook(A, A, "reference")
-        manual = {g.name: (g.max_score, g.needs_manual_grade) for g in notebook.grades if g.name not in POINTS}
-    assert manual == {"epsilon_hat_explanation": (2.0, True)}
+    assert hand_graded_parts(graded, A, "reference") == {"epsilon_hat_explanation": (2.0, True)}
 
 
 # --------------------------------------------------------------------------------------------------

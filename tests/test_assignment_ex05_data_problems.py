@@ -1,9 +1,10 @@
 """ex05_data_problems: a real nbgrader round trip, and the calibration of the three bars.
 
-The round trip releases the assignment in a temporary course copy, submits six students and grades them
-in one ``grade`` call: the reference answers (full marks, three times over, to show the verdict repeats),
-the untouched exercise (zero), and two mixed students who each get one part of every pair wrong in a
-plausible way and solve the others differently from the solution.
+The round trip releases the assignment in a temporary course copy, submits four students and grades them
+in one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed
+students who split the parts between them: each part is wrong (in a plausible way) in one and solved
+differently from the solution in the other. Determinism (the same notebook graded three times) is checked
+on ex01 in tests/test_assignments.py.
 
 The calibration tests train the reference fix, other correct fixes and the known-wrong ones on seeds 0-4
 with the same judging functions as the hidden tests (``adamclinic.corruption``); the numbers in their
@@ -18,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nbgrader_course import fill_answers, grade, make_course, part_scores, release, released_exercise, \
-    solution_source, submit
+from nbgrader_course import autograded_points, expected_points, graded_course, round_trip_choices, \
+    round_trip_submissions, solution_source
 
 A = "ex05_data_problems"
 SEEDS = (0, 1, 2, 3, 4)
@@ -87,57 +88,24 @@ def clean_inputs(data):
 }
 PART_OF = {"fix_outliers_answer": "fix_outliers", "fix_imbalance_answer": "fix_imbalance",
            "clean_inputs_answer": "clean_inputs"}
-
-REFERENCE = {cell: "reference" for cell in ANSWERS}
-STUDENTS = {
-    "reference": REFERENCE,
-    "reference_again": REFERENCE,
-    "reference_third": REFERENCE,
-    "untouched": {},
-    "mixed_1": {"fix_outliers_answer": "wrong", "fix_imbalance_answer": "other_right", "clean_inputs_answer": "wrong"},
-    "mixed_2": {"fix_outliers_answer": "other_right", "fix_imbalance_answer": "wrong",
-                "clean_inputs_answer": "other_right"},
-}
-
-
-def expected_scores(choices: dict[str, str]) -> dict[str, float]:
-    return {PART_OF[cell]: (POINTS[PART_OF[cell]] if choices.get(cell) in ("reference", "other_right") else 0.0)
-            for cell in ANSWERS}
-
-
-@pytest.fixture(scope="module")
-def graded_course(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp(A) / "course")
-    release(course, A)
-    exercise = released_exercise(A)
-    for student, choices in STUDENTS.items():
-        answers = {cell: ANSWERS[cell][choice] for cell, choice in choices.items()}
-        if choices:
-            answers["accuracy_misleads_explanation"] = "Most rows are class 0, so accuracy rewards answering 0."
-        submit(course, A, student, fill_answers(exercise, answers))
-    result = grade(course, A)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return course
-
+WRITTEN = {"accuracy_misleads_explanation": "Most rows are class 0, so accuracy rewards answering 0."}
+CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"fix_outliers_answer", "clean_inputs_answer"})
 
 ROUND_TRIP = pytest.mark.xdist_group(A)
 
 
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
+
+
 @ROUND_TRIP
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["reference", "untouched", "mixed_1", "mixed_2"])
-def test_each_part_is_scored_on_its_own(graded_course, student):
+@pytest.mark.parametrize("student", CHOICES)
+def test_each_part_is_scored_on_its_own(graded, student):
     """Reference: 9/9 autograded; untouched: 0; a wrong fix loses its part only; a different right fix earns it."""
-    scores = part_scores(graded_course, A, student)
-    assert {k: v for k, v in scores.items() if k in POINTS} == pytest.approx(expected_scores(STUDENTS[student]))
-
-
-@ROUND_TRIP
-@pytest.mark.slow
-def test_the_same_notebook_gets_the_same_score_three_times(graded_course):
-    scores = [part_scores(graded_course, A, s) for s in ("reference", "reference_again", "reference_third")]
-    assert scores[0] == scores[1] == scores[2]
-    assert sum(v for k, v in scores[0].items() if k in POINTS) == 9
+    expected = expected_points(CHOICES[student], PART_OF, POINTS)
+    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
 
 
 # Calibration --------------------------------------------------------------------------------------

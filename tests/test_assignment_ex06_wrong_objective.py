@@ -1,9 +1,10 @@
 """ex06_wrong_objective: a real nbgrader round trip, and the calibration of the diagnosis and the two bars.
 
-The round trip releases the assignment in a temporary course copy, submits six students and grades them
-in one ``grade`` call: the reference answers (full marks, three times over, to show the verdict repeats),
-the untouched exercise (zero), and two mixed students who each get some parts wrong in a plausible way and
-solve the others differently from the solution.
+The round trip releases the assignment in a temporary course copy, submits four students and grades them
+in one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed
+students who split the parts between them: each part is wrong (in a plausible way) in one and solved
+differently from the solution in the other. Determinism (the same notebook graded three times) is checked
+on ex01 in tests/test_assignments.py.
 
 The calibration tests train the reference fixes, other correct fixes and the known-wrong ones on seeds 0-4
 with the judging helpers the hidden tests use (``adamclinic.generalization``); the numbers in their
@@ -21,8 +22,8 @@ import pytest
 from adamclinic.generalization import (CHANCE_LOSS, RegularizedConfig, classifier, digits_subset, dropout_config,
                                        early_stopping_config, final_train_losses, final_val_losses,
                                        fixed_setting_changes, run_regularized, validation_rise, weight_decay_config)
-from nbgrader_course import (fill_answers, grade, make_course, part_scores, release, released_exercise,
-                             solution_source, submit)
+from nbgrader_course import (autograded_points, expected_points, graded_course, round_trip_choices,
+                             round_trip_submissions, solution_source)
 
 A = "ex06_wrong_objective"
 SEEDS = (0, 1, 2, 3, 4)
@@ -81,60 +82,23 @@ def diagnose(train_loss, val_loss):
 PART_OF = {"diagnose_answer": "diagnose_runs", "minimizing_config_answer": "minimizing_fix",
            "generalizing_config_answer": "generalizing_fix"}
 
-
-def choices(**picked: str) -> dict[str, str]:
-    return {cell: ANSWERS[cell][picked.get(cell, "reference")] for cell in ANSWERS}
-
-
-STUDENTS = {
-    "reference": choices(),
-    "reference_again": choices(),
-    "reference_third": choices(),
-    "untouched": {},
-    "mixed_1": choices(diagnose_answer="wrong", minimizing_config_answer="other_right",
-                       generalizing_config_answer="wrong"),
-    "mixed_2": choices(diagnose_answer="other_right", minimizing_config_answer="wrong",
-                       generalizing_config_answer="other_right"),
-}
-EXPECTED = {
-    "reference": POINTS,
-    "untouched": {part: 0 for part in POINTS},
-    "mixed_1": {"diagnose_runs": 0, "minimizing_fix": 2, "generalizing_fix": 0},
-    "mixed_2": {"diagnose_runs": 3, "minimizing_fix": 0, "generalizing_fix": 3},
-}
+WRITTEN = {"wrong_objective_explanation": "Adam minimizes the training loss; this overfits."}
+CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_answer", "generalizing_config_answer"})
 
 
 @pytest.fixture(scope="module")
-def graded_course(tmp_path_factory):
-    """One course: release, six submissions, one ``grade`` call for all of them."""
-    course = make_course(tmp_path_factory.mktemp("ex06") / "course")
-    release(course, A)
-    exercise = released_exercise(A)
-    for student, answers in STUDENTS.items():
-        if answers:  # a student who worked on the notebook also answers the question graded by hand
-            answers = {**answers, "wrong_objective_explanation": "Adam minimizes the training loss; this overfits."}
-        submit(course, A, student, fill_answers(exercise, answers))
-    result = grade(course, A)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return course
+def graded(tmp_path_factory):
+    """One course: release, four submissions, one ``grade`` call for all of them."""
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group(A)
-@pytest.mark.parametrize("student", sorted(EXPECTED))
-def test_each_part_is_scored_on_its_own(graded_course, student):
+@pytest.mark.parametrize("student", CHOICES)
+def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""
-    scores = {part: score for part, score in part_scores(graded_course, A, student).items() if part in POINTS}
-    assert scores == pytest.approx(EXPECTED[student])
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
-def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
-    """Hidden tests retrain with fixed seeds: three autogrades of one notebook agree, at full marks."""
-    scores = [part_scores(graded_course, A, s) for s in ("reference", "reference_again", "reference_third")]
-    assert scores[0] == scores[1] == scores[2]
-    assert {p: scores[0][p] for p in POINTS} == pytest.approx(POINTS)
+    expected = expected_points(CHOICES[student], PART_OF, POINTS)
+    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
 
 
 # Calibration ------------------------------------------------------------------------------------------
