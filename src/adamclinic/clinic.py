@@ -200,3 +200,57 @@ def patient_panel(letter: str, treatment: str = "no treatment") -> TrainingPanel
 def cause_names() -> pd.Series:
     """The causes the clinic can name, by key."""
     return pd.Series({**CAUSES, HEALTHY: "no problem found"}, name="cause")
+
+
+# Exercise 08: four new patients, and the helpers its hidden tests judge with ----------------------------
+
+EXERCISE_PATIENTS: dict[str, Patient] = {
+    "P1": _ZOO["digits, lr 0.3"],
+    "P2": _ZOO["digits, tanh net, lr 3e-6"],
+    "P3": _ZOO["regression, 1% missing inputs"],
+    "P4": _ZOO["regression, 8 ReLU layers at N(0, 1)"],
+}
+EXERCISE_SEEDS = (0, 1)
+
+
+def exercise_patient(name: str, seed: int = 0) -> TrainConfig:
+    """Exercise patient ``name``'s setup (``"P1"`` .. ``"P4"``)."""
+    return replace(EXERCISE_PATIENTS[name].make(), seed=seed, note=name)
+
+
+def setup_changes(fixed: Any, original: TrainConfig, may_change: tuple[str, ...]) -> list[str]:
+    """What ``fixed`` changed in ``original`` beyond the fields in ``may_change`` (an empty list: nothing)."""
+    if not isinstance(fixed, TrainConfig):
+        return [f"expected a training configuration (TrainConfig), got {type(fixed).__name__}"]
+    watched = {"data": "the data", "build_model": "the network", "learning_rate": "the learning rate",
+               "epochs": "the number of epochs", "batch_size": "the batch size", "loss": "the loss",
+               "optimizer": "the optimizer", "beta_2": "β2"}
+    return [f"{label} ({name})" for name, label in watched.items()
+            if name not in may_change and getattr(fixed, name) is not getattr(original, name)
+            and getattr(fixed, name) != getattr(original, name)]
+
+
+def judge_fix(config: TrainConfig, seeds=EXERCISE_SEEDS) -> dict[str, list]:
+    """Retrain ``config`` on each seed and diagnose it: the clinic's verdicts, final and last validation losses."""
+    verdicts, finals, vals = [], [], []
+    for seed in seeds:
+        history, report = diagnosed_run(replace(config, seed=int(seed)))
+        verdicts.append(report.top)
+        finals.append(float(history.final_loss) if not history.diverged else float("inf"))
+        vals.append(float(history.val_loss[-1]) if not history.diverged else float("inf"))
+    return {"verdicts": verdicts, "final_losses": finals, "val_losses": vals}
+
+
+def cleaned_config(clean: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> TrainConfig:
+    """Patient P3 trained on ``clean(x_train)`` (validation rows as they are; they have no NaN).
+
+    Raises ``ValueError`` with the reason when ``clean`` changes the number of rows or columns or leaves a NaN.
+    """
+    config = exercise_patient("P3", seed)
+    x = np.asarray(config.data.x_train, dtype="float32").copy()
+    cleaned = np.asarray(clean(x.copy()), dtype="float32")
+    if cleaned.shape != x.shape:
+        raise ValueError(f"clean must return an array of shape {x.shape} (one row per target); got {cleaned.shape}.")
+    if not np.all(np.isfinite(cleaned)):
+        raise ValueError(f"clean left {int((~np.isfinite(cleaned)).sum())} NaN or infinite values.")
+    return replace(config, data=replace(config.data, x_train=cleaned, name="P3 cleaned"), check_inputs=True)
