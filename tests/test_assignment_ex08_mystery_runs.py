@@ -171,8 +171,9 @@ def test_learning_rate_bars_separate_fixes_from_half_measures():
 def test_clean_bar_separates_imputation_from_a_sentinel():
     """BARS P3 0.4, and the clinic must find nothing.
 
-    Measured last validation losses, seeds 0-2: median fill (reference) 0.194, 0.187, 0.161; mean fill 0.19 ± 0.03,
-    zero fill 0.194, 0.187, 0.160 (healthy); a 1000 sentinel 1.17, 1.08, 0.89, named unscaled inputs (fails).
+    Measured last validation losses, seeds 0-2: median fill (reference) 0.194, 0.187, 0.161; mean fill 0.193,
+    0.187, 0.161; zero fill 0.194, 0.187, 0.160 (all healthy); a 1000 sentinel 1.17, 1.08, 0.89, named unscaled
+    inputs (fails).
     """
     for choice in ("reference", "other_right"):
         (clean,) = answer("clean_answer", choice, ("clean",))
