@@ -428,11 +428,21 @@ def test_one_control_redraws_while_training_and_the_status_line_reports_it(pages
 
 def validate_verdict(page: Page) -> str:
     toolbar = page.page.locator(".jp-NotebookPanel-toolbar >> visible=true")
-    page.page.keyboard.press("Escape")  # close a leftover dialog or toast that could cover the toolbar
-    toolbar.get_by_text("Validate", exact=True).first.click(force=True)
+    button = toolbar.get_by_text("Validate", exact=True).first
     dialog = page.page.locator(".jp-Dialog-content")
+    started = page.page.locator(".jp-Dialog-content, .jp-NotebookPanel-toolbar :text-is('Validating...')")
+    for attempt in range(3):
+        page.page.keyboard.press("Escape")  # close a leftover dialog or toast that could cover the toolbar
+        button.click(force=True)
+        try:
+            # The button reads "Validating..." once nbgrader has saved the notebook and started; a click
+            # that a toast swallowed shows neither that nor a dialog.
+            started.first.wait_for(timeout=30_000)
+            break
+        except Exception:
+            page.shot(f"validate-click-{attempt + 1}-not-taken")
     try:
-        # nbgrader runs the whole notebook; on a machine other jobs load that has taken over 180 s.
+        # nbgrader runs the whole notebook; on a machine other jobs load that can take minutes.
         dialog.wait_for(timeout=300_000)
     except Exception:
         page.shot("no-validate-dialog")  # what the page showed instead, for the reviewer
