@@ -69,7 +69,7 @@ def test_lr_1e5_is_named_too_low(runs, seed):
     assert report.top == "learning_rate_too_low" and report.record.steps == 640
     assert 0.016 < report.record.weight_change < 0.018  # 1.64%, 1.69%, 1.78%
     assert np.all(np.diff(history.loss) < 0)
-    assert history.final_loss > 0.85  # 1.080, 1.003, 0.866: no better than the mean's 0.957
+    assert 0.86 < history.final_loss < 1.09  # 1.080, 1.003, 0.866: around the mean's 0.957
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -80,13 +80,14 @@ def test_lr_1e3_gets_no_problem_found(runs, seed):
     assert 0.05 < history.final_loss < 0.075  # 0.0625, 0.0739, 0.0552
 
 
-@pytest.mark.parametrize("seed, factor", [(0, 1.33), (1, 1.82)])
-def test_a_recompile_is_caught_in_a_stock_fit(base, seed, factor):
+@pytest.mark.parametrize("seed, before, after", [(0, 0.0426, 0.0566), (1, 0.0332, 0.0603)])
+def test_a_recompile_is_caught_in_a_stock_fit(base, seed, before, after):
     """Section 2: compile + fit 10 epochs at lr 1e-2, compile again, fit 10 more: the loss jumps at epoch 11."""
     monitor = keras_fit(replace(base, learning_rate=1e-2, seed=seed), recompile_after=10)
     record = monitor.record
     assert record.fit_starts == [0, 10] and len(record.loss) == 20
-    assert record.loss[10] / record.loss[9] == pytest.approx(factor, abs=0.01)
+    assert record.loss[9] == pytest.approx(before, abs=5e-4) and record.loss[10] == pytest.approx(after, abs=5e-4)
+    assert record.loss[10] / record.loss[9] == pytest.approx(after / before, abs=0.02)  # 1.33, 1.82
     assert diagnose(monitor).top == "recompile_reset"
 
 
@@ -142,3 +143,17 @@ def test_case_notes_numbers(runs, seed):
         assert 1e8 < f.final_loss < 1e9  # 3.07e8
     assert f_report.causes[1] == "learning_rate_too_high"
     assert 0.018 < runs(("F", CURES["F"]), seed)[0].final_loss < 0.026  # 0.0185, 0.0186, 0.0248
+
+
+def test_a_patient_panel_treats_in_the_background_and_hides_the_diagnosis_until_asked():
+    """Section 3: the panel trains untreated, hides the report; a new treatment retrains and the report follows."""
+    from adamclinic.clinic import patient_panel
+
+    panel = patient_panel("F")
+    first = panel.train_now()
+    box = panel.diagnosis
+    assert first.diverged and "hidden" in box.widget.value and box.reports[-1].top == "beta_2_too_low"
+    panel.controls["treatment"].value = "β2 = 0.999"
+    panel.wait()
+    box.reveal.value = True
+    assert box.reports[-1].top == HEALTHY and "No problem found" in box.widget.value
