@@ -19,7 +19,7 @@ import pandas as pd
 
 from adamclinic.corruption import balanced_class_weight
 from adamclinic.diagnostics import CAUSES, HEALTHY, Report, diagnose
-from adamclinic.patients import ZOO, Patient, digit_images, regression
+from adamclinic.patients import ZOO, Patient, digit_images
 from adamclinic.training import Dataset, History, TrainConfig, run
 from adamclinic.widgets import TrainingPanel, log_slider
 

@@ -37,8 +37,8 @@ import tensorflow as tf
 from adamclinic.seeding import seed_everything
 from adamclinic.training import History, TrainConfig, learning_rate_table
 
-THRESHOLD = 0.5
-UNSCALED_INPUT = 30.0  # a column whose root mean square is this large is in raw units  # a finding below this score is not reported as a problem
+THRESHOLD = 0.5  # a finding below this score is not reported as a problem
+UNSCALED_INPUT = 30.0  # a column whose root mean square is this large is in raw units
 PROBE_ROWS = 256
 
 CAUSES = {
@@ -398,7 +398,8 @@ def _nan_inputs(r: RunRecord) -> Finding | None:
     if r.nan_rows == 0:
         return None
     when = next((i + 1 for i, v in enumerate(r.loss) if not math.isfinite(v)), None)
-    outcome = f"the loss became NaN at epoch {when}" if when else "the loss stayed finite (the NaN were silently zeroed)"
+    outcome = (f"the loss became NaN at epoch {when}" if when
+               else "the loss stayed finite (the NaN were silently zeroed)")
     return Finding("nan_inputs", 1.0,
                    f"{r.nan_rows} of {r.rows} training rows contain NaN or infinite inputs; {outcome}.",
                    "Impute or drop the missing values before training (fit the imputer on the training rows only).")
@@ -433,12 +434,13 @@ def _unscaled_targets(r: RunRecord) -> Finding | None:
         return None
     fallen = 1 - losses[-1] / max(r.initial_loss, 1e-12)
     # A crawl in a straight line: the loss falls by about the same amount every epoch.
-    steps = -np.diff(losses)
-    straight = float(np.std(steps) / max(abs(np.mean(steps)), 1e-12)) if steps.size > 1 else math.inf
+    drops = -np.diff(losses)
+    straight = float(np.std(drops) / max(abs(np.mean(drops)), 1e-12)) < 0.3
+    shape = ", by about the same amount every epoch" if straight else ""
     return Finding("unscaled_targets", _clip01(0.5 + 0.1 * math.log10(r.target_scale)),
                    f"the targets have a typical size of {r.target_scale:.3g}; after {len(losses)} epochs the loss fell "
-                   f"only {fallen:.0%} (from {r.initial_loss:.3g} to {losses[-1]:.3g}), by similar amounts each epoch "
-                   f"(variation {straight:.2f}); Adam moves each weight by about the learning rate per step.",
+                   f"only {fallen:.0%} (from {r.initial_loss:.3g} to {losses[-1]:.3g}){shape}: Adam moves each weight "
+                   f"by about the learning rate per step, and the output must travel thousands of those steps.",
                    "Standardize the targets (subtract the mean, divide by the standard deviation) and undo it on "
                    "the predictions.")
 
@@ -450,7 +452,7 @@ def _gradient_ratio(grads: Sequence[float]) -> float:
 
 
 def _exploding(r: RunRecord) -> Finding | None:
-    spread, largest = _input_spread(r)
+    _, largest = _input_spread(r)
     if largest >= UNSCALED_INPUT:
         return None  # big inputs make big first-layer gradients: that is the scaling finding
     ratio = _gradient_ratio(r.initial_layer_grads)
@@ -521,7 +523,8 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
     if r.beta_2 is not None:
         score += 0.15 if r.learning_rate >= 0.1 else (-0.2 if r.learning_rate <= 5e-3 else 0.0)
     return Finding("learning_rate_too_high", _clip01(score),
-                   "; ".join(evidence) + f" (learning rate {r.learning_rate:g}, {per_step:.2g} of the weights' size per step).",
+                   "; ".join(evidence) + f" (learning rate {r.learning_rate:g}; a net drift of {per_step:.2g} of the "
+                   "weights' size per step).",
                    "Lower the learning rate by 10x (a range test finds a good one), or add warmup.")
 
 
@@ -534,10 +537,12 @@ def _learning_rate_too_low(r: RunRecord) -> Finding | None:
     learned = 1 - losses[-1] / max(r.baseline_loss, 1e-12)
     if not falling or learned > 0.5 or r.initial_loss > 100 * r.baseline_loss:
         return None
-    return Finding("learning_rate_too_low", _clip01(0.55 + 0.15 * -math.log10(max(r.weight_change, 1e-9)) - 0.3 * max(learned, 0)),
+    score = 0.55 + 0.15 * -math.log10(max(r.weight_change, 1e-9)) - 0.3 * max(learned, 0)
+    return Finding("learning_rate_too_low", _clip01(score),
                    f"in {r.steps} steps the weights moved only {r.weight_change:.2%} of their size; the loss is still "
-                   f"falling ({tail[0]:.3g} to {tail[-1]:.3g} over the last 5 epochs) but is only {max(learned, 0):.0%} "
-                   f"below a constant prediction's ({r.baseline_loss:.3g}); learning rate {r.learning_rate:g}.",
+                   f"falling ({tail[0]:.3g} to {tail[-1]:.3g} over the last 5 epochs) but is only "
+                   f"{max(learned, 0):.0%} below a constant prediction's ({r.baseline_loss:.3g}); learning rate "
+                   f"{r.learning_rate:g}.",
                    "Raise the learning rate (try 10x, or run a range test).")
 
 
@@ -587,7 +592,8 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
     held_out = f"; the validation loss never got below {np.min(val):.4g}" if val.size else ""
     return Finding("chance_plateau", _clip01(score),
                    f"the training loss ends at {last[-1]:.4g}, within {gap:.1%} of the loss of guessing the label mix "
-                   f"({r.baseline_loss:.4g}; ln {r.classes} = {math.log(r.classes):.4g} for balanced classes){held_out}: "
+                   f"({r.baseline_loss:.4g}; ln {r.classes} = {math.log(r.classes):.4g} for balanced classes)"
+                   f"{held_out}: "
                    f"the net learned the class frequencies and nothing that carries over from the inputs.",
                    "Check that the labels line up with the inputs (same shuffle, same order), that the output layer "
                    "matches the loss (softmax with K units for sparse_categorical_crossentropy, one sigmoid unit for "
@@ -678,6 +684,7 @@ def diagnose(run: History | ClinicMonitor | RunRecord) -> Report:
     elif isinstance(run, RunRecord):
         record = run
     else:
-        raise TypeError(f"diagnose() takes an engine History, a ClinicMonitor or a RunRecord; got {type(run).__name__}.")
+        raise TypeError("diagnose() takes an engine History, a ClinicMonitor or a RunRecord; "
+                        f"got {type(run).__name__}.")
     findings = [f for f in (rule(record) for rule in RULES) if f is not None and f.score >= THRESHOLD]
     return Report(sorted(findings, key=lambda f: -f.score), record)

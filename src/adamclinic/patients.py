@@ -72,7 +72,8 @@ def large_init_relu_net() -> keras.Model:
     return keras.Sequential(layers, name="large_init_relu_net")
 
 
-def batch_norm_net(inputs: int, outputs: int, output_activation: str | None, momentum: float) -> Callable[[], keras.Model]:
+def batch_norm_net(inputs: int, outputs: int, output_activation: str | None,
+                   momentum: float) -> Callable[[], keras.Model]:
     return _batch_norm_net(inputs, outputs, output_activation, momentum)
 
 
@@ -149,7 +150,8 @@ def shifted_targets(data: Dataset, scale: float, offset: float) -> Dataset:
 def standardized_parcels() -> Dataset:
     data = parcels()
     mean, sd = data.x_train.mean(axis=0), data.x_train.std(axis=0)
-    return Dataset((data.x_train - mean) / sd, data.y_train, (data.x_val - mean) / sd, data.y_val, name="parcels, scaled")
+    return Dataset((data.x_train - mean) / sd, data.y_train, (data.x_val - mean) / sd, data.y_val,
+                   name="parcels, scaled")
 
 
 @functools.lru_cache(maxsize=None)
