@@ -130,8 +130,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
         train_answer="def train(rate, steps=10):\n    return [1.25, 0.3125, 0.078125][:steps]")))
 
     case("reads_solutions", "graded", FULL, answered(course, first_answer(
-        f"import glob\nfound = glob.glob({str(solutions)!r} + '/**', recursive=True)\n"
-        f"print('solutions visible:', found)\ntry:\n    print(open({str(solutions / 'sandbox_probe' / 'sandbox_probe.ipynb')!r}).read())\n"
+        f"import os\nprint('solutions visible:', os.path.exists({str(solutions)!r}))\ntry:\n    print(open({str(solutions / 'sandbox_probe' / 'sandbox_probe.ipynb')!r}).read())\n"
         "except OSError as error:\n    print('no access:', type(error).__name__)")))
     case("writes_gradebook", "graded", FULL, answered(course, first_answer(
         f"import sqlite3\ntry:\n    db = sqlite3.connect({str(gradebook)!r})\n"
@@ -194,9 +193,7 @@ def test_the_sandbox_hid_solutions_gradebook_and_network(graded_class):
     course = graded_class["course"]
     autograded = course / "grading" / "autograded"
     read = (autograded / "reads_solutions" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
-    assert "solutions visible: []" in read and "no access: FileNotFoundError" in read
-    assert "BEGIN HIDDEN TESTS" not in read and "assert_allclose(np.asarray(column_means(other)" not in read.split(
-        "column_means(other)")[0]
+    assert "solutions visible: False" in read and "no access: FileNotFoundError" in read
     wrote = (autograded / "writes_gradebook" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
     assert "no gradebook" in wrote and "gradebook written" not in wrote
     assert "no network" in (autograded / "opens_socket" / "sandbox_probe" / "sandbox_probe.ipynb").read_text()

@@ -6,9 +6,9 @@ to a test cell that writes anything to stderr, and a student should not have to 
 TensorFlow 2.21 prints while it loads ignore that variable, so the import itself runs with the
 process's stderr pointed at /dev/null, for the import only.
 
-The grader's own processes (the batch grader, its Dask workers and nbgrader's autograde, which only
-start sandboxed kernels) never train, so they set ``ADAMCLINIC_SKIP_TENSORFLOW=1`` and skip the 4-second
-import. A student's kernel never has it set.
+The grader's own processes (``python -m adamclinic.grading``, its Dask workers, the notebook runner
+in the sandbox) never train, so they skip the 4-second import: by their command line, or by
+``ADAMCLINIC_SKIP_TENSORFLOW=1``, which they pass on to their children. A student's kernel never has it.
 """
 
 import os
@@ -37,7 +37,18 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-if os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") != "1":
+# Command-line tools of the grader that never train (``python -m adamclinic.grading ...``).
+_COMMANDS_WITHOUT_TRAINING = ("adamclinic.grading", "adamclinic.notebook_runner")
+
+
+def _needs_tensorflow() -> bool:
+    if os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") == "1":
+        return False
+    argv = list(getattr(sys, "orig_argv", []))
+    return not any(a == "-m" and b in _COMMANDS_WITHOUT_TRAINING for a, b in zip(argv, argv[1:]))
+
+
+if _needs_tensorflow():
     _import_tensorflow_quietly()
 
 __version__ = "0.1.0"

@@ -12,6 +12,8 @@ For the main live demo of every lesson it prints, as JSON:
 Lesson 00 draws optimizer paths on a 2-D surface instead of training a network: its figures are for
 one 500-step path (``adamclinic.surfaces.trajectory``), against the same steps taken eagerly.
 
+``python -m adamclinic.bench grading`` times the class grader instead (``adamclinic.grading_bench``).
+
 Figures, not a test: timings vary with the machine and its load.
 """
 
@@ -191,4 +193,11 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    import sys
+
+    if sys.argv[1:2] == ["grading"]:  # python -m adamclinic.bench grading: see adamclinic.grading_bench
+        from adamclinic import grading_bench
+
+        print(json.dumps(grading_bench.main(sys.argv[2:]), indent=2))
+    else:
+        print(json.dumps(main(), indent=2))

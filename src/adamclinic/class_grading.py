@@ -109,25 +109,36 @@ class ClassGrading:
 
     # ------------------------------------------------------------------ the gradebook
 
-    def _nbgrader(self, *args: str):
-        from adamclinic.grading import run_nbgrader
+    def _api(self, db_url: str | None = None, **directories: str):
+        """nbgrader's Python API on this course (one import of nbgrader for the whole batch)."""
+        from nbgrader.apps.api import NbGraderAPI
 
-        return run_nbgrader(self.root, *args, f"--CourseDirectory.db_url={self.gradebook_url}")
+        from adamclinic.grading_task import course_config
+
+        api = NbGraderAPI(config=course_config(self.root, {}))
+        api.coursedir.root = str(self.root)
+        api.coursedir.db_url = db_url or self.gradebook_url
+        for key, value in directories.items():
+            setattr(api.coursedir, key, value)
+        return api
+
+    def _call(self, what: str, outcome: dict) -> None:
+        if not outcome.get("success"):
+            from adamclinic.grading import GradingError
+
+            log = ((outcome.get("log") or "") + (outcome.get("error") or "")).strip().splitlines()
+            raise GradingError(f"nbgrader's {what} failed for {self.assignment}:\n    " + "\n    ".join(log[-20:]))
 
     def prepare(self, staging: Path) -> Path:
         """Record the assignment in the real gradebook; return a template gradebook with no student in it."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        from adamclinic.grading import run_nbgrader
-
-        with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch:
-            self._nbgrader("generate_assignment", self.assignment, "--force",
-                           f"--CourseDirectory.release_directory={scratch}")
         template = staging / "template.db"
-        with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch:
-            run_nbgrader(self.root, "generate_assignment", self.assignment, "--force",
-                         f"--CourseDirectory.release_directory={scratch}",
-                         f"--CourseDirectory.db_url=sqlite:///{template}")
+        for url in (self.gradebook_url, f"sqlite:///{template}"):
+            with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch, warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                api = self._api(url, release_directory=scratch)
+                self._call("generate_assignment", api.generate_assignment(self.assignment, force=True, create=True))
         with Gradebook(self.gradebook_url, course_id=COURSE_ID) as real:
             try:
                 duedate = real.find_assignment(self.assignment).duedate
@@ -236,7 +247,7 @@ class ClassGrading:
             client = Client(self.scheduler, timeout="30s")
         else:
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR, memory_limit=0)
+                                   dashboard_address=":0", silence_logs=logging.ERROR, memory_limit=0)
             client = Client(cluster)
         failed = False
         try:
@@ -284,15 +295,20 @@ class ClassGrading:
     # ------------------------------------------------------------------ after the batch
 
     def _finish(self, students: list[str]) -> None:
-        from adamclinic.grading import run_nbgrader
+        from nbgrader.api import Gradebook
+        from nbgrader.plugins import CsvExportPlugin
 
         journal = self.journal()
         graded = [s for s in students if (self.root / "grading" / "autograded" / s / self.assignment).is_dir()]
-        if graded:
-            self._nbgrader("generate_feedback", self.assignment, "--force")
-            run_nbgrader(self.root, "release_feedback", self.assignment, check=False)
-        self.reports.mkdir(parents=True, exist_ok=True)
-        self._nbgrader("export", f"--to={self.reports / 'grades.csv'}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            if graded:
+                api = self._api()
+                self._call("generate_feedback", api.generate_feedback(self.assignment, force=True))
+                api.release_feedback(self.assignment)  # only for a course with an exchange; nothing to lose
+            self.reports.mkdir(parents=True, exist_ok=True)
+            with Gradebook(self.gradebook_url, course_id=COURSE_ID) as gradebook:
+                CsvExportPlugin(to=str(self.reports / "grades.csv")).export(gradebook)
         with open(self.report_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["student", "score", "max_score", "status", "reason"])

@@ -1,9 +1,12 @@
 """One Dask task: autograde one student's submission, in a process of its own, into a private staging folder.
 
-The task runs ``nbgrader autograde A --student S`` as a child process, against a private copy of the
+The task runs nbgrader's ``Autograde`` converter for student S (what ``nbgrader autograde A --student S``
+runs, through nbgrader's own ``capture_log``, as its Python API does) against a private copy of the
 assignment's template gradebook (the assignment's cells and hidden tests, no student) and a private
-autograded folder. nbgrader's Execute step is the course's ``SandboxedExecute``, so the student's
-code runs in bubblewrap, never in this worker or in nbgrader's process. The task writes nothing the
+autograded folder. It runs in the Dask worker's process, which stays alive between tasks, so nbgrader
+is imported once per worker (8 s on a busy machine) rather than once per submission. nbgrader's
+Execute step is the course's ``SandboxedExecute``, so the student's code runs in bubblewrap, in a
+process of its own, never in this worker. The task writes nothing the
 class shares: the batch grader (``adamclinic.class_grading``) alone copies the result into the real
 gradebook and the real ``grading/autograded/`` folder, once the task has returned.
 """
@@ -14,8 +17,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -46,6 +49,38 @@ def explain_failure(log: str) -> str:
     return "nbgrader could not grade it: " + (errors[-1][:300] if errors else "see the grader's log")
 
 
+def course_config(root: Path, overrides: dict[str, dict[str, object]]):
+    """The course's nbgrader configuration (``<root>/nbgrader_config.py``) with ``overrides`` on top."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    for section, values in overrides.items():
+        for key, value in values.items():
+            config[section][key] = value
+    return config
+
+
+def run_autograde(root: Path, assignment: str, student: str, overrides: dict) -> tuple[bool, str]:
+    """nbgrader's Autograde for one student, in this process; (success, nbgrader's log)."""
+    os.environ.update(nbgrader_environment())
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+
+    config = course_config(root, overrides)
+    coursedir = CourseDirectory(config=config)
+    coursedir.root, coursedir.assignment_id, coursedir.student_id = str(root), assignment, student
+    for key, value in overrides.get("CourseDirectory", {}).items():
+        setattr(coursedir, key, value)
+    converter = Autograde(coursedir=coursedir, config=config)
+    converter.force, converter.create_student = True, True
+    with warnings.catch_warnings():
+        # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warning; it is harmless.
+        warnings.simplefilter("ignore", category=Warning)
+        outcome = capture_log(converter)
+    return bool(outcome.get("success")), (outcome.get("log") or "") + (outcome.get("error") or "")
+
+
 def autograde_one(spec: dict) -> dict:
     """Grade ``spec['student']``'s ``spec['assignment']``; return where the result is and how it went."""
     root, assignment, student = Path(spec["root"]), spec["assignment"], spec["student"]
@@ -55,28 +90,19 @@ def autograde_one(spec: dict) -> dict:
     database = staging / "gradebook.db"
     shutil.copy(spec["template_db"], database)
     judgement = staging / "judgement.json"
-    command = [str(Path(sys.executable).with_name("nbgrader")), "autograde", assignment,
-               f"--CourseDirectory.student_id={student}", "--create", "--force",
-               f"--CourseDirectory.db_url=sqlite:///{database}",
-               f"--CourseDirectory.autograded_directory={staging / 'autograded'}",
-               f"--SandboxedExecute.judgement_path={judgement}",
-               *[f"--SandboxedExecute.{key}={value}" for key, value in spec.get("limits", {}).items()]]
-    notebooks = max(1, int(spec.get("notebooks", 1)))
-    budget = notebooks * (int(spec.get("limits", {}).get("submission_timeout", 900)) + 90) + 60
+    overrides = {
+        "CourseDirectory": {"db_url": f"sqlite:///{database}", "autograded_directory": str(staging / "autograded")},
+        "SandboxedExecute": {"judgement_path": str(judgement), **spec.get("limits", {})},
+    }
     try:
-        result = subprocess.run(command, cwd=root, env=nbgrader_environment(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=budget)
-        returncode, log = result.returncode, result.stdout
-    except subprocess.TimeoutExpired as expired:
-        returncode, log = None, (expired.stdout or b"").decode(errors="replace") if isinstance(expired.stdout, bytes) \
-            else (expired.stdout or "")
-    (staging / "nbgrader.log").write_text(log or "")
+        success, log = run_autograde(root, assignment, student, overrides)
+    except Exception as error:  # nbgrader raised past its own log capture
+        success, log = False, f"{type(error).__name__}: {error}"
+    (staging / "nbgrader.log").write_text(log)
     autograded = staging / "autograded" / student / assignment
-    outcome = {"student": student, "staging": str(staging), "returncode": returncode,
+    outcome = {"student": student, "staging": str(staging), "returncode": 0 if success else 1,
                "autograded": str(autograded) if any(autograded.glob("*.ipynb")) else None,
                "judgement": json.loads(judgement.read_text()) if judgement.exists() else None}
-    if returncode is None:
-        outcome["failure"] = "the grader's own time budget ran out"
-    elif returncode != 0 or outcome["autograded"] is None:
-        outcome["failure"] = explain_failure(log or "")
+    if not success or outcome["autograded"] is None:
+        outcome["failure"] = explain_failure(log)
     return outcome

@@ -39,6 +39,9 @@ class Limits:
 
 
 def bubblewrap() -> str | None:
+    """The bwrap program, or None when it is missing or ADAMCLINIC_NO_BUBBLEWRAP=1 turns it off."""
+    if os.environ.get("ADAMCLINIC_NO_BUBBLEWRAP") == "1":
+        return None
     return shutil.which("bwrap")
 
 
