@@ -159,3 +159,31 @@ def test_a_patient_panel_treats_in_the_background_and_hides_the_diagnosis_until_
     panel.wait()
     box.reveal.value = True
     assert box.reports[-1].top == HEALTHY and "No problem found" in box.widget.value
+
+
+LOWER, HIGHER = "learning rate ÷ 10", "learning rate × 10"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_learning_rate_on_the_menu_cures_patients_a_to_d(runs, seed):
+    """Section 4's learning-rate table: ÷ 10 and × 10 leave A-D's causes in place; E and F as the table says."""
+    for letter in "ABC":
+        for treatment in (LOWER, HIGHER):
+            assert runs((letter, treatment), seed)[1].top == EXPECTED[letter], (letter, treatment)
+    assert runs(("A", LOWER), seed)[0].final_loss == pytest.approx(0.958, abs=0.001)
+    assert 0.3 < runs(("A", HIGHER), seed)[0].final_loss < 0.51  # 0.323, 0.306, 0.500
+    assert 3e4 < runs(("B", LOWER), seed)[0].final_loss < 1.6e5  # 1.05e5, 1.59e5, 3.12e4
+    assert 170 < runs(("B", HIGHER), seed)[0].final_loss < 3200  # 171, 3189, 342
+    assert 4.05e6 < runs(("C", LOWER), seed)[0].final_loss < 4.15e6  # 4.08e6..4.09e6
+    assert 2.9e4 < runs(("C", HIGHER), seed)[0].final_loss < 3.2e4  # 2.96e4, 3.14e4, 3.14e4
+
+    assert runs(("D", LOWER), seed)[1].top in ("learning_rate_too_low", "chance_plateau")
+    memorized, report = runs(("D", HIGHER), seed)
+    assert report.top == "chance_plateau"
+    assert 1.76 < memorized.final_loss < 1.94 and np.nanmin(memorized.val_loss) > 2.24  # 1.93, 1.77, 1.83; 2.24..2.28
+
+    assert runs(("E", LOWER), seed)[1].top == "majority_class"
+    assert runs(("E", HIGHER), seed)[1].top == ("healthy" if seed == 1 else "overfitting")
+    assert runs(("F", LOWER), seed)[1].top == ("beta_2_too_low" if seed == 1 else "healthy")
+    too_high, report = runs(("F", HIGHER), seed)
+    assert too_high.diverged and report.top == "learning_rate_too_high"

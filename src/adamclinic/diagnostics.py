@@ -580,21 +580,24 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
         return None
     last = losses[-min(5, losses.size):]
     gap = float(np.max(np.abs(last - r.baseline_loss)) / r.baseline_loss)
-    # A net can memorize some shuffled labels, so its training loss creeps down; what it learned never
-    # reaches rows it has not seen: the validation loss stays at the loss of guessing.
+    # A net can memorize labels that do not follow from the inputs, so its training loss falls; what it
+    # learned never reaches rows it has not seen: the validation loss stays at the loss of guessing.
     val = _finite(r.val_loss)
     val_gap = float(abs(np.min(val) - r.baseline_loss) / r.baseline_loss) if val.size else math.inf
-    if gap > 0.06 and not (val_gap < 0.04 and gap < 0.15):
+    memorizing = bool(val.size) and np.min(val) >= 0.96 * r.baseline_loss and last[-1] < 0.9 * r.baseline_loss
+    if gap > 0.06 and not (val_gap < 0.04 and gap < 0.15) and not memorizing:
         return None
     # Weights that barely moved while the loss still falls: a crawl (learning rate), not a plateau.
     crawling = r.weight_change < 0.05 and bool(np.all(np.diff(last) < 0))
-    score = 0.95 - 5 * min(gap, val_gap) - (0.3 if r.weight_change > 2 else 0) - (0.3 if crawling else 0)
+    score = (0.8 if memorizing else 0.95 - 5 * min(gap, val_gap)) - (0.3 if r.weight_change > 2 else 0) \
+        - (0.3 if crawling else 0)
     held_out = f"; the validation loss never got below {np.min(val):.4g}" if val.size else ""
+    where = (f"the training loss fell to {last[-1]:.4g}, below" if memorizing else
+             f"the training loss ends at {last[-1]:.4g}, within {gap:.1%} of")
     return Finding("chance_plateau", _clip01(score),
-                   f"the training loss ends at {last[-1]:.4g}, within {gap:.1%} of the loss of guessing the label mix "
-                   f"({r.baseline_loss:.4g}; ln {r.classes} = {math.log(r.classes):.4g} for balanced classes)"
-                   f"{held_out}: "
-                   f"the net learned the class frequencies and nothing that carries over from the inputs.",
+                   f"{where} the loss of guessing the label mix ({r.baseline_loss:.4g}; ln {r.classes} = "
+                   f"{math.log(r.classes):.4g} for balanced classes){held_out}: the net learned nothing from the "
+                   f"inputs that carries over to rows it has not seen.",
                    "Check that the labels line up with the inputs (same shuffle, same order), that the output layer "
                    "matches the loss (softmax with K units for sparse_categorical_crossentropy, one sigmoid unit for "
                    "binary_crossentropy), and that the labels are in the form the loss expects.")
