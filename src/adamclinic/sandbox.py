@@ -4,7 +4,7 @@ Inside the box the notebook sees its own private copy of the submission (read-wr
 and the course package and datasets (read-only), a private /tmp of limited size, and nothing else:
 no network (a private network namespace with only loopback), no ``solutions/``, no gradebook, no
 other student's folder, no /etc beyond the few files a Python process needs. Resource limits
-(CPU seconds, address space, file size, processes) are set on the process before it starts and
+(CPU seconds, address space, file size) are set on the process before it starts and
 are inherited by the kernel.
 
 Without bubblewrap the notebook still runs in its own process, with the same limits, in a private
@@ -34,7 +34,6 @@ class Limits:
     cpu_seconds: int = 1800
     memory_bytes: int = 4 * 2**30
     file_bytes: int = 256 * 2**20
-    processes: int = 4096
     tmp_bytes: int = 512 * 2**20
 
 
@@ -93,8 +92,10 @@ def set_limits(limits: Limits):
     """A ``preexec_fn`` that puts ``limits`` on the child before it starts (inherited by the kernel)."""
     def apply() -> None:
         os.setsid()
+        # No RLIMIT_NPROC: it counts every thread of the user on the whole machine (root's, here), and
+        # TensorFlow starts many; a cap low enough to stop a fork bomb would break honest training.
         for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, limits.memory_bytes),
-                             (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_NPROC, limits.processes)):
+                             (resource.RLIMIT_FSIZE, limits.file_bytes)):
             try:
                 resource.setrlimit(which, (value, value))
             except (ValueError, OSError):
