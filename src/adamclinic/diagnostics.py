@@ -15,9 +15,10 @@ rules below never see the model or the code, just what a practitioner could meas
 a ``Finding`` with a score in [0, 1]; the report ranks them, and a run with no finding scoring at least
 ``THRESHOLD`` gets "no problem found".
 
-Why a callback that does almost nothing per epoch: every probe (gradients per layer, predictions, the
-loss in training and in inference mode) runs once when training starts and once when it ends, on at
-most ``probe_rows`` rows. Per epoch the monitor only copies two numbers out of Keras's logs.
+Why a callback that does almost nothing per epoch: the probes run once when training starts (the loss
+and each layer's gradient) and once when it ends (the loss in training and in inference mode, the
+predictions), on at most ``probe_rows`` rows. Per epoch the monitor only copies two numbers out of
+Keras's logs. ``monitor.seconds`` is the time spent inside it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import functools
 import html
 import json
 import math
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -93,7 +96,6 @@ class RunRecord:
     fit_starts: list[int]
     steps: int
     weight_change: float
-    final_layer_grads: list[float]
     final_train_mode_loss: float
     final_eval_mode_loss: float
     prediction_spread: float
@@ -175,9 +177,14 @@ def _data_statistics(x: np.ndarray, y: np.ndarray, task: str) -> dict[str, Any]:
 
 
 def _final_probe(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.ndarray, task: str,
-                 compiled: tuple[Callable, Callable] | None = None) -> dict[str, Any]:
-    train_mode_loss, grads = _layer_grads(model, loss_fn, x, y, compiled and compiled[0])
-    predictions = np.asarray((compiled[1] if compiled else model)(x, training=False))
+                 forward: Callable | None = None) -> dict[str, Any]:
+    """The loss on ``x`` in training mode and in inference mode, and how varied the predictions are."""
+    forward = forward or model
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    train_mode_loss = float(tf.reduce_mean(loss_fn(y, forward(x, training=True))))
+    for variable, value in zip(model.non_trainable_variables, saved):
+        variable.assign(value)  # training mode moved the batch-norm statistics: put them back
+    predictions = np.asarray(forward(x, training=False))
     eval_mode_loss = float(tf.reduce_mean(loss_fn(y, predictions)))
     with np.errstate(all="ignore"):
         if task == "regression":
@@ -185,7 +192,7 @@ def _final_probe(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.nda
         else:
             predicted = (predictions[:, 0] > 0.5).astype(int) if task == "binary" else predictions.argmax(axis=1)
             spread = float(np.bincount(predicted).max() / len(predicted))
-    return {"final_layer_grads": grads, "final_train_mode_loss": train_mode_loss,
+    return {"final_train_mode_loss": train_mode_loss,
             "final_eval_mode_loss": eval_mode_loss, "prediction_spread": spread}
 
 
@@ -225,15 +232,20 @@ class ClinicMonitor(keras.callbacks.Callback):
         self._fit_starts: list[int] = []
         self._steps = 0
         self._end: dict[str, Any] = {}
+        self.seconds = 0.0  # time spent inside the monitor, for measuring what watching costs
 
     def _loss_fn(self) -> Callable:
         loss = self.model.loss
         return keras.losses.get(loss) if isinstance(loss, str) else loss
 
     def on_train_begin(self, logs=None):
+        started = time.perf_counter()
         self._fit_starts.append(len(self._loss))
-        if self._start is not None:
-            return
+        if self._start is None:
+            self._probe_start()
+        self.seconds += time.perf_counter() - started
+
+    def _probe_start(self) -> None:
         loss_name = _loss_name(self.model.loss)
         task, classes = _task(loss_name, int(self.model.output_shape[-1]))
         optimizer = self.model.optimizer
@@ -258,10 +270,12 @@ class ClinicMonitor(keras.callbacks.Callback):
         self._val_loss.append(_clean(logs.get("val_loss")))
 
     def on_train_end(self, logs=None):
+        started = time.perf_counter()
         task = self._start["task"]
         self._end = _final_probe(self.model, self._loss_fn(), self.probe_x, self.probe_y, task)
         kernels = [self.model.trainable_variables[i].numpy() for i in _kernel_indices(self.model)]
         self._end["weight_change"] = _kernel_change(self._start_kernels, kernels)
+        self.seconds += time.perf_counter() - started
 
     @property
     def record(self) -> RunRecord:
@@ -286,6 +300,8 @@ def _probe_model(build_model: Callable[[], keras.Model], loss: Any) -> tuple[ker
 
 
 _initial_weights_cache: dict[tuple, list[np.ndarray]] = {}
+# By data set (weakly: a data set that is gone takes its entries with it): baseline, initial probe, statistics.
+_start_cache: "weakref.WeakKeyDictionary[Any, dict[tuple, tuple]]" = weakref.WeakKeyDictionary()
 
 
 def _initial_weights(config: TrainConfig) -> list[np.ndarray]:
@@ -306,12 +322,18 @@ def record_from_history(history: History, probe_rows: int = PROBE_ROWS) -> RunRe
     task, classes = _task(_loss_name(config.loss), int(model.output_shape[-1]))
     data = config.data
     x, y = data.x_train[:probe_rows], data.y_train[:probe_rows]
-    baseline, shares = _baseline(task, loss_fn, data.y_train, classes)
     start = _initial_weights(config)
-    model.set_weights(start)
-    initial_loss, initial_grads = _layer_grads(model, loss_fn, x, y, compiled[0])
+    # What depends only on the data and the starting point is measured once: a slider move keeps both.
+    per_data = _start_cache.setdefault(data, {})
+    key = (config.build_model, config.loss, config.seed, probe_rows)
+    if key not in per_data:
+        model.set_weights(start)
+        per_data[key] = (_baseline(task, loss_fn, data.y_train, classes),
+                         _layer_grads(model, loss_fn, x, y, compiled[0]),
+                         _data_statistics(data.x_train, data.y_train, task))
+    (baseline, shares), (initial_loss, initial_grads), statistics = per_data[key]
     model.set_weights(history.final_weights)
-    end = _final_probe(model, loss_fn, x, y, task, compiled)
+    end = _final_probe(model, loss_fn, x, y, task, compiled[1])
     steps_per_epoch = len(data.x_train) // config.batch_size
     kernels = [i for i, w in enumerate(start) if np.ndim(w) >= 2]
     return RunRecord(
@@ -320,9 +342,10 @@ def record_from_history(history: History, probe_rows: int = PROBE_ROWS) -> RunRe
             config.learning_rate, (int, float)) else config.epochs * steps_per_epoch))),
         beta_1=config.beta_1 if config.optimizer != "sgd" else None,
         beta_2=config.beta_2 if config.optimizer != "sgd" else None,
-        **_data_statistics(data.x_train, data.y_train, task), label_shares=shares, baseline_loss=baseline,
-        initial_loss=initial_loss, initial_layer_grads=initial_grads,
-        loss=[float(v) for v in history.loss], val_loss=[None if math.isnan(v) else float(v) for v in history.val_loss],
+        **statistics, label_shares=shares, baseline_loss=baseline,
+        initial_loss=initial_loss, initial_layer_grads=list(initial_grads),
+        loss=[float(v) for v in history.loss],
+        val_loss=[None if math.isnan(v) else float(v) for v in history.val_loss],
         fit_starts=[0], steps=len(history.epochs) * steps_per_epoch,
         weight_change=_kernel_change([start[i] for i in kernels], [history.final_weights[i] for i in kernels]),
         epoch_layer_grads=[list(e.layer_grad_norms) for e in history.epochs], **end,
