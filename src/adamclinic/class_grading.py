@@ -15,7 +15,8 @@ What happens, in order:
 4. As each task returns, this process alone (trusted) copies its grades into the real gradebook (SQLite
    or any database URL nbgrader accepts) in one transaction, moves its autograded notebook into
    ``grading/autograded/``, and appends one line to ``grading/reports/<A>.journal.jsonl``.
-5. Feedback is generated and released, grades exported, and ``grading/reports/<A>-report.csv`` written:
+5. Feedback (made by each task for its student) is released, grades exported, and
+   ``grading/reports/<A>-report.csv`` written:
    student, score, max_score, status (graded / error / timeout / flagged) and the reason.
 
 Killed at any moment, a rerun picks up where the journal ends: a submission whose files, hidden tests
@@ -184,11 +185,13 @@ class ClassGrading:
             real.db.commit()
             submission = real.find_submission(self.assignment, student)
             score, max_score = submission.score, submission.max_score
-        if target.exists():
-            shutil.rmtree(target)
-        if outcome.get("autograded"):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(outcome["autograded"], target)
+        for made, folder in ((outcome.get("autograded"), target),
+                             (outcome.get("feedback"), self.root / "grading" / "feedback" / student / self.assignment)):
+            if folder.exists():
+                shutil.rmtree(folder)
+            if made:
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(made, folder)
         return score, max_score
 
     def _timestamp(self, student: str):
@@ -234,9 +237,12 @@ class ClassGrading:
 
     def _specs(self, students, template, staging) -> list[dict]:
         notebooks = len(list((self.root / "solutions" / self.assignment).glob("*.ipynb")))
+        # Each local worker's kernel gets its share of the cores, so two TensorFlow runs do not fight
+        # over both (see the grading benchmark in the README); a remote cluster sets its own.
+        threads = 0 if self.scheduler else max(1, (os.cpu_count() or 1) // self.workers)
         return [{"root": str(self.root), "assignment": self.assignment, "student": s, "template_db": str(template),
                  "staging": str(staging / f"{s}-{uuid.uuid4().hex[:8]}"), "limits": self.limits,
-                 "notebooks": notebooks} for s in students]
+                 "threads": threads, "notebooks": notebooks} for s in students]
 
     def _grade(self, students, template, staging, fingerprints) -> bool:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -302,10 +308,8 @@ class ClassGrading:
         graded = [s for s in students if (self.root / "grading" / "autograded" / s / self.assignment).is_dir()]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)
-            if graded:
-                api = self._api()
-                self._call("generate_feedback", api.generate_feedback(self.assignment, force=True))
-                api.release_feedback(self.assignment)  # only for a course with an exchange; nothing to lose
+            if graded:  # each task made its student's feedback page; the exchange gets them all
+                self._api().release_feedback(self.assignment)
             self.reports.mkdir(parents=True, exist_ok=True)
             with Gradebook(self.gradebook_url, course_id=COURSE_ID) as gradebook:
                 CsvExportPlugin(to=str(self.reports / "grades.csv")).export(gradebook)

@@ -60,10 +60,10 @@ def course_config(root: Path, overrides: dict[str, dict[str, object]]):
     return config
 
 
-def run_autograde(root: Path, assignment: str, student: str, overrides: dict) -> tuple[bool, str]:
-    """nbgrader's Autograde for one student, in this process; (success, nbgrader's log)."""
+def run_converter(kind: str, root: Path, assignment: str, student: str, overrides: dict) -> tuple[bool, str]:
+    """nbgrader's Autograde or GenerateFeedback for one student, in this process; (success, its log)."""
     os.environ.update(nbgrader_environment())
-    from nbgrader.converters import Autograde
+    from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
 
@@ -72,8 +72,10 @@ def run_autograde(root: Path, assignment: str, student: str, overrides: dict) ->
     coursedir.root, coursedir.assignment_id, coursedir.student_id = str(root), assignment, student
     for key, value in overrides.get("CourseDirectory", {}).items():
         setattr(coursedir, key, value)
-    converter = Autograde(coursedir=coursedir, config=config)
-    converter.force, converter.create_student = True, True
+    converter = {"autograde": Autograde, "feedback": GenerateFeedback}[kind](coursedir=coursedir, config=config)
+    converter.force = True
+    if kind == "autograde":
+        converter.create_student = True
     with warnings.catch_warnings():
         # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warning; it is harmless.
         warnings.simplefilter("ignore", category=Warning)
@@ -91,17 +93,24 @@ def autograde_one(spec: dict) -> dict:
     shutil.copy(spec["template_db"], database)
     judgement = staging / "judgement.json"
     overrides = {
-        "CourseDirectory": {"db_url": f"sqlite:///{database}", "autograded_directory": str(staging / "autograded")},
-        "SandboxedExecute": {"judgement_path": str(judgement), **spec.get("limits", {})},
+        "CourseDirectory": {"db_url": f"sqlite:///{database}", "autograded_directory": str(staging / "autograded"),
+                            "feedback_directory": str(staging / "feedback")},
+        "SandboxedExecute": {"judgement_path": str(judgement), "threads": int(spec.get("threads", 0)),
+                             **spec.get("limits", {})},
     }
     try:
-        success, log = run_autograde(root, assignment, student, overrides)
+        success, log = run_converter("autograde", root, assignment, student, overrides)
+        if success:  # the feedback page too, here in parallel rather than for the whole class at the end
+            made, feedback_log = run_converter("feedback", root, assignment, student, overrides)
+            log += feedback_log if not made else ""
     except Exception as error:  # nbgrader raised past its own log capture
         success, log = False, f"{type(error).__name__}: {error}"
     (staging / "nbgrader.log").write_text(log)
     autograded = staging / "autograded" / student / assignment
+    feedback = staging / "feedback" / student / assignment
     outcome = {"student": student, "staging": str(staging), "returncode": 0 if success else 1,
                "autograded": str(autograded) if any(autograded.glob("*.ipynb")) else None,
+               "feedback": str(feedback) if any(feedback.glob("*.html")) else None,
                "judgement": json.loads(judgement.read_text()) if judgement.exists() else None}
     if not success or outcome["autograded"] is None:
         outcome["failure"] = explain_failure(log)

@@ -55,7 +55,16 @@ def _read_only_course_parts() -> list[Path]:
     return [p for p in (PACKAGE_ROOT / "src", PACKAGE_ROOT / "datasets") if p.is_dir()]
 
 
-def command(work: Path, io: Path, inner: list[str], limits: Limits) -> list[str]:
+def thread_environment(threads: int) -> dict[str, str]:
+    """Environment variables that keep TensorFlow and BLAS to ``threads`` threads (none for 0)."""
+    if threads <= 0:
+        return {}
+    value = str(threads)
+    return {"TF_NUM_INTRAOP_THREADS": value, "TF_NUM_INTEROP_THREADS": value, "OMP_NUM_THREADS": value,
+            "OPENBLAS_NUM_THREADS": value, "MKL_NUM_THREADS": value}
+
+
+def command(work: Path, io: Path, inner: list[str], limits: Limits, extra_env: dict[str, str] | None = None) -> list[str]:
     """The bubblewrap command line that runs ``inner`` with ``work`` and ``io`` as its only writable folders."""
     args = [bubblewrap() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr"]
@@ -73,7 +82,7 @@ def command(work: Path, io: Path, inner: list[str], limits: Limits) -> list[str]
     args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
              "--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT,
              "--clearenv"]
-    for key, value in sandbox_environment().items():
+    for key, value in {**sandbox_environment(), **(extra_env or {})}.items():
         args += ["--setenv", key, value]
     return args + ["--"] + inner
 

@@ -71,6 +71,8 @@ class SandboxedExecute(NbGraderPreprocessor):
     cpu_seconds = Integer(1800, help="CPU seconds for the whole notebook (kernel included)").tag(config=True)
     memory_bytes = Integer(4 * 2**30, help="address space of each process in the sandbox").tag(config=True)
     require_bubblewrap = Bool(False, help="fail rather than run without bubblewrap").tag(config=True)
+    threads = Integer(0, help="CPU threads for TensorFlow and BLAS in the kernel (0: as many as it likes)").tag(
+        config=True)
     judgement_path = Unicode("", help="where to write the judgement JSON (empty: nowhere)").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
@@ -105,10 +107,11 @@ class SandboxedExecute(NbGraderPreprocessor):
         inner = [sys.executable, "-m", "adamclinic.notebook_runner", f"{io_path}/in.ipynb", f"{io_path}/out.ipynb",
                  f"{io_path}/report.json", "--cell-timeout", str(self.cell_timeout),
                  "--deadline", str(self.submission_timeout)]
+        extra = sandbox.thread_environment(self.threads)
         if in_box:
-            cmd, cwd, env = sandbox.command(work, io, inner, limits), None, None
+            cmd, cwd, env = sandbox.command(work, io, inner, limits, extra), None, None
         else:
-            cmd, cwd, env = inner, work, sandbox.sandbox_environment(home=str(work))
+            cmd, cwd, env = inner, work, {**sandbox.sandbox_environment(home=str(work)), **extra}
         log = io / "runner.log"
         with open(log, "wb") as sink:
             process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
