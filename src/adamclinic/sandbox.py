@@ -66,7 +66,9 @@ def thread_environment(threads: int) -> dict[str, str]:
 
 def command(work: Path, io: Path, inner: list[str], limits: Limits, extra_env: dict[str, str] | None = None) -> list[str]:
     """The bubblewrap command line that runs ``inner`` with ``work`` and ``io`` as its only writable folders."""
+    # /tmp first: a bind made before it (a course cloned under /tmp) would be hidden by the tmpfs.
     args = [bubblewrap() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", "/usr", "/usr"]
     for link in ("lib", "lib64", "bin", "sbin"):
         target = Path("/") / link
@@ -79,8 +81,7 @@ def command(work: Path, io: Path, inner: list[str], limits: Limits, extra_env: d
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for root in _python_roots() + _read_only_course_parts():
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
-             "--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT,
+    args += ["--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT,
              "--clearenv"]
     for key, value in {**sandbox_environment(), **(extra_env or {})}.items():
         args += ["--setenv", key, value]
