@@ -49,7 +49,7 @@ def test_the_checklist_covers_every_cause_the_instrument_names():
     """Section 1: seven steps in order, data first and validation last."""
     assert len(CHECKLIST) == 7
     assert CHECKLIST.index[0].startswith("1. the data") and CHECKLIST.index[-1].startswith("7. validation")
-    assert len(CAUSES) == 13
+    assert len(CAUSES) == 14
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -54,6 +54,7 @@ CAUSES = {
     "learning_rate_too_low": "learning rate too low",
     "beta_2_too_low": "β2 too low for noisy gradients",
     "chance_plateau": "stuck at the loss of guessing",
+    "output_loss_mismatch": "the output layer does not match the loss",
     "majority_class": "constant prediction of the majority class",
     "recompile_reset": "optimizer state lost on recompile",
     "train_eval_mismatch": "training and inference modes disagree",
@@ -75,6 +76,8 @@ class RunRecord:
     ``fit`` began: more than one means the model was trained again, usually after a recompile.
     ``prediction_spread`` is the standard deviation of the final predictions over the target's
     (regression) or the share of probe rows given the most common predicted class (classification).
+    ``improper_outputs`` is the share of probe rows whose outputs are not probabilities (a value outside
+    [0, 1], or, for several classes, a sum other than 1) although the loss expects probabilities.
     """
 
     task: str  # "regression", "binary" or "multiclass"
@@ -100,6 +103,7 @@ class RunRecord:
     final_eval_mode_loss: float
     prediction_spread: float
     epoch_layer_grads: list[list[float]] = field(default_factory=list)
+    improper_outputs: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=True, separators=(",", ":"))
@@ -192,7 +196,14 @@ def _final_probe(model: keras.Model, loss_fn: Callable, x: np.ndarray, y: np.nda
         else:
             predicted = (predictions[:, 0] > 0.5).astype(int) if task == "binary" else predictions.argmax(axis=1)
             spread = float(np.bincount(predicted).max() / len(predicted))
-    return {"final_train_mode_loss": train_mode_loss,
+    improper = 0.0
+    from_logits = getattr(loss_fn, "from_logits", None) or getattr(loss_fn, "_fn_kwargs", {}).get("from_logits")
+    if task != "regression" and not from_logits:
+        outside = ((predictions < -1e-3) | (predictions > 1 + 1e-3)).any(axis=1)
+        if task == "multiclass":
+            outside |= np.abs(predictions.sum(axis=1) - 1) > 1e-2
+        improper = float(outside.mean())
+    return {"improper_outputs": improper, "final_train_mode_loss": train_mode_loss,
             "final_eval_mode_loss": eval_mode_loss, "prediction_spread": spread}
 
 
@@ -626,6 +637,20 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
                    "binary_crossentropy), and that the labels are in the form the loss expects.")
 
 
+def _output_loss_mismatch(r: RunRecord) -> Finding | None:
+    if r.improper_outputs < 0.05:
+        return None
+    losses = _finite(r.loss)
+    ends = (f"; the training loss ends at {losses[-1]:.4g} against {r.baseline_loss:.4g} for guessing"
+            if losses.size else "")
+    return Finding("output_loss_mismatch", _clip01(0.8 + 0.2 * r.improper_outputs),
+                   f"the loss expects probabilities, but for {r.improper_outputs:.0%} of the probed rows the outputs "
+                   f"are not (a value outside [0, 1], or several classes not summing to 1){ends}.",
+                   "Give the output layer the activation the loss expects (softmax with K units for "
+                   "sparse_categorical_crossentropy, one sigmoid unit for binary_crossentropy), or keep a linear "
+                   "output and pass from_logits=True to the loss.")
+
+
 def _majority_class(r: RunRecord) -> Finding | None:
     if r.task == "regression":
         return None
@@ -693,8 +718,8 @@ def _overfitting(r: RunRecord) -> Finding | None:
 
 
 RULES = (_nan_inputs, _unscaled_inputs, _unscaled_targets, _exploding, _vanishing, _learning_rate_too_high,
-         _learning_rate_too_low, _beta_2_too_low, _chance_plateau, _majority_class, _recompile_reset,
-         _train_eval_mismatch, _overfitting)
+         _learning_rate_too_low, _beta_2_too_low, _chance_plateau, _output_loss_mismatch, _majority_class,
+         _recompile_reset, _train_eval_mismatch, _overfitting)
 
 
 def diagnose(run: History | ClinicMonitor | RunRecord) -> Report:

@@ -54,6 +54,16 @@ def digits_tanh_net() -> keras.Model:
     return mlp("digits_tanh_net", 64, (32, 32), "tanh", outputs=10, output_activation="softmax")
 
 
+def digits_linear_output_net() -> keras.Model:
+    """64-64-10 ReLU with a linear output: scores, not probabilities."""
+    return mlp("digits_linear_output_net", 64, (64,), "relu", outputs=10)
+
+
+def linear_binary_net() -> keras.Model:
+    """8-32-1 tanh with a linear output: a score, not a probability."""
+    return mlp("linear_binary_net", 8, (32,), "tanh")
+
+
 def digits_regression_net() -> keras.Model:
     """64-64-1 ReLU with a linear output, for a regression target computed from the digits."""
     return mlp("digits_regression_net", 64, (64,), "relu")
@@ -288,6 +298,11 @@ def _zoo() -> list[Patient]:
                 lambda: TrainConfig(misaligned(digit_images()), digits_relu_net, epochs=20, loss=SCC)),
         Patient("two classes (fit), labels misaligned", "chance_plateau",
                 lambda: TrainConfig(misaligned(B()), tanh_binary_net, epochs=15, loss=BCE), fit=keras_fit),
+        # the output layer does not match the loss
+        Patient("digits, linear output", "output_loss_mismatch",
+                lambda: TrainConfig(digit_images(), digits_linear_output_net, epochs=15, loss=SCC)),
+        Patient("two classes (fit), linear output", "output_loss_mismatch",
+                lambda: TrainConfig(B(), linear_binary_net, epochs=15, loss=BCE), fit=keras_fit),
         # optimizer state lost on recompile
         Patient("regression (fit), recompiled at epoch 10", "recompile_reset",
                 lambda: TrainConfig(R(), small_relu_net, learning_rate=1e-2, epochs=20), fit=recompiled_fit(10)),
