@@ -274,8 +274,15 @@ WATCH_DRAWING = """
 
 def type_into_control(panel, label: str, value: str) -> None:
     """Type a value into the readout of the slider labelled ``label`` and press Enter, as a keyboard
-    user would."""
-    readout = panel.locator(".widget-inline-hbox", has_text=label).locator(".widget-readout").first
+    user would; for a drop-down menu, pick the option that reads ``value``."""
+    control = panel.locator(".widget-inline-hbox", has_text=label).first
+    if control.locator("select").count():
+        menu = control.locator("select").first
+        menu.scroll_into_view_if_needed()
+        menu.focus()
+        menu.select_option(label=value)
+        return
+    readout = control.locator(".widget-readout").first
     readout.scroll_into_view_if_needed()
     readout.click()
     readout.press("Control+a")
@@ -377,6 +384,23 @@ def learning_rate_point_three_stays_at_guessing(before: str, after: str) -> None
     assert abs(reported_losses(after)[1] - 2.303) < 0.1, after  # ln 10: the loss of guessing
 
 
+def the_fixed_output_learns_where_the_bug_stalls_near_ln_10(before: str, after: str) -> None:
+    # Lesson 07, section 1 (seeds 0-4): the bug stalls at 2.09-2.29, under ln 10; fixed, 0.054-0.062.
+    assert 2.05 < reported_losses(before)[1] <= 2.303, before
+    assert 0.05 < reported_losses(after)[1] < 0.066, after
+
+
+def lr_1e3_is_healthy_where_lr_1_was_too_high(before: str, after: str) -> None:
+    # Lesson 08, section 2: this panel's last line is the clinic's diagnosis of the run (seeds 0-2).
+    strongest_cause = before.partition("Clinic:")[2].strip().splitlines()[0]
+    assert strongest_cause.startswith("learning rate too high"), before
+    match = re.search(r"No problem found\. the loss fell from (\S+) to (\S+) "
+                      r"\(the best constant prediction scores (\S+?)\)", after)
+    assert match, after
+    assert 0.05 < float(match.group(2)) < 0.075, after  # 0.0625 on seed 0
+    assert abs(float(match.group(3)) - 0.957) < 0.001, after
+
+
 LIVE_CONTROLS = {
     "00": LiveControl("lessons/00_adam_from_the_inside.ipynb",
                       ("from adamclinic", "valley = SurfacePanel(QUADRATIC"),
@@ -402,6 +426,15 @@ LIVE_CONTROLS = {
                        "show_panel(learning_rate_validation_panel(base))"),
                       "learning rate", "0.3", r"lr=0\.3\d*: finished 100 epochs",
                       learning_rate_point_three_stays_at_guessing),
+    "07": LiveControl("lessons/07_its_not_adam.ipynb",
+                      ("from adamclinic", "outputs = classifier_panel(clf"),
+                      "output, loss", "softmax output, from_logits=False",
+                      r"10 classes, softmax output, from_logits=False, .*: finished 30 epochs",
+                      the_fixed_output_learns_where_the_bug_stalls_near_ln_10),
+    "08": LiveControl("lessons/08_the_clinic.ipynb",
+                      ("from adamclinic", "show_panel(learning_rate_clinic_panel(base"),
+                      "learning rate", "0.001", r"No problem found\.",
+                      lr_1e3_is_healthy_where_lr_1_was_too_high),
 }
 
 
@@ -421,7 +454,7 @@ def test_one_control_redraws_while_training_and_the_status_line_reports_it(pages
     panel.scroll_into_view_if_needed()
     page.shot("defaults")
     before, after = move_and_watch(panel, case.control, case.value, case.verdict)
-    page.shot(f"{case.control.split(':')[0].replace(' ', '-')}-{case.value}")
+    page.shot(re.sub(r"[^\w.=-]+", "-", f"{case.control.split(':')[0]}-{case.value}"))
     case.judge(before, after)
     assert page.widget_errors() == []
 
