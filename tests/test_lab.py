@@ -40,7 +40,9 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
-            server.wait(timeout=20)
+            # A liveness bound, not a speed figure: on a loaded CI machine (the grading tests run beside
+            # this one) JupyterLab's orderly shutdown once took over 20 s.
+            server.wait(timeout=90)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
-            raise AssertionError("the server did not stop on Ctrl-C within 20 s")
+            raise AssertionError("the server did not stop on Ctrl-C within 90 s")
