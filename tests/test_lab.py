@@ -38,11 +38,15 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
         assert model["type"] == "notebook"
         assert model["content"]["cells"][0]["source"].startswith("# Lesson 01")
     finally:
+        # Ctrl-C, and Ctrl-C again if it is still up: Jupyter may ask "Shutdown this Jupyter server?"
+        # after the first one, and a second Ctrl-C stops it without asking.
         os.killpg(server.pid, signal.SIGINT)
         try:
-            # A liveness bound, not a speed figure: on a loaded CI machine (the grading tests run beside
-            # this one) JupyterLab's orderly shutdown once took over 20 s.
-            server.wait(timeout=90)
+            server.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            raise AssertionError("the server did not stop on Ctrl-C within 90 s")
+            os.killpg(server.pid, signal.SIGINT)
+            try:
+                server.wait(timeout=90)  # a liveness bound: shutdown is slow on a loaded machine
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                raise AssertionError("the server did not stop on Ctrl-C twice within 100 s")
