@@ -7,7 +7,7 @@ TensorFlow 2.21 prints while it loads ignore that variable, so the import itself
 process's stderr pointed at /dev/null, for the import only.
 
 The grader's own processes (``python -m adamclinic.grading``, its Dask workers, the notebook runner
-in the sandbox) never train, so they skip the 4-second import: by their command line, or by
+in the sandbox) never train, so they skip the 4-second import (and a 1-second grammar, below): by their command line, or by
 ``ADAMCLINIC_SKIP_TENSORFLOW=1``, which they pass on to their children. A student's kernel never has it.
 """
 
@@ -50,5 +50,11 @@ def _needs_tensorflow() -> bool:
 
 if _needs_tensorflow():
     _import_tensorflow_quietly()
+else:
+    # The grader's processes read notebooks with nbformat, whose jsonschema imports rfc3987_syntax,
+    # and that builds a grammar on import: about 1 s of every grader process's start-up (the batch,
+    # each Dask worker, each sandboxed runner), for URI formats no notebook uses. Without the module
+    # jsonschema simply skips that format check.
+    sys.modules.setdefault("rfc3987_syntax", None)
 
 __version__ = "0.1.0"

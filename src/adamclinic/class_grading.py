@@ -6,8 +6,10 @@
 What happens, in order:
 
 1. ``nbgrader collect --update`` brings the exchange's submissions into ``grading/submitted/``.
-2. The real gradebook is told about the assignment (``generate_assignment`` into a scratch release),
-   and a *template* gradebook (this assignment's cells and hidden tests, no student) is made beside it.
+2. A *template* gradebook (this assignment's cells and hidden tests, no student) is made with
+   ``generate_assignment`` into a scratch release, while the Dask cluster starts and its workers
+   import nbgrader. The real gradebook is told about the assignment (the same ``generate_assignment``,
+   skipped when it already holds the assignment unchanged) while the first tasks run.
 3. One Dask task per submission (``adamclinic.grading_task.autograde_one``) runs nbgrader in a child
    process on a private copy of the template, with the student's code in bubblewrap. By default the
    tasks go to a ``LocalCluster`` of ``--workers`` single-threaded workers; ``--scheduler`` sends them
@@ -34,14 +36,17 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adamclinic.grading_task import autograde_one, nbgrader_environment
+from adamclinic.grading_task import autograde_one, nbgrader_environment, warm_up
 
 COURSE_ID = "adam-clinic"
 STATUSES = ("graded", "error", "timeout", "flagged")
@@ -130,25 +135,44 @@ class ClassGrading:
             log = ((outcome.get("log") or "") + (outcome.get("error") or "")).strip().splitlines()
             raise GradingError(f"nbgrader's {what} failed for {self.assignment}:\n    " + "\n    ".join(log[-20:]))
 
-    def prepare(self, staging: Path) -> Path:
-        """Record the assignment in the real gradebook; return a template gradebook with no student in it."""
-        from nbgrader.api import Gradebook, MissingEntry
+    def make_template(self, staging: Path) -> Path:
+        """A gradebook with this assignment's cells and hidden tests, and no student (each task copies it)."""
+        from nbgrader.api import Gradebook
 
         template = staging / "template.db"
-        for url in (self.gradebook_url, f"sqlite:///{template}"):
-            with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch, warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=Warning)
-                api = self._api(url, release_directory=scratch)
-                self._call("generate_assignment", api.generate_assignment(self.assignment, force=True, create=True))
-        with Gradebook(self.gradebook_url, course_id=COURSE_ID) as real:
-            try:
-                duedate = real.find_assignment(self.assignment).duedate
-            except MissingEntry:
-                duedate = None
-        if duedate is not None:
+        _stamp_new_gradebook(template)
+        self._generate_assignment(f"sqlite:///{template}")
+        duedate = self._assignment_in(self.gradebook_url, lambda record: record.duedate)
+        if duedate is not None:  # late penalties are computed in the task, from the real gradebook's due date
             with Gradebook(f"sqlite:///{template}", course_id=COURSE_ID) as copy:
                 copy.update_or_create_assignment(self.assignment, duedate=duedate)
         return template
+
+    def record_assignment(self, template: Path) -> None:
+        """Make sure the real gradebook holds the assignment exactly as the template does.
+
+        ``generate_assignment`` on the real gradebook is skipped when it already holds the same
+        notebooks, graded cells and source checksums (the usual case: the assignment was released
+        from this source), which keeps it out of the batch's serial part.
+        """
+        if self._assignment_in(self.gradebook_url, _layout) != self._assignment_in(f"sqlite:///{template}", _layout):
+            self._generate_assignment(self.gradebook_url)
+
+    def _generate_assignment(self, url: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="adamclinic-release-") as scratch, warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            api = self._api(url, release_directory=scratch)
+            self._call("generate_assignment", api.generate_assignment(self.assignment, force=True, create=True))
+
+    def _assignment_in(self, url: str, read):
+        """``read(assignment record)`` from the gradebook at ``url``, or None when it lacks the assignment."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(url, course_id=COURSE_ID) as gradebook:
+            try:
+                return read(gradebook.find_assignment(self.assignment))
+            except MissingEntry:
+                return None
 
     def commit(self, outcome: dict, status: str, reasons: list[str]) -> tuple[float, float]:
         """Copy one task's grades into the real gradebook (one transaction) and its notebook into place."""
@@ -221,7 +245,6 @@ class ClassGrading:
         staging = self.root / "grading" / ".staging" / self.assignment
         shutil.rmtree(staging, ignore_errors=True)  # left by a killed run; nothing there is a result
         staging.mkdir(parents=True)
-        template = self.prepare(staging)
         done = {} if self.regrade else self.journal()
         fingerprints = {s: self.fingerprint(s) for s in students}
         todo = [s for s in students if done.get(s, {}).get("fingerprint") != fingerprints[s]]
@@ -230,10 +253,55 @@ class ClassGrading:
               + (f" ({skipped} already graded and unchanged)" if skipped else "")
               + (f" on the Dask cluster at {self.scheduler}" if self.scheduler
                  else f" with {self.workers} worker(s)") + ".", flush=True)
-        grader_failed = self._grade(todo, template, staging, fingerprints) if todo else False
+        grader_failed = False
+        if todo:
+            grader_failed = self._grade_on_cluster(todo, staging, fingerprints)
+        else:
+            self.record_assignment(self.make_template(staging))
         shutil.rmtree(staging, ignore_errors=True)
         self._finish(students)
         return 1 if grader_failed else 0
+
+    def _grade_on_cluster(self, students, staging, fingerprints) -> bool:
+        # The cluster starts, and its workers import nbgrader, while this process builds the template;
+        # in sequence they were the batch's longest stretch with one core idle.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            starting = pool.submit(self._connect)
+            try:
+                template = self.make_template(staging)
+            except BaseException:
+                starting.add_done_callback(lambda done: done.exception() or self._disconnect(*done.result()))
+                raise
+        client, cluster = starting.result()
+        try:
+            return self._grade(client, students, template, staging, fingerprints)
+        finally:
+            self._disconnect(client, cluster)
+
+    @staticmethod
+    def _disconnect(client, cluster) -> None:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def _connect(self):
+        """A client of the Dask cluster (a new local one unless ``scheduler``), its workers warmed up."""
+        import dask
+        from dask.distributed import Client, LocalCluster
+
+        cluster = None
+        if self.scheduler:
+            client = Client(self.scheduler, timeout="30s")
+        else:
+            # Dask's statistical profiler samples each task's stack every 10 ms; with two workers on
+            # two cores it cost a tenth of the batch (python -m adamclinic.bench grading), and a grader
+            # has no use for it.
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.ERROR, memory_limit=0)
+            client = Client(cluster)
+        client.run(warm_up, on_error="ignore")  # only a head start: a task imports what it needs
+        return client, cluster
 
     def _specs(self, students, template, staging) -> list[dict]:
         notebooks = len(list((self.root / "solutions" / self.assignment).glob("*.ipynb")))
@@ -244,46 +312,35 @@ class ClassGrading:
                  "staging": str(staging / f"{s}-{uuid.uuid4().hex[:8]}"), "limits": self.limits,
                  "threads": threads, "notebooks": notebooks} for s in students]
 
-    def _grade(self, students, template, staging, fingerprints) -> bool:
-        from dask.distributed import Client, LocalCluster, as_completed
+    def _grade(self, client, students, template, staging, fingerprints) -> bool:
+        from dask.distributed import as_completed
         from tqdm import tqdm
 
-        cluster = None
-        if self.scheduler:
-            client = Client(self.scheduler, timeout="30s")
-        else:
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR, memory_limit=0)
-            client = Client(cluster)
         failed = False
-        try:
-            futures = [client.submit(autograde_one, spec, key=f"autograde-{self.assignment}-{spec['student']}-"
-                                     f"{uuid.uuid4().hex[:6]}", pure=False, retries=1)
-                       for spec in self._specs(students, template, staging)]
-            bar = tqdm(total=len(futures), unit="submission", disable=not self.progress, file=sys.stderr,
-                       dynamic_ncols=True)
-            for count, future in enumerate(as_completed(futures), start=1):
-                try:
-                    outcome = future.result()
-                except Exception as error:  # the grader's own failure (worker lost twice, a bug)
-                    failed = True
-                    print(f"grader failure on a task: {type(error).__name__}: {error}", file=sys.stderr)
-                    bar.update(1)
-                    continue
-                status, reasons = self._status(outcome)
-                score, max_score = self.commit(outcome, status, reasons)
-                student = outcome["student"]
-                self._append_journal({"student": student, "fingerprint": fingerprints[student], "status": status,
-                                      "reason": "; ".join(reasons), "score": score, "max_score": max_score,
-                                      "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+        futures = [client.submit(autograde_one, spec, key=f"autograde-{self.assignment}-{spec['student']}-"
+                                 f"{uuid.uuid4().hex[:6]}", pure=False, retries=1)
+                   for spec in self._specs(students, template, staging)]
+        self.record_assignment(template)  # while the first submissions are graded
+        bar = tqdm(total=len(futures), unit="submission", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True)
+        for count, future in enumerate(as_completed(futures), start=1):
+            try:
+                outcome = future.result()
+            except Exception as error:  # the grader's own failure (worker lost twice, a bug)
+                failed = True
+                print(f"grader failure on a task: {type(error).__name__}: {error}", file=sys.stderr)
                 bar.update(1)
-                tqdm.write(f"[{count}/{len(futures)}] {student}: {score:g} / {max_score:g} ({status})"
-                           + (f": {reasons[0]}" if reasons and status != "graded" else ""), file=sys.stdout)
-            bar.close()
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+                continue
+            status, reasons = self._status(outcome)
+            score, max_score = self.commit(outcome, status, reasons)
+            student = outcome["student"]
+            self._append_journal({"student": student, "fingerprint": fingerprints[student], "status": status,
+                                  "reason": "; ".join(reasons), "score": score, "max_score": max_score,
+                                  "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+            bar.update(1)
+            tqdm.write(f"[{count}/{len(futures)}] {student}: {score:g} / {max_score:g} ({status})"
+                       + (f": {reasons[0]}" if reasons and status != "graded" else ""), file=sys.stdout)
+        bar.close()
         return failed
 
     @staticmethod
@@ -323,6 +380,30 @@ class ClassGrading:
         counts = {s: sum(1 for st in students if journal.get(st, {}).get("status") == s) for s in STATUSES}
         print(f"\n{self.assignment}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
               + f". Report: {self.report_path}")
+
+
+def _stamp_new_gradebook(path: Path) -> None:
+    """Start an SQLite gradebook stamped with nbgrader's schema revision, as nbgrader would.
+
+    nbgrader stamps a new gradebook by running the ``alembic heads`` command, a process that imports
+    nbgrader again: 2.6 s, the longest step before the first submission could start. The same
+    revision, read here from nbgrader's migration scripts, takes milliseconds.
+    """
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    revision = ScriptDirectory(ALEMBIC_DIR).get_current_head()
+    with closing(sqlite3.connect(path)) as database, database:
+        database.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        database.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (revision,))
+
+
+def _layout(record) -> dict:
+    """What ``generate_assignment`` records of an assignment: notebooks, graded cells, source checksums."""
+    return {notebook.name: sorted((cell.name, cell.cell_type, cell.locked, cell.checksum) for cell in notebook.source_cells)
+            + sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
+            + sorted(cell.name for cell in notebook.solution_cells) + sorted(cell.name for cell in notebook.task_cells)
+            for notebook in record.notebooks}
 
 
 def read_report(path: Path) -> dict[str, dict]:

@@ -60,6 +60,13 @@ def course_config(root: Path, overrides: dict[str, dict[str, object]]):
     return config
 
 
+def warm_up() -> None:
+    """Import what a task needs (about 2 s), so a worker does it while the batch is still being set up."""
+    os.environ.update(nbgrader_environment())
+    import nbgrader.converters  # noqa: F401
+    import nbgrader.coursedir  # noqa: F401
+
+
 def run_converter(kind: str, root: Path, assignment: str, student: str, overrides: dict) -> tuple[bool, str]:
     """nbgrader's Autograde or GenerateFeedback for one student, in this process; (success, its log)."""
     os.environ.update(nbgrader_environment())

@@ -30,14 +30,9 @@ import signal
 import sys
 import time
 
-# jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar on import: about 1 s of
-# this process's start-up, once per graded notebook, for URI formats a notebook never uses. Without it,
-# jsonschema simply skips that format check.
-sys.modules.setdefault("rfc3987_syntax", None)
-
-import nbformat  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
-from nbclient.exceptions import DeadKernelError  # noqa: E402
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
 
 MAX_STREAM_LINES = 2000
 MAX_OUTPUT_CHARS = 2_000_000
