@@ -224,3 +224,25 @@ def test_without_bubblewrap_the_grader_says_so_once_and_still_grades(tmp_path):
     assert result.stderr.count("bubblewrap (bwrap) is not installed") == 1
     assert part_scores(course, "ada") == pytest.approx(EXPECTED["ada"])
     assert part_scores(course, "ben") == pytest.approx(EXPECTED["ben"])
+
+
+def test_a_part_whose_points_change_is_regraded_on_the_new_points(tmp_path):
+    """The gradebook's copy of the assignment is refreshed when solutions/ changes, not reused."""
+    import nbformat
+
+    course = make_probe_course(tmp_path / "course")
+    hand_in(course, "ada", answered(course, CLASS["ada"]))
+    first = grade_probe(course, "--workers", "1")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    report_of_first = report(course)["ada"]
+    source = course / "solutions" / PROBE / f"{PROBE}.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    train = next(cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == "train")
+    train.metadata.nbgrader.points = 3
+    nbformat.write(notebook, source)
+    second = grade_probe(course, "--workers", "1")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "Grading 1 submission(s)" in second.stdout
+    assert part_scores(course, "ada") == pytest.approx({**FULL, "train": 3})
+    before, after = float(report_of_first["max_score"]), float(report(course)["ada"]["max_score"])
+    assert after == before + 1
