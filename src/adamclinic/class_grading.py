@@ -39,6 +39,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,7 @@ class ClassGrading:
     limits: dict = field(default_factory=dict)  # SandboxedExecute traits: cell_timeout, submission_timeout, ...
     regrade: bool = False
     progress: bool = True
+    _closing: list = field(default_factory=list, init=False, repr=False)  # threads stopping the Dask cluster
 
     @property
     def gradebook_url(self) -> str:
@@ -260,6 +262,8 @@ class ClassGrading:
             self.record_assignment(self.make_template(staging))
         shutil.rmtree(staging, ignore_errors=True)
         self._finish(students)
+        for closing in self._closing:
+            closing.join()
         return 1 if grader_failed else 0
 
     def _grade_on_cluster(self, students, staging, fingerprints) -> bool:
@@ -275,8 +279,10 @@ class ClassGrading:
         client, cluster = starting.result()
         try:
             return self._grade(client, students, template, staging, fingerprints)
-        finally:
-            self._disconnect(client, cluster)
+        finally:  # stopping the workers takes half a second; the batch writes its report meanwhile
+            closing = threading.Thread(target=self._disconnect, args=(client, cluster), name="dask-close")
+            closing.start()
+            self._closing.append(closing)
 
     @staticmethod
     def _disconnect(client, cluster) -> None:
