@@ -37,20 +37,22 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-# Command-line tools of the grader that never train (``python -m adamclinic.grading ...``).
-_COMMANDS_WITHOUT_TRAINING = ("adamclinic.grading", "adamclinic.notebook_runner")
+# The grader's command-line tools, and the JupyterLab server; none of them trains (a lab kernel is a
+# process of its own and imports TensorFlow as usual).
+_GRADER_COMMANDS = ("adamclinic.grading", "adamclinic.notebook_runner")
+_COMMANDS_WITHOUT_TRAINING = _GRADER_COMMANDS + ("adamclinic.lab",)
 
 
-def _needs_tensorflow() -> bool:
-    if os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") == "1":
-        return False
+def _started_as(commands: tuple[str, ...]) -> bool:
     argv = list(getattr(sys, "orig_argv", []))
-    return not any(a == "-m" and b in _COMMANDS_WITHOUT_TRAINING for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and b in commands for a, b in zip(argv, argv[1:]))
 
 
-if _needs_tensorflow():
+_SKIP = os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") == "1"  # the grader's Dask workers and children
+
+if not (_SKIP or _started_as(_COMMANDS_WITHOUT_TRAINING)):
     _import_tensorflow_quietly()
-else:
+if _SKIP or _started_as(_GRADER_COMMANDS):
     # The grader's processes read notebooks with nbformat, whose jsonschema imports rfc3987_syntax,
     # and that builds a grammar on import: about 1 s of every grader process's start-up (the batch,
     # each Dask worker, each sandboxed runner), for URI formats no notebook uses. Without the module

@@ -23,9 +23,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def command(port: int, token: str, open_browser: bool) -> list[str]:
+def lab_arguments(port: int, token: str, open_browser: bool) -> list[str]:
     args = [
-        sys.executable, "-m", "jupyterlab", FIRST_LESSON,
+        FIRST_LESSON,
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
@@ -54,7 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     # even when the virtual environment was not activated.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.chdir(ROOT)
-    os.execv(sys.executable, command(port, token, not options.no_browser))
+    from jupyterlab.labapp import LabApp
+
+    try:
+        LabApp.launch_instance(argv=lab_arguments(port, token, not options.no_browser))
+    finally:
+        # JupyterLab has stopped and shut its kernels down by now. Its idle AnyIO worker threads (left by
+        # file operations) are not daemons, so Python would wait for them forever: the terminal would
+        # hang after Ctrl-C until a second one. Nothing is left to clean up, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
