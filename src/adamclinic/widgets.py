@@ -78,7 +78,10 @@ class LossPlot:
                 bq.Axis(scale=self.y_scale, side="left", label=y_label, tick_format=".0e"),
             ],
             title=title,
-            legend_location="top-right",
+            # bqplot sizes a legend generously and anchors a right-hand one at its right edge, so long run
+            # labels ("256x2 net, 256 digits, lr=0.3 (validation)") ran off the left of the chart; a
+            # left-hand legend grows into the plot instead, and a loss curve seldom visits bottom-left.
+            legend_location="bottom-left",
             layout=w.Layout(width="680px", height="380px"),
             fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
             animation_duration=0,
