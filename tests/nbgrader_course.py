@@ -134,7 +134,7 @@ def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str
     return course
 
 
-# The four students of an assignment's round trip. ``answers`` maps each solution cell's grade_id to sample
+# The three students of an assignment's round trip. ``answers`` maps each solution cell's grade_id to sample
 # sources: "reference" (the solution's), "wrong" (a plausible mistake) and "other_right" (correct, unlike the
 # reference). The two mixed students split every part between them, so each part is seen scored on its own.
 
@@ -142,11 +142,14 @@ RIGHT = ("reference", "other_right")
 
 
 def round_trip_choices(answers: dict[str, dict[str, str]], wrong_in_mixed_1: set[str]) -> dict[str, dict[str, str]]:
-    """Which sample answer each student hands in per solution cell: ``reference`` the solution's, ``untouched``
-    none, ``mixed_1`` the wrong one in the cells named and the other right one elsewhere, ``mixed_2`` the reverse."""
+    """Which sample answer each student hands in per solution cell: ``untouched`` none, ``mixed_1`` the wrong one
+    in the cells named and the other right one elsewhere, ``mixed_2`` the reverse.
+
+    No student hands in the reference answers: ``nbgrader validate`` runs the same hidden tests on the solution
+    (tests/test_assignments.py), and ex01's round trip grades the reference through the whole pipeline, three
+    times. Between them the two mixed students earn and lose every part."""
     assert wrong_in_mixed_1 and wrong_in_mixed_1 < set(answers), "each mixed student needs a wrong and a right part"
     return {
-        "reference": {cell: "reference" for cell in answers},
         "untouched": {},
         "mixed_1": {cell: "wrong" if cell in wrong_in_mixed_1 else "other_right" for cell in answers},
         "mixed_2": {cell: "other_right" if cell in wrong_in_mixed_1 else "wrong" for cell in answers},

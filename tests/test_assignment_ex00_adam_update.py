@@ -1,6 +1,6 @@
 """Exercise ex00_adam_update: a real nbgrader round trip, and the calibration of its bars.
 
-The round trip (one module-scoped course) releases the exercise, submits four students and autogrades them in
+The round trip (one module-scoped course) releases the exercise, submits three students and autogrades them in
 one ``grade`` call: ``reference`` (the solution's answers), ``untouched`` (the release as is), and two mixed
 students, so that every part meets one plausible wrong answer (no points for that part only) and one correct
 answer unlike the reference (full points); mixed_1 is wrong in A only, mixed_2 in B and C:
@@ -108,7 +108,7 @@ def test_each_part_is_scored_on_its_own(graded, student):
 @pytest.mark.xdist_group(A)
 def test_the_written_answer_waits_for_a_human(graded):
     """Part D is graded by hand: after autograding it still needs a manual grade (2 points)."""
-    assert hand_graded_parts(graded, A, "reference") == {"epsilon_hat_explanation": (2.0, True)}
+    assert hand_graded_parts(graded, A, "mixed_1") == {"epsilon_hat_explanation": (2.0, True)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Exercise ex02_gradients: a full nbgrader round trip with sample students, and the calibration of every bar.
 
-The round trip releases the assignment in a temporary copy of the course, submits four notebooks (reference,
-untouched, two mixed) and grades them in one ``grade`` call; each part must be scored on its own (a wrong fix loses
+The round trip releases the assignment in a temporary copy of the course, submits three notebooks
+(untouched, two mixed) and grades them in one ``grade`` call; each part must be scored on its own (a wrong fix loses
 that part's points only, a correct fix unlike the reference earns them); mixed_1 is wrong in Parts A and C, mixed_2
 in Part B. Determinism (the same notebook graded three times) is checked on ex01 in tests/test_assignments.py.
 The calibration tests train the reference fix and the known-wrong setups in-process over seeds 0-4 and assert the
@@ -93,7 +93,7 @@ def test_each_part_is_scored_on_its_own(graded, student):
 @pytest.mark.slow
 def test_the_written_answer_waits_for_a_human(graded):
     """Part D (why the article's net has no vanishing gradient) still needs a manual grade after autograding."""
-    assert hand_graded_parts(graded, A, "reference") == {"article_net_explanation": (2.0, True)}
+    assert hand_graded_parts(graded, A, "mixed_1") == {"article_net_explanation": (2.0, True)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Exercise 03 (feature scaling without the leak): a real nbgrader round trip, and the calibration of its bars.
 
-Round trip: one temporary course, released once, four students submitted (reference, untouched, two mixed), ONE
+Round trip: one temporary course, released once, three students submitted (untouched, two mixed), ONE
 ``grade`` call. Each autograded part has a plausible wrong answer (no marks for that part only) and a correct answer
 different from the reference (full marks); mixed_1 is wrong in Part A only, mixed_2 in Parts B and C:
 

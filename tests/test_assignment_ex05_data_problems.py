@@ -1,6 +1,6 @@
 """ex05_data_problems: a real nbgrader round trip, and the calibration of the three bars.
 
-The round trip releases the assignment in a temporary course copy, submits four students and grades them
+The round trip releases the assignment in a temporary course copy, submits three students and grades them
 in one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed
 students who split the parts between them: each part is wrong (in a plausible way) in one and solved
 differently from the solution in the other. Determinism (the same notebook graded three times) is checked

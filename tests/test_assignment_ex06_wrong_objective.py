@@ -1,6 +1,6 @@
 """ex06_wrong_objective: a real nbgrader round trip, and the calibration of the diagnosis and the two bars.
 
-The round trip releases the assignment in a temporary course copy, submits four students and grades them
+The round trip releases the assignment in a temporary course copy, submits three students and grades them
 in one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed
 students who split the parts between them: each part is wrong (in a plausible way) in one and solved
 differently from the solution in the other. Determinism (the same notebook graded three times) is checked
@@ -88,7 +88,7 @@ CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_answer", "gene
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """One course: release, four submissions, one ``grade`` call for all of them."""
+    """One course: release, three submissions, one ``grade`` call for all of them."""
     return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
 
 

@@ -1,9 +1,9 @@
 """ex07_not_adam: a real nbgrader round trip, and the calibration of the four bars.
 
-The round trip releases the assignment in a temporary course copy, submits four students and grades them in
-one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed students
-who each get some parts wrong in a plausible way and solve the others differently from the solution, so each
-part is shown to be scored on its own.
+The round trip releases the assignment in a temporary course copy, submits three students and grades them in
+one ``grade`` call: the untouched exercise (zero) and two mixed students who each get some parts wrong in a
+plausible way and solve the others differently from the solution, so each part is shown to be scored on its own.
+(``nbgrader validate`` runs the hidden tests on the reference answers, in tests/test_assignments.py.)
 
 The calibration tests train the reference repairs, other correct repairs and the known-wrong ones with the
 judging helpers the hidden tests use (``adamclinic.pitfalls``); the numbers in their docstrings were measured
@@ -89,9 +89,7 @@ def train_in_chunks(model, x, y, fit_calls, epochs_per_call, learning_rate):
 }
 PART_OF = {"fixed_classifier_answer": "fixed_classifier", "target_scaling_answer": "target_scaling_check",
            "shuffled_split_answer": "shuffled_split_check", "train_in_chunks_answer": "train_in_chunks_check"}
-REFERENCE = {cell: "reference" for cell in ANSWERS}
 STUDENTS = {
-    "reference": REFERENCE,
     "untouched": {},
     "mixed_1": {"fixed_classifier_answer": "wrong", "target_scaling_answer": "other_right",
                 "shuffled_split_answer": "wrong", "train_in_chunks_answer": "other_right"},

@@ -1,6 +1,6 @@
 """ex08_mystery_runs: a real nbgrader round trip, and the calibration of the bars.
 
-The round trip releases the assignment in a temporary course copy, submits four students and grades them
+The round trip releases the assignment in a temporary course copy, submits three students and grades them
 in one ``grade`` call: the reference answers (full marks), the untouched exercise (zero), and two mixed
 students who split the parts between them: each part is wrong (in a plausible way) in one and solved
 differently from the solution in the other.
@@ -117,7 +117,7 @@ def test_each_part_is_scored_on_its_own(graded, student):
 @pytest.mark.slow
 def test_the_written_answer_waits_for_a_human(graded):
     """The checklist explanation is worth 2 points and is left for the instructor to grade."""
-    assert hand_graded_parts(graded, A, "reference") == {"checklist_explanation": (2.0, True)}
+    assert hand_graded_parts(graded, A, "mixed_1") == {"checklist_explanation": (2.0, True)}
 
 
 # Calibration --------------------------------------------------------------------------------------
