@@ -1,4 +1,5 @@
-"""``make lab``'s launcher starts a real JupyterLab on 127.0.0.1 that serves lesson 01, and stops cleanly."""
+"""``make lab``'s launcher starts a real JupyterLab on 127.0.0.1 that serves lesson 01, and one Ctrl-C stops it,
+even when it was started with SIGINT ignored."""
 
 import json
 import os
@@ -21,6 +22,9 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "adamclinic.lab", "--port", str(port), "--token", token, "--no-browser"],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        # Started with SIGINT ignored, as nohup (and, at times, this test's own worker) would leave it:
+        # Ctrl-C must stop the server all the same.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         url = f"http://127.0.0.1:{port}/api/contents/lessons/01_learning_rate.ipynb?token={token}"
@@ -38,15 +42,11 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
         assert model["type"] == "notebook"
         assert model["content"]["cells"][0]["source"].startswith("# Lesson 01")
     finally:
-        # Ctrl-C, and Ctrl-C again if it is still up: Jupyter may ask "Shutdown this Jupyter server?"
-        # after the first one, and a second Ctrl-C stops it without asking.
+        # One Ctrl-C stops it: without a terminal Jupyter asks no "Shutdown this server?" question.
         os.killpg(server.pid, signal.SIGINT)
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=60)  # a liveness bound; it takes under a second on an idle machine
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(timeout=90)  # a liveness bound: shutdown is slow on a loaded machine
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                raise AssertionError("the server did not stop on Ctrl-C twice within 100 s")
+            os.killpg(server.pid, signal.SIGKILL)
+            raise AssertionError("the server did not stop within 60 s of Ctrl-C") from None
+    assert server.returncode == 0

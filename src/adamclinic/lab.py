@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     # even when the virtual environment was not activated.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.chdir(ROOT)
+    # Ctrl-C must stop the server even when whatever started us ignores or blocks SIGINT (nohup, some
+    # IDEs and test runners do, and a child inherits that): restore Python's own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from jupyterlab.labapp import LabApp
 
     try:
