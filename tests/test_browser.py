@@ -272,7 +272,7 @@ WATCH_DRAWING = """
 """
 
 
-def type_into_control(panel, label: str, value: str) -> None:
+def set_control(panel, label: str, value: str) -> None:
     """Type a value into the readout of the slider labelled ``label`` and press Enter, as a keyboard
     user would; for a drop-down menu, pick the option that reads ``value``."""
     control = panel.locator(".widget-inline-hbox", has_text=label).first
@@ -299,7 +299,7 @@ def move_and_watch(panel, label: str, value: str, verdict: str, timeout_s: float
     before = status_line(panel)
     assert not re.search(verdict, before), f"the status line reads {before!r} before the control moved"
     panel.evaluate(f"(root, args) => ({WATCH_DRAWING})([root, ...args])", [verdict, timeout_s * 1000])
-    type_into_control(panel, label, value)
+    set_control(panel, label, value)
     samples = panel.evaluate("root => root.adamclinicWatch")
     final = samples[-1]
     assert re.search(verdict, final["status"]), (

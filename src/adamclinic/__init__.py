@@ -7,8 +7,9 @@ TensorFlow 2.21 prints while it loads ignore that variable, so the import itself
 process's stderr pointed at /dev/null, for the import only.
 
 The grader's own processes (``python -m adamclinic.grading``, its Dask workers, the notebook runner
-in the sandbox) never train, so they skip the 4-second import (and a 1-second grammar, below): by their command line, or by
-``ADAMCLINIC_SKIP_TENSORFLOW=1``, which they pass on to their children. A student's kernel never has it.
+in the sandbox) and the JupyterLab server never train, so they skip the 4-second import: by their
+command line, or by ``ADAMCLINIC_SKIP_TENSORFLOW=1``, which the grader passes on to its children. A
+student's kernel never has it. The grader's processes also skip a 1-second grammar (below).
 """
 
 import os

@@ -267,22 +267,22 @@ class ClassGrading:
         return 1 if grader_failed else 0
 
     def _grade_on_cluster(self, students, staging, fingerprints) -> bool:
-        # The cluster starts, and its workers import nbgrader, while this process builds the template;
-        # in sequence they were the batch's longest stretch with one core idle.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            starting = pool.submit(self._connect)
-            try:
-                template = self.make_template(staging)
-            except BaseException:
-                starting.add_done_callback(lambda done: done.exception() or self._disconnect(*done.result()))
-                raise
-        client, cluster = starting.result()
+        client = cluster = None
         try:
+            # The cluster starts, and its workers import nbgrader, while this process builds the
+            # template; in sequence they were the batch's longest stretch with one core idle.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                starting = pool.submit(self._connect)
+                try:
+                    template = self.make_template(staging)
+                finally:
+                    client, cluster = starting.result()
             return self._grade(client, students, template, staging, fingerprints)
         finally:  # stopping the workers takes half a second; the batch writes its report meanwhile
-            closing = threading.Thread(target=self._disconnect, args=(client, cluster), name="dask-close")
-            closing.start()
-            self._closing.append(closing)
+            if client is not None:
+                closing = threading.Thread(target=self._disconnect, args=(client, cluster), name="dask-close")
+                closing.start()
+                self._closing.append(closing)
 
     @staticmethod
     def _disconnect(client, cluster) -> None:
@@ -406,7 +406,8 @@ def _stamp_new_gradebook(path: Path) -> None:
 
 def _layout(record) -> dict:
     """What ``generate_assignment`` records of an assignment: notebooks, graded cells, source checksums."""
-    return {notebook.name: sorted((cell.name, cell.cell_type, cell.locked, cell.checksum) for cell in notebook.source_cells)
+    return {notebook.name: sorted((cell.name, cell.cell_type, cell.locked, cell.checksum)
+                                  for cell in notebook.source_cells)
             + sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
             + sorted(cell.name for cell in notebook.solution_cells) + sorted(cell.name for cell in notebook.task_cells)
             for notebook in record.notebooks}

@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import sys
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +62,20 @@ def main(argv: list[str] | None = None) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from jupyterlab.labapp import LabApp
 
+    status = 0
     try:
         LabApp.launch_instance(argv=lab_arguments(port, token, not options.no_browser))
-    finally:
-        # JupyterLab has stopped and shut its kernels down by now. Its idle AnyIO worker threads (left by
-        # file operations) are not daemons, so Python would wait for them forever: the terminal would
-        # hang after Ctrl-C until a second one. Nothing is left to clean up, so leave at once.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    except SystemExit as stop:  # Jupyter's own way out: a bad option, a port in use (it said why)
+        status = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    # JupyterLab has stopped and shut its kernels down by now. Its idle AnyIO worker threads (left by
+    # file operations) are not daemons, so Python would wait for them forever: the terminal would
+    # hang after Ctrl-C until a second one. Nothing is left to clean up, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":
