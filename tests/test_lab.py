@@ -1,5 +1,5 @@
-"""``make lab``'s launcher starts a real JupyterLab on 127.0.0.1 that serves lesson 01, and one Ctrl-C stops it,
-even when it was started with SIGINT ignored."""
+"""``make lab``'s launcher starts a real JupyterLab on 127.0.0.1 that serves lesson 01 with the course's settings
+(no news prompt), and one Ctrl-C stops it, even when it was started with SIGINT ignored."""
 
 import json
 import os
@@ -10,7 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from adamclinic.lab import free_port
+
+pytestmark = pytest.mark.slow  # starts a JupyterLab server (make check leaves it out)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +45,12 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
         assert f"http://127.0.0.1:{port}/lab/tree/lessons/01_learning_rate.ipynb?token={token}" in log.read_text()
         assert model["type"] == "notebook"
         assert model["content"]["cells"][0]["source"].startswith("# Lesson 01")
+        # A newcomer sees no "official Jupyter news?" prompt: the course's defaults (jupyter/) are served.
+        settings_url = (f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+                        f"?token={token}")
+        with urllib.request.urlopen(settings_url, timeout=10) as response:
+            defaults = {name: spec.get("default") for name, spec in json.load(response)["schema"]["properties"].items()}
+        assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
     finally:
         # One Ctrl-C stops it: without a terminal Jupyter asks no "Shutdown this server?" question.
         os.killpg(server.pid, signal.SIGINT)

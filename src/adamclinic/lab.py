@@ -17,12 +17,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_LESSON = "lessons/01_learning_rate.ipynb"
+# The course's JupyterLab defaults (no news prompt, no update check): jupyter/README.md.
+COURSE_JUPYTER_CONFIG = ROOT / "jupyter"
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def course_jupyter_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with the course's JupyterLab settings on ``JUPYTER_CONFIG_PATH``."""
+    env = dict(os.environ if env is None else env)
+    paths = [str(COURSE_JUPYTER_CONFIG)] + [p for p in env.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p]
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
 
 
 def lab_arguments(port: int, token: str, open_browser: bool) -> list[str]:
@@ -34,6 +44,8 @@ def lab_arguments(port: int, token: str, open_browser: bool) -> list[str]:
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={ROOT}",
         f"--ServerApp.open_browser={open_browser}",
+        # The server asks no one on the internet about updates or news (the course runs offline too).
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args.append("--allow-root")  # Jupyter refuses to run as root without it
@@ -55,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     # nbgrader's gradebook runs `alembic` by name, so the environment's bin folder must be on PATH
     # even when the virtual environment was not activated.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ.update(course_jupyter_environment())
     os.chdir(ROOT)
     # Ctrl-C must stop the server even when whatever started us ignores or blocks SIGINT (nohup, some
     # IDEs and test runners do, and a child inherits that): restore Python's own handler.
