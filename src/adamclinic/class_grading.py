@@ -36,18 +36,16 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import threading
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adamclinic.grading_task import autograde_one, nbgrader_environment, warm_up
+from adamclinic.grading_task import autograde_one, nbgrader_environment, stamp_new_gradebook, warm_up
 
 COURSE_ID = "adam-clinic"
 STATUSES = ("graded", "error", "timeout", "flagged")
@@ -142,7 +140,7 @@ class ClassGrading:
         from nbgrader.api import Gradebook
 
         template = staging / "template.db"
-        _stamp_new_gradebook(template)
+        stamp_new_gradebook(template)
         self._generate_assignment(f"sqlite:///{template}")
         duedate = self._assignment_in(self.gradebook_url, lambda record: record.duedate)
         if duedate is not None:  # late penalties are computed in the task, from the real gradebook's due date
@@ -386,22 +384,6 @@ class ClassGrading:
         counts = {s: sum(1 for st in students if journal.get(st, {}).get("status") == s) for s in STATUSES}
         print(f"\n{self.assignment}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
               + f". Report: {self.report_path}")
-
-
-def _stamp_new_gradebook(path: Path) -> None:
-    """Start an SQLite gradebook stamped with nbgrader's schema revision, as nbgrader would.
-
-    nbgrader stamps a new gradebook by running the ``alembic heads`` command, a process that imports
-    nbgrader again: 2.6 s, the longest step before the first submission could start. The same
-    revision, read here from nbgrader's migration scripts, takes milliseconds.
-    """
-    from alembic.script import ScriptDirectory
-    from nbgrader.dbutil import ALEMBIC_DIR
-
-    revision = ScriptDirectory(ALEMBIC_DIR).get_current_head()
-    with closing(sqlite3.connect(path)) as database, database:
-        database.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
-        database.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (revision,))
 
 
 def _layout(record) -> dict:
