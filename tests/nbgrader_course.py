@@ -61,6 +61,30 @@ def make_course(folder: Path, with_exercises: bool = True) -> Path:
     return folder
 
 
+def generate_exercises(folder: Path, assignments: list[str]) -> Path:
+    """nbgrader's student version of each assignment, generated from solutions/ into ``folder``.
+
+    nbgrader's own GenerateAssignment converter with the course's configuration (the stubs it writes
+    come from there), run in this process without a gradebook: ``nbgrader generate_assignment --no-db``
+    for every assignment at the cost of one nbgrader import."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / "grading")).load_config()
+    config.CourseDirectory.root = str(ROOT)
+    config.CourseDirectory.release_directory = str(folder)
+    config.GenerateAssignment.no_database = True
+    config.SaveCells.enabled = False
+    for assignment in assignments:
+        coursedir = CourseDirectory(config=config)
+        coursedir.assignment_id = assignment
+        converter = GenerateAssignment(coursedir=coursedir, config=config)
+        converter.force = True
+        converter.start()
+    return folder
+
+
 def notebooks(folder: Path) -> dict[str, nbformat.NotebookNode]:
     return {p.name: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
 
@@ -92,11 +116,25 @@ def fill_answers(exercise: nbformat.NotebookNode, answers: dict[str, str]) -> nb
 
 
 def submit(course: Path, assignment: str, student: str, notebook: nbformat.NotebookNode) -> None:
-    """Hand ``notebook`` in as ``student`` through the course's exchange (release first)."""
+    """Hand ``notebook`` in as ``student`` through the course's exchange (release first).
+
+    nbgrader's own submit step (``ExchangeSubmit``, what ``nbgrader submit`` runs) with the test course's
+    configuration, in this process: the same files in the exchange, without starting nbgrader (about 2.5 s
+    of imports) once per student. ex01's round trip also submits through the course's command and
+    nbgrader's own command line."""
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.default.submit import ExchangeSubmit
+    from traitlets.config.loader import PyFileConfigLoader
+
     work = course / "exercises" / assignment / f"{assignment}.ipynb"
     nbformat.write(notebook, work)
-    nbgrader(course, "submit", assignment, f"--Exchange.assignment_dir={course / 'exercises'}",
-             "--Exchange.path_includes_course=False", f"--CourseDirectory.student_id={student}")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course / "grading")).load_config()
+    config.Exchange.assignment_dir = str(course / "exercises")
+    config.Exchange.path_includes_course = False
+    coursedir = CourseDirectory(config=config)
+    coursedir.assignment_id, coursedir.student_id = assignment, student
+    ExchangeSubmit(coursedir=coursedir, authenticator=Authenticator(config=config), config=config).start()
 
 
 def release(course: Path, assignment: str) -> None:
@@ -183,3 +221,16 @@ def hand_graded_parts(course: Path, assignment: str, student: str) -> dict[str, 
         notebook = gradebook.find_submission_notebook(assignment, assignment, student)
         return {grade.name: (grade.max_score, grade.needs_manual_grade) for grade in notebook.grades
                 if grade.cell.cell_type == "markdown"}
+
+
+def round_trip(group: str):
+    """The marks of a round trip's tests: one worker builds the graded course (``group``), it is slow, and it
+    grades in the course's bubblewrap sandbox."""
+    import pytest
+
+    def mark(test):
+        for each in (pytest.mark.xdist_group(group), pytest.mark.slow, pytest.mark.needs_system("bubblewrap")):
+            test = each(test)
+        return test
+
+    return mark

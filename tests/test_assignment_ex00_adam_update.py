@@ -23,7 +23,7 @@ import re
 import numpy as np
 import pytest
 
-from nbgrader_course import (autograded_points, cell_by_id, expected_points, graded_course, hand_graded_parts,
+from nbgrader_course import (round_trip, autograded_points, cell_by_id, expected_points, graded_course, hand_graded_parts,
                              round_trip_choices, round_trip_submissions, solution_source)
 
 A = "ex00_adam_update"
@@ -95,8 +95,10 @@ def graded(tmp_path_factory):
     return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
+
+
+@ROUND_TRIP
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong answer loses exactly its part's points; a correct one unlike the reference earns them."""
@@ -104,8 +106,7 @@ def test_each_part_is_scored_on_its_own(graded, student):
     assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
+@ROUND_TRIP
 def test_the_written_answer_waits_for_a_human(graded):
     """Part D is graded by hand: after autograding it still needs a manual grade (2 points)."""
     assert hand_graded_parts(graded, A, "mixed_1") == {"epsilon_hat_explanation": (2.0, True)}

@@ -1,12 +1,13 @@
-"""The graded assignments: release, validation, a full nbgrader round trip, and the bars' calibration.
+"""Assignment ex01_learning_rate: the whole workflow a class goes through, and the calibration of every bar.
 
-Everything nbgrader does here happens in a temporary copy of the course (solutions/, exercises/ and
-the nbgrader configuration), whose gradebook and exchange are therefore temporary too: the tests can
-run in parallel with each other and never touch the repository's grading/ folder.
+The round trip takes one temporary copy of the course (its gradebook and exchange are temporary too)
+through every step a class takes: the course's ``release``, nbgrader's ``fetch_assignment`` as
+JupyterLab's Assignments panel runs it, the course's ``submit`` once and nbgrader's for the others,
+one ``grade`` call for seven students (the reference three times, to show the verdict is the same
+every time; a notebook that is not JSON any more), and ``feedback``. Release and validation of every
+assignment are in tests/test_assignments.py.
 
-Runtime on a 2-core machine: the round trip autogrades six notebooks in one ``nbgrader autograde``
-call (about 25 s each); validation runs each solution and exercise once; the calibration tests
-train about 70 small runs in-process.
+The calibration tests train the reference and the known-wrong answers in-process, seeds 0-4.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import numpy as np
 import pytest
 
 import nbgrader_course
-from nbgrader_course import ROOT, cell_by_id, course_env, grading_cli, make_course, nbgrader, notebooks
+from nbgrader_course import ROOT, cell_by_id, course_env, grading_cli, make_course, nbgrader, submit, round_trip
 
-ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
 EX01 = "ex01_learning_rate"
 COURSE_ID = nbgrader_course.COURSE_ID
 
@@ -92,52 +92,6 @@ def student_notebook(exercise: nbformat.NotebookNode, choices: dict[str, str]) -
 
 
 # --------------------------------------------------------------------------------------------------
-# release and validation, for every assignment in solutions/
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, tmp_path):
-    """exercises/A is nbgrader's own output for solutions/A: regenerate it and compare cell by cell."""
-    course = make_course(tmp_path / "course", with_exercises=False)
-    nbgrader(course, "generate_assignment", assignment, "--force")
-    generated = notebooks(course / "exercises" / assignment)
-    committed = notebooks(ROOT / "exercises" / assignment)
-    assert generated, f"nbgrader generated no notebook for {assignment}"
-    assert sorted(committed) == sorted(generated), (
-        f"exercises/{assignment} is out of date: run make release A={assignment}")
-    for name, expected in generated.items():
-        actual = committed[name]
-        assert len(actual.cells) == len(expected.cells), f"{name}: run make release A={assignment}"
-        for index, (mine, theirs) in enumerate(zip(actual.cells, expected.cells)):
-            where = f"{assignment}/{name} cell {index}"
-            assert mine.cell_type == theirs.cell_type, where
-            assert mine.source == theirs.source, f"{where} differs: run make release A={assignment}"
-            assert mine.metadata.get("nbgrader") == theirs.metadata.get("nbgrader"), where
-            if mine.cell_type == "code":
-                assert mine.outputs == [] and mine.execution_count is None, f"{where} has outputs"
-        assert "widgets" not in actual.metadata, f"{name} carries widget state"
-        source = nbformat.read(ROOT / "solutions" / assignment / name, as_version=4)
-        for cell in source.cells:
-            assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, (
-                f"solutions/{assignment}/{name} has outputs: clear them before committing")
-        nbformat.validate(source)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solutions_pass_and_untouched_exercises_fail_validate(assignment, tmp_path):
-    """nbgrader validate: the instructor's version passes every test, the student's version as released does not."""
-    course = make_course(tmp_path / "course")
-    for name in notebooks(course / "solutions" / assignment):
-        solution = nbgrader(course, "validate", str(course / "solutions" / assignment / name))
-        assert "Success! Your notebook passes all the tests." in solution.stdout, solution.stdout[-3000:]
-        exercise = nbgrader(course, "validate", str(course / "exercises" / assignment / name))
-        assert "Success!" not in exercise.stdout, exercise.stdout[-3000:]
-        assert "VALIDATION FAILED" in exercise.stdout or "ERROR" in exercise.stdout, exercise.stdout[-3000:]
-
-
-# --------------------------------------------------------------------------------------------------
 # a full round trip: release, fetch, submit, collect, autograde, feedback, export
 
 STUDENTS = {
@@ -177,15 +131,16 @@ def graded_course(tmp_path_factory):
     work = course / "exercises" / EX01 / f"{EX01}.ipynb"
     submit_logs = {}
     for index, (student, (choices, _)) in enumerate(STUDENTS.items()):
-        nbformat.write(student_notebook(exercise, choices), work)
-        if index == 0:  # the course's own command, once; plain nbgrader for the others (faster)
+        notebook = student_notebook(exercise, choices)
+        if index == 0:  # the course's own command (make submit) once, nbgrader's submit step for the others
+            nbformat.write(notebook, work)
             result = grading_cli(course, "submit", EX01, "--student", student)
             assert result.returncode == 0, result.stdout + result.stderr
             submit_logs[student] = result.stdout
         else:
-            nbgrader(course, "submit", EX01, f"--Exchange.assignment_dir={course / 'exercises'}",
-                     "--Exchange.path_includes_course=False", f"--CourseDirectory.student_id={student}")
-    # A notebook that is not even JSON any more must not stop the others from being graded.
+            submit(course, EX01, student, notebook)
+    # A notebook that is not even JSON any more must not stop the others from being graded; it goes in
+    # through nbgrader's own command line.
     work.write_text("{ this is not a notebook", encoding="utf-8")
     nbgrader(course, "submit", EX01, f"--Exchange.assignment_dir={course / 'exercises'}",
              "--Exchange.path_includes_course=False", "--CourseDirectory.student_id=broken")
@@ -204,18 +159,16 @@ def part_scores(course: Path, student: str) -> dict[str, float]:
         return {grade.name: grade.score for grade in notebook.grades if grade.name in POINTS}
 
 
-ROUND_TRIP = pytest.mark.xdist_group("ex01_round_trip")  # the graded_course fixture is built once, on one worker
+ROUND_TRIP = round_trip("ex01_round_trip")  # the graded_course fixture is built once, on one worker
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_submit_command_says_where_the_work_went(graded_course):
     out = graded_course["submit"]["reference"]
     assert "Submitted exercises/ex01_learning_rate/" in out and "make grade A=ex01_learning_rate" in out
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", [s for s, (_, expected) in STUDENTS.items() if expected is not None])
 def test_each_part_is_scored_on_its_own(graded_course, student):
     """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""
@@ -223,7 +176,6 @@ def test_each_part_is_scored_on_its_own(graded_course, student):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
     """Hidden tests retrain with fixed seeds: three autogrades of one notebook agree."""
     scores = [part_scores(graded_course["course"], s) for s in ("reference", "reference_again", "reference_third")]
@@ -231,7 +183,6 @@ def test_the_same_notebook_gets_the_same_score_every_time(graded_course):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(graded_course):
     """A damaged notebook is its student's status (error, with what to do), not the grader's failure."""
     result = graded_course["grade"]
@@ -252,7 +203,6 @@ def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(gra
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_feedback_says_which_parts_passed(graded_course):
     course = graded_course["course"]
     html = (course / "grading" / "feedback" / "other_a_wrong_bc" / EX01 / f"{EX01}.html").read_text()

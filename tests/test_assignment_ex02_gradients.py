@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import nbgrader_course
-from nbgrader_course import (autograded_points, expected_points, graded_course, hand_graded_parts, round_trip_choices,
+from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, hand_graded_parts, round_trip_choices,
                              round_trip_submissions)
 
 A = "ex02_gradients"
@@ -72,7 +72,7 @@ PART_OF = {"diagnose_gradients_answer": "diagnose_gradients", "fix_vanishing_ans
 WRITTEN = {"article_net_explanation": "Only three layers, and ReLU passes gradients back unchanged."}
 CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_gradients_answer", "clip_exploding_sgd_answer"})
 
-ROUND_TRIP = pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,6 @@ def graded(tmp_path_factory):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """Reference: full marks; untouched: zero; each mixed student loses exactly the parts with a wrong fix."""
@@ -90,7 +89,6 @@ def test_each_part_is_scored_on_its_own(graded, student):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_the_written_answer_waits_for_a_human(graded):
     """Part D (why the article's net has no vanishing gradient) still needs a manual grade after autograding."""
     assert hand_graded_parts(graded, A, "mixed_1") == {"article_net_explanation": (2.0, True)}

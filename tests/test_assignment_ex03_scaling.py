@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import nbgrader_course
-from nbgrader_course import (autograded_points, expected_points, graded_course, part_scores, round_trip_choices,
+from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, part_scores, round_trip_choices,
                              round_trip_submissions)
 
 A = "ex03_scaling"
@@ -71,7 +71,7 @@ WRITTEN = {"leak_when_it_matters": "A scaler learns only input statistics; a shi
                                    "the leak-free score."}
 CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"leak_free_prepare_answer"})
 
-ROUND_TRIP = pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,6 @@ def graded(tmp_path_factory):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong answer loses exactly its part's points; a correct one unlike the reference earns them."""
@@ -172,6 +171,7 @@ def test_part_a_leak_checks_pass_every_leak_free_preparation_and_catch_each_leak
         assert worst["unit"] > 1000
 
 
+@pytest.mark.slow
 def test_part_a_spread_and_training_bar():
     """Final validation loss, seeds 0-4: reference 0.027-0.031, RobustScaler 0.029-0.036, MinMaxScaler 0.041-0.060,
     all far below the bar 0.1; no scaler 370-5200 (and column spreads from 0.002 to 2.3e5, outside the range)."""
@@ -188,6 +188,7 @@ def test_part_a_spread_and_training_bar():
     assert prepared_val_losses(raw, seeds=(0, 1, 2)).mean() > 1000 * VAL_BAR
 
 
+@pytest.mark.slow
 def test_part_b_scaler_bar():
     """Final training loss, seeds 0-4: StandardScaler 0.021-0.023, RobustScaler 0.024-0.031 (mean of 0-2: 0.027),
     MinMaxScaler 0.038-0.057 (mean of 0-2: 0.045), none 237-4490; the bar is a mean below 0.035 over seeds 0-2."""

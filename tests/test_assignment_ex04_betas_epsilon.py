@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import nbgrader_course
-from nbgrader_course import (ROOT, autograded_points, cell_by_id, expected_points, graded_course, round_trip_choices,
+from nbgrader_course import (round_trip, ROOT, autograded_points, cell_by_id, expected_points, graded_course, round_trip_choices,
                              round_trip_submissions)
 
 A = "ex04_betas_epsilon"
@@ -69,7 +69,7 @@ WRITTEN = {"reddi_explanation": "At β2 = 0.1 v forgets the big gradient within 
                                 "a full step; AMSGrad keeps the largest v, so the small pushes stay small."}
 CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"tame_noisy_run_answer", "reddi_converges_answer"})
 
-ROUND_TRIP = pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,6 @@ def graded(tmp_path_factory):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""

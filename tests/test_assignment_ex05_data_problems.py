@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nbgrader_course import autograded_points, expected_points, graded_course, round_trip_choices, \
-    round_trip_submissions, solution_source
+from nbgrader_course import (autograded_points, expected_points, graded_course, round_trip, round_trip_choices,
+                             round_trip_submissions, solution_source)
 
 A = "ex05_data_problems"
 SEEDS = (0, 1, 2, 3, 4)
@@ -91,7 +91,7 @@ PART_OF = {"fix_outliers_answer": "fix_outliers", "fix_imbalance_answer": "fix_i
 WRITTEN = {"accuracy_misleads_explanation": "Most rows are class 0, so accuracy rewards answering 0."}
 CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"fix_outliers_answer", "clean_inputs_answer"})
 
-ROUND_TRIP = pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,6 @@ def graded(tmp_path_factory):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """Reference: 9/9 autograded; untouched: 0; a wrong fix loses its part only; a different right fix earns it."""

@@ -22,7 +22,7 @@ import pytest
 from adamclinic.generalization import (CHANCE_LOSS, RegularizedConfig, classifier, digits_subset, dropout_config,
                                        early_stopping_config, final_train_losses, final_val_losses,
                                        fixed_setting_changes, run_regularized, validation_rise, weight_decay_config)
-from nbgrader_course import (autograded_points, expected_points, graded_course, round_trip_choices,
+from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, round_trip_choices,
                              round_trip_submissions, solution_source)
 
 A = "ex06_wrong_objective"
@@ -92,8 +92,10 @@ def graded(tmp_path_factory):
     return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
+
+
+@ROUND_TRIP
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""

@@ -21,7 +21,7 @@ import pytest
 from adamclinic.pitfalls import (SPARSE_CE_FROM_LOGITS, broken_classifier, chunked_training_steps,
                                  classifier_repair_accuracy, digit_classifier, split_problems,
                                  split_validation_accuracy, target_scaling_r2)
-from nbgrader_course import graded_course, part_scores, solution_source
+from nbgrader_course import graded_course, part_scores, solution_source, round_trip
 
 A = "ex07_not_adam"
 POINTS = {"fixed_classifier": 3, "target_scaling_check": 3, "shuffled_split_check": 3, "train_in_chunks_check": 3}
@@ -114,8 +114,10 @@ def course(tmp_path_factory):
     return graded_course(tmp_path_factory.mktemp(A) / "course", A, submissions)
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
+
+
+@ROUND_TRIP
 @pytest.mark.parametrize("student", sorted(STUDENTS))
 def test_each_part_is_scored_on_its_own(course, student):
     """A wrong repair loses exactly its part's points; a correct repair unlike the solution's earns them."""

@@ -21,7 +21,7 @@ import pytest
 from adamclinic.clinic import (EXERCISE_PATIENTS, cleaned_config, exercise_patient, judge_fix, relu_he_version,
                                setup_changes)
 from adamclinic.models import mlp
-from nbgrader_course import (autograded_points, expected_points, graded_course, hand_graded_parts,
+from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, hand_graded_parts,
                              round_trip_choices, round_trip_submissions, solution_source)
 
 A = "ex08_mystery_runs"
@@ -96,7 +96,7 @@ PART_OF = {"diagnoses_answer": "diagnoses", "learning_rate_answer": "learning_ra
 WRITTEN = {"checklist_explanation": "P3 at the data step: NaN inputs. P4 at the start: a huge initial loss."}
 CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnoses_answer", "clean_answer"})
 
-ROUND_TRIP = pytest.mark.xdist_group(A)
+ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,6 @@ def graded(tmp_path_factory):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 @pytest.mark.parametrize("student", CHOICES)
 def test_each_part_is_scored_on_its_own(graded, student):
     """Reference: 9/9 autograded; untouched: 0; a wrong fix loses its part only; a different right fix earns it."""
@@ -114,7 +113,6 @@ def test_each_part_is_scored_on_its_own(graded, student):
 
 
 @ROUND_TRIP
-@pytest.mark.slow
 def test_the_written_answer_waits_for_a_human(graded):
     """The checklist explanation is worth 2 points and is left for the instructor to grade."""
     assert hand_graded_parts(graded, A, "mixed_1") == {"checklist_explanation": (2.0, True)}
@@ -136,6 +134,7 @@ def val_losses(config, seeds=SEEDS) -> tuple[list[str], np.ndarray]:
     return judged["verdicts"], np.array(judged["val_losses"], dtype=float)
 
 
+@pytest.mark.slow
 def test_the_diagnoses_are_the_clinics_own_on_every_seed():
     """Part A's labels are what the clinic names first for the untreated patients, on seeds 0-2."""
     for name, patient in EXERCISE_PATIENTS.items():

@@ -18,6 +18,8 @@ import pytest
 from adamclinic.diagnostics import CAUSES, HEALTHY, ClinicMonitor, RunRecord, diagnose
 from adamclinic.patients import ZOO, keras_fit, load_zoo, scorecard
 
+pytestmark = pytest.mark.slow  # the clinic's tests train its patients (make check leaves them out)
+
 PATIENTS = {p.name: p for p in ZOO}
 
 

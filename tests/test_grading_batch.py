@@ -25,7 +25,7 @@ from grading_probe import (CORRECT, PARTS, PROBE, answered, grade_probe, hand_in
                            report)
 from nbgrader_course import COURSE_ID, course_env, nbgrader
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_system("bubblewrap")]
 RESUME = pytest.mark.xdist_group("grading_resume")
 SERVICES = pytest.mark.xdist_group("grading_services")
 FULL = dict(PARTS)
@@ -196,6 +196,7 @@ def postgres():
 
 
 @SERVICES
+@pytest.mark.needs_system("postgresql")
 def test_the_grader_writes_a_postgresql_gradebook(tmp_path, postgres):
     from nbgrader.api import Gradebook
 

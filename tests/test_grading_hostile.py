@@ -19,7 +19,7 @@ import pytest
 
 from grading_probe import CORRECT, PARTS, answered, grade_probe, hand_in, make_probe_course, part_scores, released, report
 
-pytestmark = [pytest.mark.xdist_group("grading_hostile"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("grading_hostile"), pytest.mark.slow, pytest.mark.needs_system("bubblewrap")]
 
 FULL = dict(PARTS)
 NONE = {part: 0 for part in PARTS}

@@ -16,6 +16,8 @@ from adamclinic.adam_math import FORMS, adam_updates, compare_forms, keras_adam_
 from adamclinic.surfaces import (KINDS, QUADRATIC, ROSENBROCK, SurfacePanel, distance_to_minimum, race,
                                  step_lengths, trajectory)
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 STARTS = [(-4.5, 1.2), (4.0, -1.0), (-3.0, -0.5), (2.0, 1.4), (-1.0, 1.0)]
 
 

@@ -14,6 +14,8 @@ from adamclinic.range_test import lr_range_test, suggest_learning_rate
 from adamclinic.schedules import make_schedule
 from adamclinic.training import TrainConfig, run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 STEPS = 30 * 32  # the lesson's runs: 30 epochs of 32 batches
 

@@ -16,6 +16,8 @@ from adamclinic.gradients import (GradientNormView, article_relu_net, deep_net, 
                                   weight_movement)
 from adamclinic.training import run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 CHANCE = math.log(10)  # 2.303: the loss of predicting the class frequencies
 

@@ -15,6 +15,8 @@ from adamclinic.scaling import (SCALERS, first_layer_at_init, first_step_output_
                                 first_layer_table, leak_experiment, leak_summary, scaled_config, spread_config, spread_parcels)
 from adamclinic.training import TrainConfig, run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 
 

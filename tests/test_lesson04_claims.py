@@ -29,6 +29,8 @@ from adamclinic.moments import (
 from adamclinic.probes import prediction_spread
 from adamclinic.training import TrainConfig, run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 
 

@@ -17,6 +17,8 @@ from adamclinic.data import digits, overlapping_classes, smooth_regression
 from adamclinic.models import binary_relu_net, digits_relu_net, small_relu_net, small_tanh_net
 from adamclinic.training import TrainConfig, run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 
 

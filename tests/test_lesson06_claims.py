@@ -15,6 +15,8 @@ from adamclinic.generalization import (CHANCE_LOSS, RegularizedConfig, best_epoc
                                        curve_summary, digits_subset, dropout_config, early_stopping_config,
                                        generalization_gap, run_regularized, weight_decay_config, weight_norm)
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 FEW_SEEDS = range(3)  # for the expensive runs (width 512, 1440 rows, a second dropout rate)
 

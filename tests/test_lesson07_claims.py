@@ -25,6 +25,8 @@ from adamclinic.pitfalls import (
 )
 from adamclinic.training import TrainConfig, run
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(5)
 KERAS_SEEDS = range(2)
 LN10 = math.log(10)

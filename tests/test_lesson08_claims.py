@@ -19,6 +19,8 @@ from adamclinic.models import small_relu_net
 from adamclinic.patients import keras_fit, regression
 from adamclinic.training import TrainConfig
 
+pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
+
 SEEDS = range(3)
 
 

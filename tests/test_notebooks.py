@@ -1,11 +1,12 @@
-"""Notebooks are committed clean, and every lesson runs headless from top to bottom without an error
-or a line on stderr (each demo trains once at its defaults)."""
+"""Notebooks are committed clean and every lesson follows the course's skeleton.
+
+That every lesson runs from top to bottom without an error or a line on stderr is checked in a real
+JupyterLab, with Run All Cells (tests/test_browser.py)."""
 
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NOTEBOOKS = sorted(
@@ -43,15 +44,3 @@ def test_lesson_follows_the_course_skeleton(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for plumbing in ("sys.path", "%run", "import tensorflow"):
         assert plumbing not in code
-
-
-@pytest.mark.parametrize("path", LESSONS, ids=short)
-def test_lesson_runs_headless_without_errors_or_stderr(path):
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    stderr = [
-        (index, "".join(output.get("text", "")))
-        for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
-        for output in cell.outputs if output.output_type == "stream" and output.name == "stderr"
-    ]
-    assert not stderr, f"stderr output: {stderr[:3]}"

@@ -11,6 +11,8 @@ from adamclinic.models import small_relu_net
 from adamclinic.seeding import seed_everything
 from adamclinic.training import Dataset, TrainConfig, learning_rate_table, run
 
+pytestmark = pytest.mark.slow  # the engine's tests train real models (make check leaves them out)
+
 
 @pytest.fixture(scope="module")
 def data():

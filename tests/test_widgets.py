@@ -10,6 +10,8 @@ from adamclinic.models import small_relu_net
 from adamclinic.training import Dataset, TrainConfig
 from adamclinic.widgets import learning_rate_panel, schedule_panel
 
+pytestmark = pytest.mark.slow  # the panels train real models (make check leaves them out)
+
 
 @pytest.fixture(scope="module")
 def base():
