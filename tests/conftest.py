@@ -113,3 +113,29 @@ def fast_tests_train_nothing(request, monkeypatch):
 
     monkeypatch.setattr(adamclinic.training, "train", refuse)
     monkeypatch.setattr(keras.Model, "fit", refuse)
+
+
+@pytest.fixture(scope="session")
+def grading_cluster():
+    """One Dask cluster per test worker for the assignments' round trips, as a course that grades on a
+    long-lived cluster runs it (``make grade SCHEDULER=tcp://...``): its workers start and import nbgrader
+    once (about 9 s of CPU) instead of once per round trip. ex01's round trip, the hostile class and the
+    batch tests grade on the grader's own local cluster, so both ways stay tested."""
+    from dask.distributed import LocalCluster
+
+    # The workers run the grader, never a student's code or TensorFlow (adamclinic.grading_task).
+    bin_dir = str(Path(sys.executable).parent)
+    saved = dict(os.environ)
+    os.environ.update(ADAMCLINIC_SKIP_TENSORFLOW="1", TF_CPP_MIN_LOG_LEVEL="3",
+                      PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    try:
+        import dask
+
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   memory_limit=0)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    with cluster:
+        yield cluster.scheduler_address

@@ -142,9 +142,10 @@ def release(course: Path, assignment: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def grade(course: Path, assignment: str) -> subprocess.CompletedProcess:
-    """Collect, autograde, generate feedback and export, as ``make grade A=...`` does."""
-    return grading_cli(course, "grade", assignment)
+def grade(course: Path, assignment: str, scheduler: str | None = None) -> subprocess.CompletedProcess:
+    """Collect, autograde, generate feedback and export, as ``make grade A=...`` does (on the Dask cluster at
+    ``scheduler``, as ``make grade SCHEDULER=...`` does, when one is given)."""
+    return grading_cli(course, "grade", assignment, *(("--scheduler", scheduler) if scheduler else ()))
 
 
 def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]:
@@ -158,17 +159,21 @@ def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]
                 or grade.cell.cell_type == "code"}
 
 
-def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str, str]]) -> Path:
+def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str, str]],
+                  scheduler: str | None = None) -> Path:
     """One whole round trip: a fresh course in ``folder``, ``assignment`` released, each student's answers
     (sources by grade_id, filled into the released exercise; ``{}`` hands it in untouched) submitted, and
-    everything graded with ONE ``grade`` call, as ``make grade A=...`` does. Returns the course folder."""
+    everything graded with ONE ``grade`` call, as ``make grade A=...`` does (on an existing Dask cluster
+    when ``scheduler`` is its address). Returns the course folder."""
     course = make_course(folder)
     release(course, assignment)
     exercise = released_exercise(assignment)
     for student, answers in submissions.items():
         submit(course, assignment, student, fill_answers(exercise, answers))
-    result = grade(course, assignment)
+    result = grade(course, assignment, scheduler)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if scheduler:
+        assert f"on the Dask cluster at {scheduler}" in result.stdout, result.stdout[-3000:]
     return course
 
 

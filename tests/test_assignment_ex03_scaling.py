@@ -75,8 +75,9 @@ ROUND_TRIP = round_trip(A)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
+def graded(tmp_path_factory, grading_cluster):
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
+                         scheduler=grading_cluster)
 
 
 @ROUND_TRIP

@@ -87,9 +87,10 @@ CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_answer", "gene
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, grading_cluster):
     """One course: release, three submissions, one ``grade`` call for all of them."""
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN))
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
+                         scheduler=grading_cluster)
 
 
 ROUND_TRIP = round_trip(A)

@@ -104,14 +104,14 @@ def expected_scores(choices: dict[str, str]) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def course(tmp_path_factory, grading_cluster):
     submissions = {}
     for student, choices in STUDENTS.items():
         answers = {cell: ANSWERS[cell][choice] for cell, choice in choices.items()}
         if choices:
             answers["not_adam_explanation"] = "The loss sat at ln 10 because the outputs were not probabilities."
         submissions[student] = answers
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, submissions)
+    return graded_course(tmp_path_factory.mktemp(A) / "course", A, submissions, scheduler=grading_cluster)
 
 
 ROUND_TRIP = round_trip(A)
