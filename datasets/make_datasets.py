@@ -57,8 +57,16 @@ def overlapping_classes(rows: int = 4096, seed: int = 5) -> pd.DataFrame:
     """
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=rows, n_features=8, n_informative=4, n_redundant=0,
-                               n_clusters_per_class=2, class_sep=0.8, flip_y=0.0, random_state=seed)
+    x, y = make_classification(
+        n_samples=rows,
+        n_features=8,
+        n_informative=4,
+        n_redundant=0,
+        n_clusters_per_class=2,
+        class_sep=0.8,
+        flip_y=0.0,
+        random_state=seed,
+    )
     frame = pd.DataFrame(x.round(5), columns=[f"x{i}" for i in range(x.shape[1])])
     frame["label"] = y.astype(int)
     return frame
@@ -83,8 +91,16 @@ def parcels(rows: int = 1536, seed: int = 2027) -> pd.DataFrame:
     signal = 0.9 * c + 0.8 * e + 0.5 * c * e + 0.6 * np.tanh(2 * b) - 0.6 * a + 0.4 * d + 0.4 * np.sin(2 * a)
     y = signal + 0.1 * rng.standard_normal(rows)
     y = (y - y.mean()) / y.std()
-    return pd.DataFrame({"wall_m": wall_m.round(6), "length_m": length_m.round(4), "mass_g": mass_g.round(1),
-                         "value_usd": value_usd.round(2), "distance_m": distance_m.round(0), "cost": y.round(5)})
+    return pd.DataFrame(
+        {
+            "wall_m": wall_m.round(6),
+            "length_m": length_m.round(4),
+            "mass_g": mass_g.round(1),
+            "value_usd": value_usd.round(2),
+            "distance_m": distance_m.round(0),
+            "cost": y.round(5),
+        }
+    )
 
 
 def write(frame: pd.DataFrame, name: str) -> None:

@@ -45,13 +45,13 @@ c.Exchange.path_includes_course = True
 # what it promises. The classes are named by import path so that loading this file imports nothing.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
-    "adamclinic.sandboxed_execute.DropDuplicateIds",  # a pasted copy of a graded cell costs nothing
+    "adamclinic.grading.execute.DropDuplicateIds",  # a pasted copy of a graded cell costs nothing
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "adamclinic.sandboxed_execute.SandboxedExecute",
+    "adamclinic.grading.execute.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

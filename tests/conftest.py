@@ -35,14 +35,37 @@ os.environ["ADAMCLINIC_NO_PACING"] = "1"
 # Seconds each group took on the 2-core reference machine with the full suite running (pytest
 # --durations, 2026-12-04). Groups that are not listed count as DEFAULT_SECONDS.
 GROUP_SECONDS = {
-    "browser": 420, "lesson02": 220, "lesson06": 190, "ex01_round_trip": 130, "ex08_mystery_runs": 115,
-    "lesson07": 110, "ex02_gradients": 110, "grading_hostile": 100, "lesson05": 85, "ex07_not_adam": 85,
-    "ex06_wrong_objective": 80, "lesson08": 75, "grading_resume": 75, "lesson04": 70, "ex05_data_problems": 70,
-    "ex03_scaling": 65, "ex04_betas_epsilon": 60, "grading_services": 60, "ex00_adam_update": 55,
-    "validate[ex08_mystery_runs]": 55, "validate[ex02_gradients]": 55, "validate[ex07_not_adam]": 42,
-    "lesson03": 40, "validate[ex06_wrong_objective]": 36, "validate[ex05_data_problems]": 34, "lesson01": 34,
-    "validate[ex03_scaling]": 30, "validate[ex04_betas_epsilon]": 30, "validate[ex00_adam_update]": 23,
-    "release": 10, "lesson00": 12,
+    "browser": 420,
+    "lesson02": 220,
+    "lesson06": 190,
+    "ex01_round_trip": 130,
+    "ex08_mystery_runs": 115,
+    "lesson07": 110,
+    "ex02_gradients": 110,
+    "grading_hostile": 100,
+    "lesson05": 85,
+    "ex07_not_adam": 85,
+    "ex06_wrong_objective": 80,
+    "lesson08": 75,
+    "grading_resume": 75,
+    "lesson04": 70,
+    "ex05_data_problems": 70,
+    "ex03_scaling": 65,
+    "ex04_betas_epsilon": 60,
+    "grading_services": 60,
+    "ex00_adam_update": 55,
+    "validate[ex08_mystery_runs]": 55,
+    "validate[ex02_gradients]": 55,
+    "validate[ex07_not_adam]": 42,
+    "lesson03": 40,
+    "validate[ex06_wrong_objective]": 36,
+    "validate[ex05_data_problems]": 34,
+    "lesson01": 34,
+    "validate[ex03_scaling]": 30,
+    "validate[ex04_betas_epsilon]": 30,
+    "validate[ex00_adam_update]": 23,
+    "release": 10,
+    "lesson00": 12,
 }
 DEFAULT_SECONDS = 1.0
 
@@ -53,6 +76,13 @@ def lesson_group(item: pytest.Item) -> str | None:
     return f"lesson{match.group(1) or match.group(2)}" if match else None
 
 
+def round_trip_group(item: pytest.Item) -> str | None:
+    """The assignment's name for the shared round-trip tests (tests/round_trip_tests.py) a file imports."""
+    trip = getattr(item.module, "ROUND_TRIP", None)
+    function = getattr(item, "function", None)
+    return trip.assignment if trip is not None and getattr(function, "__module__", "") == "round_trip_tests" else None
+
+
 def group_of(item: pytest.Item) -> str | None:
     names = [mark.args[0] for mark in item.iter_markers("xdist_group") if mark.args]
     return names[0] if names else None
@@ -61,7 +91,7 @@ def group_of(item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
     for item in items:
-        if group_of(item) is None and (group := lesson_group(item)) is not None:
+        if group_of(item) is None and (group := round_trip_group(item) or lesson_group(item)) is not None:
             item.add_marker(pytest.mark.xdist_group(group))
     # Longest groups first (a group is one unit of work; a test without a group is a unit of its own).
     # The sort is stable, so a group keeps its tests' order, and every worker computes the same order.
@@ -73,8 +103,9 @@ def check_system_programs(config, items) -> None:
     needed = sorted({piece for item in items for mark in item.iter_markers("needs_system") for piece in mark.args})
     if not needed:
         return
-    check = subprocess.run([sys.executable, str(ROOT / "tools" / "system_packages.py"), *needed],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "system_packages.py"), *needed], capture_output=True, text=True
+    )
     if check.returncode == 0:
         return
     message = f"the selected tests cannot run on this machine.\n{check.stderr.strip()}"
@@ -109,33 +140,7 @@ def fast_tests_train_nothing(request, monkeypatch):
 
     import keras
 
-    import adamclinic.training
+    import adamclinic.engine.training
 
-    monkeypatch.setattr(adamclinic.training, "train", refuse)
+    monkeypatch.setattr(adamclinic.engine.training, "train", refuse)
     monkeypatch.setattr(keras.Model, "fit", refuse)
-
-
-@pytest.fixture(scope="session")
-def grading_cluster():
-    """One Dask cluster per test worker for the assignments' round trips, as a course that grades on a
-    long-lived cluster runs it (``make grade SCHEDULER=tcp://...``): its workers start and import nbgrader
-    once (about 9 s of CPU) instead of once per round trip. ex01's round trip, the hostile class and the
-    batch tests grade on the grader's own local cluster, so both ways stay tested."""
-    from dask.distributed import LocalCluster
-
-    # The workers run the grader, never a student's code or TensorFlow (adamclinic.grading_task).
-    bin_dir = str(Path(sys.executable).parent)
-    saved = dict(os.environ)
-    os.environ.update(ADAMCLINIC_SKIP_TENSORFLOW="1", TF_CPP_MIN_LOG_LEVEL="3",
-                      PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    try:
-        import dask
-
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   memory_limit=0)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    with cluster:
-        yield cluster.scheduler_address

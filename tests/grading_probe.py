@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from nbgrader_course import ROOT, COURSE_ID, course_env, fill_answers, nbgrader
+from nbgrader_course import COURSE_ID, ROOT, course_env, fill_answers, nbgrader
 
 PROBE = "sandbox_probe"
 PARTS = {"column_means": 2, "learning_rate": 2, "train": 2}
@@ -28,7 +28,7 @@ CORRECT = {
     "column_means_answer": "def column_means(table):\n    return np.mean(np.asarray(table, dtype=float), axis=0)",
     "learning_rate_answer": "LEARNING_RATE = 0.1",
     "train_answer": "def train(rate, steps=10):\n    w, losses = 1.0, []\n    for _ in range(steps):\n"
-                    "        w = w - rate * 10 * w\n        losses.append(5 * w * w)\n    return losses",
+    "        w = w - rate * 10 * w\n        losses.append(5 * w * w)\n    return losses",
     "why_answer": "The step multiplies w by 1 - 10 lr, which is larger than 1 in size above 0.2.",
 }
 
@@ -52,8 +52,16 @@ def answered(course: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
     return fill_answers(released(course), answers)
 
 
-def hand_in(course: Path, student: str, notebook=None, *, raw: str | None = None, name: str = PROBE,
-            timestamp: str = ON_TIME, extra: dict[str, str] | None = None) -> Path:
+def hand_in(
+    course: Path,
+    student: str,
+    notebook=None,
+    *,
+    raw: str | None = None,
+    name: str = PROBE,
+    timestamp: str = ON_TIME,
+    extra: dict[str, str] | None = None,
+) -> Path:
     """Put a submission where ``nbgrader collect`` would: a notebook object, or ``raw`` file text."""
     folder = course / "grading" / "submitted" / student / PROBE
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,13 +76,18 @@ def hand_in(course: Path, student: str, notebook=None, *, raw: str | None = None
 
 
 def grade_probe(course: Path, *options: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adamclinic.grading", "grade", PROBE, "--root", str(course), *options],
-                          cwd=course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "adamclinic.grading", "grade", PROBE, "--root", str(course), *options],
+        cwd=course,
+        env=course_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def report(course: Path) -> dict[str, dict]:
-    from adamclinic.class_grading import read_report
+    from adamclinic.grading.batch import read_report
 
     return read_report(course / "grading" / "reports" / f"{PROBE}-report.csv")
 

@@ -20,24 +20,28 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from adamclinic.grading.course import nbgrader_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_ID = "adam-clinic"
 
 
 def course_env() -> dict[str, str]:
-    """nbgrader needs this environment's bin folder on PATH (it runs ``alembic`` by name)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
+    """The course's environment for nbgrader commands, as ``make`` gives them; kernels that nbgrader itself
+    starts (``validate``) import TensorFlow as a student's kernel does."""
+    return nbgrader_environment(skip_tensorflow=False)
 
 
 def nbgrader(course: Path, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).with_name("nbgrader")), *args]
-    result = subprocess.run(command, cwd=cwd or course, env=course_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    result = subprocess.run(
+        command, cwd=cwd or course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     if check:
         assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-4000:]}"
     return result
@@ -45,8 +49,13 @@ def nbgrader(course: Path, *args: str, check: bool = True, cwd: Path | None = No
 
 def grading_cli(course: Path, *args: str) -> subprocess.CompletedProcess:
     """``python -m adamclinic.grading ...`` (what make submit / make grade run) on the test course."""
-    return subprocess.run([sys.executable, "-m", "adamclinic.grading", *args, "--root", str(course)],
-                          cwd=course, env=course_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(
+        [sys.executable, "-m", "adamclinic.grading", *args, "--root", str(course)],
+        cwd=course,
+        env=course_env(),
+        text=True,
+        capture_output=True,
+    )
 
 
 def make_course(folder: Path, with_exercises: bool = True) -> Path:
@@ -142,10 +151,9 @@ def release(course: Path, assignment: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def grade(course: Path, assignment: str, scheduler: str | None = None) -> subprocess.CompletedProcess:
-    """Collect, autograde, generate feedback and export, as ``make grade A=...`` does (on the Dask cluster at
-    ``scheduler``, as ``make grade SCHEDULER=...`` does, when one is given)."""
-    return grading_cli(course, "grade", assignment, *(("--scheduler", scheduler) if scheduler else ()))
+def grade(course: Path, assignment: str) -> subprocess.CompletedProcess:
+    """Collect, autograde, generate feedback and export, as ``make grade A=...`` does."""
+    return grading_cli(course, "grade", assignment)
 
 
 def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]:
@@ -155,25 +163,24 @@ def part_scores(course: Path, assignment: str, student: str) -> dict[str, float]
     os.environ["PATH"] = course_env()["PATH"]
     with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
         notebook = gradebook.find_submission_notebook(assignment, assignment, student)
-        return {grade.name: grade.score for grade in notebook.grades if grade.auto_score is not None
-                or grade.cell.cell_type == "code"}
+        return {
+            grade.name: grade.score
+            for grade in notebook.grades
+            if grade.auto_score is not None or grade.cell.cell_type == "code"
+        }
 
 
-def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str, str]],
-                  scheduler: str | None = None) -> Path:
+def graded_course(folder: Path, assignment: str, submissions: dict[str, dict[str, str]]) -> Path:
     """One whole round trip: a fresh course in ``folder``, ``assignment`` released, each student's answers
     (sources by grade_id, filled into the released exercise; ``{}`` hands it in untouched) submitted, and
-    everything graded with ONE ``grade`` call, as ``make grade A=...`` does (on an existing Dask cluster
-    when ``scheduler`` is its address). Returns the course folder."""
+    everything graded with ONE ``grade`` call, as ``make grade A=...`` does. Returns the course folder."""
     course = make_course(folder)
     release(course, assignment)
     exercise = released_exercise(assignment)
     for student, answers in submissions.items():
         submit(course, assignment, student, fill_answers(exercise, answers))
-    result = grade(course, assignment, scheduler)
+    result = grade(course, assignment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    if scheduler:
-        assert f"on the Dask cluster at {scheduler}" in result.stdout, result.stdout[-3000:]
     return course
 
 
@@ -199,12 +206,15 @@ def round_trip_choices(answers: dict[str, dict[str, str]], wrong_in_mixed_1: set
     }
 
 
-def round_trip_submissions(answers: dict[str, dict[str, str]], choices: dict[str, dict[str, str]],
-                           written: dict[str, str]) -> dict[str, dict[str, str]]:
+def round_trip_submissions(
+    answers: dict[str, dict[str, str]], choices: dict[str, dict[str, str]], written: dict[str, str]
+) -> dict[str, dict[str, str]]:
     """The sources each student hands in, for ``graded_course``: the chosen answers and, from every student who
     worked on the notebook, the ``written`` answers to the hand-graded cells (by grade_id)."""
-    return {student: {**{cell: answers[cell][pick] for cell, pick in picked.items()}, **written} if picked else {}
-            for student, picked in choices.items()}
+    return {
+        student: {**{cell: answers[cell][pick] for cell, pick in picked.items()}, **written} if picked else {}
+        for student, picked in choices.items()
+    }
 
 
 def expected_points(picked: dict[str, str], part_of: dict[str, str], points: dict[str, float]) -> dict[str, float]:
@@ -224,13 +234,45 @@ def hand_graded_parts(course: Path, assignment: str, student: str) -> dict[str, 
     os.environ["PATH"] = course_env()["PATH"]
     with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
         notebook = gradebook.find_submission_notebook(assignment, assignment, student)
-        return {grade.name: (grade.max_score, grade.needs_manual_grade) for grade in notebook.grades
-                if grade.cell.cell_type == "markdown"}
+        return {
+            grade.name: (grade.max_score, grade.needs_manual_grade)
+            for grade in notebook.grades
+            if grade.cell.cell_type == "markdown"
+        }
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """What one assignment's round trip hands in and expects; ``tests/round_trip_tests.py`` holds the tests.
+
+    ``answers[cell]`` gives each autograded solution cell's sample answers (``reference``, ``wrong``,
+    ``other_right``), ``part_of[cell]`` the graded part it feeds and ``points[part]`` that part's points;
+    ``wrong_in_mixed_1`` the cells mixed_1 gets wrong (mixed_2 gets the others wrong); ``written`` the text
+    handed in for each hand-graded cell, and ``written_points`` its points where the test pins them.
+    """
+
+    assignment: str
+    answers: dict[str, dict[str, str]]
+    part_of: dict[str, str]
+    points: dict[str, float]
+    wrong_in_mixed_1: frozenset[str] | set[str]
+    written: dict[str, str] = field(default_factory=dict)
+    written_points: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def choices(self) -> dict[str, dict[str, str]]:
+        return round_trip_choices(self.answers, set(self.wrong_in_mixed_1))
+
+    def submissions(self) -> dict[str, dict[str, str]]:
+        return round_trip_submissions(self.answers, self.choices, self.written)
+
+    def reference(self, grade_id: str) -> str:
+        return solution_source(self.assignment, grade_id)
 
 
 def round_trip(group: str):
-    """The marks of a round trip's tests: one worker builds the graded course (``group``), it is slow, and it
-    grades in the course's bubblewrap sandbox."""
+    """The marks of a round trip's tests that are not the shared ones (ex01's whole class workflow): one worker
+    builds the graded course (``group``), it is slow, and it grades in the course's bubblewrap sandbox."""
     import pytest
 
     def mark(test):

@@ -23,8 +23,12 @@ import re
 import numpy as np
 import pytest
 
-from nbgrader_course import (round_trip, autograded_points, cell_by_id, expected_points, graded_course, hand_graded_parts,
-                             round_trip_choices, round_trip_submissions, solution_source)
+from nbgrader_course import (
+    RoundTrip,
+    cell_by_id,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex00_adam_update"
 POINTS = {"adam_step": 3, "which_bug": 3, "disagreement": 2}
@@ -32,7 +36,7 @@ POINTS = {"adam_step": 3, "which_bug": 3, "disagreement": 2}
 ANSWERS = {
     "adam_step_answer": {
         "reference": solution_source(A, "adam_step_answer"),
-        "wrong": '''
+        "wrong": """
 def adam_step(w, g, m, v, t, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     # the paper's Algorithm 1, literally: ε added to the corrected root
     m = beta_1 * m + (1 - beta_1) * g
@@ -40,8 +44,8 @@ def adam_step(w, g, m, v, t, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     m_hat = m / (1 - beta_1**t)
     v_hat = v / (1 - beta_2**t)
     return w - lr * m_hat / (np.sqrt(v_hat) + epsilon), m, v
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def adam_step(w, g, m, v, t, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     # Algorithm 1 with Keras's ε: ε-hat = ε / sqrt(1 - β2^t) moved inside the correction
     m_new = beta_1 * m + (1 - beta_1) * g
@@ -50,17 +54,17 @@ def adam_step(w, g, m, v, t, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     v_hat = v_new / (1 - beta_2**t)
     eps_hat = epsilon / np.sqrt(1 - beta_2**t)
     return w - lr * m_hat / (np.sqrt(v_hat) + eps_hat), m_new, v_new
-''',
+""",
     },
     "which_bug_answer": {
         "reference": solution_source(A, "which_bug_answer"),
-        "wrong": '''
+        "wrong": """
 def which_bug(step):
     # read off the code once, then look the answer up by name
     return {"adam_step_a": EPSILON_INSIDE_ROOT, "adam_step_b": NO_BIAS_CORRECTION,
             "adam_step_c": EPSILON_ON_PARAMETER}.get(step.__name__, NO_BUG)
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def which_bug(step):
     g = noisy_gradients(steps=20, size=8, seed=3).astype(float)
 
@@ -75,7 +79,7 @@ def which_bug(step):
     if gap(0.1) > 0.01:            # right at small ε, wrong at large ε: ε under the root
         return EPSILON_INSIDE_ROOT
     return NO_BUG
-''',
+""",
     },
     "disagreement_answer": {
         "reference": solution_source(A, "disagreement_answer"),
@@ -84,39 +88,27 @@ def which_bug(step):
     },
 }
 PART_OF = {"adam_step_answer": "adam_step", "which_bug_answer": "which_bug", "disagreement_answer": "disagreement"}
-WRITTEN = {"epsilon_hat_explanation": "It depends on ε compared with the gradients' size and on the step: Keras's ε "
-           "is ε/sqrt(1-β2^t), 31.6 times larger at step 1, so large ε or tiny gradients early in training change "
-           "the steps."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"adam_step_answer"})
+WRITTEN = {
+    "epsilon_hat_explanation": "It depends on ε compared with the gradients' size and on the step: Keras's ε "
+    "is ε/sqrt(1-β2^t), 31.6 times larger at step 1, so large ε or tiny gradients early in training change "
+    "the steps."
+}
 
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-ROUND_TRIP = round_trip(A)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """A wrong answer loses exactly its part's points; a correct one unlike the reference earns them."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
-
-
-@ROUND_TRIP
-def test_the_written_answer_waits_for_a_human(graded):
-    """Part D is graded by hand: after autograding it still needs a manual grade (2 points)."""
-    assert hand_graded_parts(graded, A, "mixed_1") == {"epsilon_hat_explanation": (2.0, True)}
+ROUND_TRIP = RoundTrip(
+    A,
+    ANSWERS,
+    PART_OF,
+    POINTS,
+    wrong_in_mixed_1={"adam_step_answer"},
+    written=WRITTEN,
+    written_points={"epsilon_hat_explanation": 2.0},
+)
 
 
 # --------------------------------------------------------------------------------------------------
 # calibration
 
-from adamclinic.adam_math import first_step_form_gap, gap_to_keras, noisy_gradients  # noqa: E402
+from adamclinic.lessons.adam_from_the_inside import first_step_form_gap, gap_to_keras, noisy_gradients  # noqa: E402
 
 SEEDS = (100, 101, 102, 103, 104)
 
@@ -148,13 +140,13 @@ def step_from(source: str):
 
 def wrong_steps():
     """The known slips, as students write them (the first is the wrong answer of the round trip)."""
-    base = '''
+    base = """
 def adam_step(w, g, m, v, t, lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     m = beta_1 * m + (1 - beta_1) * g
     v = beta_2 * v + (1 - beta_2) * g**2
     alpha = lr * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
     return {}, m, v
-'''
+"""
     return {
         "algorithm 1": step_from(ANSWERS["adam_step_answer"]["wrong"]),
         "ε inside the root": step_from(base.format("w - alpha * m / np.sqrt(v + epsilon)")),
@@ -178,8 +170,10 @@ def test_adam_step_tolerance_separates_keras_form_from_every_slip():
     assert tolerance == 1e-3
     settings = [(1e-3, 0.9, 0.999, 1e-7, 1.0, None), (1e-3, 0.9, 0.999, 0.1, 1.0, None)] + hidden_settings()
     assert len(settings) == 7
-    right = {"reference": step_from(solution_source(A, "adam_step_answer")),
-             "other right": step_from(ANSWERS["adam_step_answer"]["other_right"])}
+    right = {
+        "reference": step_from(solution_source(A, "adam_step_answer")),
+        "other right": step_from(ANSWERS["adam_step_answer"]["other_right"]),
+    }
     wrong = wrong_steps()
     worst_wrong = {name: [] for name in wrong}
     for seed in SEEDS:
@@ -219,7 +213,7 @@ def test_disagreement_bar_separates_gradients_near_epsilon_from_the_rest():
 def test_which_bug_answers_classify_the_disguised_steps():
     """Part B has no numeric bar: the reference and the other correct which_bug classify the given and the
     hidden steps (run in-process here, through the solution's own test cell); the name lookup does not."""
-    from adamclinic.adam_math import keras_adam_updates, step_updates
+    from adamclinic.lessons.adam_from_the_inside import keras_adam_updates, step_updates
 
     setup = solution_test_cell("setup")
     broken = solution_test_cell("broken_steps")
@@ -234,5 +228,5 @@ def test_which_bug_answers_classify_the_disguised_steps():
         if passes:
             exec(test, namespace)
         else:
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 (a hidden test fails by its assert or by an error)
                 exec(test, namespace)

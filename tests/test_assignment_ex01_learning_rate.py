@@ -16,9 +16,6 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -26,7 +23,7 @@ import numpy as np
 import pytest
 
 import nbgrader_course
-from nbgrader_course import ROOT, cell_by_id, course_env, grading_cli, make_course, nbgrader, submit, round_trip
+from nbgrader_course import cell_by_id, course_env, grading_cli, make_course, nbgrader, round_trip, submit
 
 EX01 = "ex01_learning_rate"
 COURSE_ID = nbgrader_course.COURSE_ID
@@ -49,35 +46,37 @@ ANSWERS = {
     },
     "steepest_descent_rule_answer": {
         "reference": solution_source("steepest_descent_rule_answer"),
-        "wrong": '''
+        "wrong": """
 def steepest_descent_lr(learning_rates, smoothed_losses):
     # the rate at the lowest loss: already about to blow up
     return float(learning_rates[int(np.argmin(smoothed_losses))])
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def steepest_descent_lr(learning_rates, smoothed_losses):
     rates = np.array(learning_rates, dtype=float)
     losses = np.array(smoothed_losses, dtype=float)
     stop = int(np.argmin(losses))
     drops = np.diff(losses[: stop + 1]) / np.diff(np.log10(rates[: stop + 1]))
     return float(rates[int(np.argmin(drops))])  # left end of the steepest step
-''',
+""",
     },
     "rescue_with_schedule_answer": {
         "reference": solution_source("rescue_with_schedule_answer"),
-        "wrong": '''
+        "wrong": """
 def make_schedule(total_steps):
     return 0.1  # no schedule at all: the run keeps bouncing
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def make_schedule(total_steps):
     return keras.optimizers.schedules.CosineDecay(0.1, total_steps)
-''',
+""",
     },
 }
-PART_OF = {"choose_learning_rate_answer": "choose_learning_rate",
-           "steepest_descent_rule_answer": "steepest_descent_rule",
-           "rescue_with_schedule_answer": "rescue_with_schedule"}
+PART_OF = {
+    "choose_learning_rate_answer": "choose_learning_rate",
+    "steepest_descent_rule_answer": "steepest_descent_rule",
+    "rescue_with_schedule_answer": "rescue_with_schedule",
+}
 POINTS = {"choose_learning_rate": 2, "steepest_descent_rule": 3, "rescue_with_schedule": 3}
 
 
@@ -96,19 +95,27 @@ def student_notebook(exercise: nbformat.NotebookNode, choices: dict[str, str]) -
 
 STUDENTS = {
     # student id -> the answer chosen for each part; expected autograded points per part
-    "reference": ({k: "reference" for k in ANSWERS}, {"choose_learning_rate": 2, "steepest_descent_rule": 3,
-                                                      "rescue_with_schedule": 3}),
+    "reference": (
+        {k: "reference" for k in ANSWERS},
+        {"choose_learning_rate": 2, "steepest_descent_rule": 3, "rescue_with_schedule": 3},
+    ),
     "reference_again": ({k: "reference" for k in ANSWERS}, None),  # same notebook: same score (determinism)
     "reference_third": ({k: "reference" for k in ANSWERS}, None),
     "untouched": ({}, {"choose_learning_rate": 0, "steepest_descent_rule": 0, "rescue_with_schedule": 0}),
     "wrong_a_other_bc": (
-        {"choose_learning_rate_answer": "wrong", "steepest_descent_rule_answer": "other_right",
-         "rescue_with_schedule_answer": "other_right"},
+        {
+            "choose_learning_rate_answer": "wrong",
+            "steepest_descent_rule_answer": "other_right",
+            "rescue_with_schedule_answer": "other_right",
+        },
         {"choose_learning_rate": 0, "steepest_descent_rule": 3, "rescue_with_schedule": 3},
     ),
     "other_a_wrong_bc": (
-        {"choose_learning_rate_answer": "other_right", "steepest_descent_rule_answer": "wrong",
-         "rescue_with_schedule_answer": "wrong"},
+        {
+            "choose_learning_rate_answer": "other_right",
+            "steepest_descent_rule_answer": "wrong",
+            "rescue_with_schedule_answer": "wrong",
+        },
         {"choose_learning_rate": 2, "steepest_descent_rule": 0, "rescue_with_schedule": 0},
     ),
 }
@@ -142,8 +149,14 @@ def graded_course(tmp_path_factory):
     # A notebook that is not even JSON any more must not stop the others from being graded; it goes in
     # through nbgrader's own command line.
     work.write_text("{ this is not a notebook", encoding="utf-8")
-    nbgrader(course, "submit", EX01, f"--Exchange.assignment_dir={course / 'exercises'}",
-             "--Exchange.path_includes_course=False", "--CourseDirectory.student_id=broken")
+    nbgrader(
+        course,
+        "submit",
+        EX01,
+        f"--Exchange.assignment_dir={course / 'exercises'}",
+        "--Exchange.path_includes_course=False",
+        "--CourseDirectory.student_id=broken",
+    )
 
     graded = grading_cli(course, "grade", EX01)
     feedback = grading_cli(course, "feedback", EX01, "--student", "reference")
@@ -191,13 +204,17 @@ def test_grade_command_reports_scores_and_keeps_going_past_a_broken_notebook(gra
     assert "reference: 8 / 10 points, graded (1 part(s) still to grade by hand)" in result.stdout, result.stdout
     assert re.search(r"untouched: 0 / 10 points", result.stdout), result.stdout
     course = graded_course["course"]
-    rows = {(r["assignment"], r["student_id"]): r
-            for r in __import__("csv").DictReader(open(course / "grading" / "reports" / "grades.csv"))}
+    rows = {
+        (r["assignment"], r["student_id"]): r
+        for r in __import__("csv").DictReader(open(course / "grading" / "reports" / "grades.csv"))
+    }
     assert float(rows[(EX01, "reference")]["raw_score"]) == 8
     assert float(rows[(EX01, "other_a_wrong_bc")]["raw_score"]) == 2
     assert float(rows[(EX01, "wrong_a_other_bc")]["raw_score"]) == 6
-    report = {r["student"]: r for r in __import__("csv").DictReader(
-        open(course / "grading" / "reports" / f"{EX01}-report.csv"))}
+    report = {
+        r["student"]: r
+        for r in __import__("csv").DictReader(open(course / "grading" / "reports" / f"{EX01}-report.csv"))
+    }
     assert report["broken"]["status"] == "error" and "not valid JSON" in report["broken"]["reason"]
     assert report["reference"]["status"] == "graded" and float(report["reference"]["score"]) == 8
 
@@ -232,7 +249,7 @@ def test_choose_learning_rate_bar_separates_good_rates_from_bad():
     the bar); 1.0 -> 0.99 (dead net), 1e-4 -> 0.36, 3e-4 -> 0.13 (fail, at least 1.3x the bar). A
     constant 0.1 sits at 0.062 (seed 0 alone: 0.089) and 0.3 at 0.50: both seed-dependent, not used.
     """
-    from adamclinic.grading_checks import final_losses
+    from adamclinic.lessons.learning_rate import final_losses
 
     for rate in (1e-2, 3e-3, 1e-3):
         losses = final_losses(rate, SEEDS)
@@ -254,12 +271,16 @@ def test_schedule_bar_separates_a_decay_from_a_constant_rate():
     constant 0.057. A constant 0.01 would train (0.014) but fails the peak check.
     """
     import keras
-    from adamclinic.grading_checks import final_losses, peak_rate
+
+    from adamclinic.lessons.learning_rate import final_losses, peak_rate
 
     schedules = keras.optimizers.schedules
     steps = 960
-    good = [schedules.CosineDecay(0.0, steps - 64, warmup_target=0.1, warmup_steps=64),
-            schedules.CosineDecay(0.1, steps), schedules.PolynomialDecay(0.1, steps, 1e-4)]
+    good = [
+        schedules.CosineDecay(0.0, steps - 64, warmup_target=0.1, warmup_steps=64),
+        schedules.CosineDecay(0.1, steps),
+        schedules.PolynomialDecay(0.1, steps, 1e-4),
+    ]
     for schedule in good:
         assert peak_rate(schedule, steps) >= 0.999 * PEAK_FLOOR
         losses = final_losses(schedule, SEEDS)
@@ -293,27 +314,42 @@ def _wrong_rules():
         end = int(np.argmin(losses)) + 1
         return float(rates[int(np.argmin(np.gradient(losses[:end], rates[:end])))])
 
-    return {"argmin": argmin, "argmin/10": lambda r, l: argmin(r, l) / 10,
-            "whole_curve": whole_curve, "per_unit_rate": per_unit_rate}
+    return {
+        "argmin": argmin,
+        "argmin/10": lambda r, losses: argmin(r, losses) / 10,
+        "whole_curve": whole_curve,
+        "per_unit_rate": per_unit_rate,
+    }
 
 
 def test_steepest_rule_checks_accept_variants_and_reject_shortcuts():
     """The hand-made sweeps of the hidden tests: np.gradient and np.diff rules pass, shortcuts fail one at least."""
-    from adamclinic.grading_checks import decades_apart, grid_step, reference_steepest_descent_lr, synthetic_sweep
+    from adamclinic.lessons.learning_rate import (
+        decades_apart,
+        grid_step,
+        reference_steepest_descent_lr,
+        synthetic_sweep,
+    )
 
     sweeps = [  # (rates, losses, where the loss falls fastest), as in the notebook's test cell
         (*synthetic_sweep(steepest_at=1e-3, minimum_at=0.3), 1e-3),
-        (*synthetic_sweep(steepest_at=1e-2, minimum_at=0.5, flat_noise=0.01,
-                          tail=[0.3, 1.5, 6.0, 0.9, 8.0, math.inf]), 1e-2),
-        (*synthetic_sweep(steepest_at=3e-4, minimum_at=3e-2, start=1e-5, stop=1.0, points_per_decade=4,
-                          width=0.6), 3e-4),
+        (
+            *synthetic_sweep(
+                steepest_at=1e-2, minimum_at=0.5, flat_noise=0.01, tail=[0.3, 1.5, 6.0, 0.9, 8.0, math.inf]
+            ),
+            1e-2,
+        ),
+        (
+            *synthetic_sweep(steepest_at=3e-4, minimum_at=3e-2, start=1e-5, stop=1.0, points_per_decade=4, width=0.6),
+            3e-4,
+        ),
     ]
 
     def passes(rule):
-        return all(decades_apart(rule(list(r), list(l)), at) <= grid_step(r) + 1e-9 for r, l, at in sweeps)
+        return all(decades_apart(rule(list(r), list(losses)), at) <= grid_step(r) + 1e-9 for r, losses, at in sweeps)
 
     assert passes(reference_steepest_descent_lr)
-    assert passes(_diff_rule) and passes(lambda r, l: _diff_rule(r, l, midpoint=True))
+    assert passes(_diff_rule) and passes(lambda r, losses: _diff_rule(r, losses, midpoint=True))
     for name, rule in _wrong_rules().items():
         assert not passes(rule), f"the hidden tests let the shortcut {name!r} through"
 
@@ -329,16 +365,16 @@ def test_steepest_rule_on_real_range_tests_picks_a_rate_that_trains():
     first 10 points, seeds 0 and 2 pick 1e-5: the noise of the first few smoothed values.
     """
     from adamclinic.data import smooth_regression
-    from adamclinic.grading_checks import final_losses, reference_steepest_descent_lr
+    from adamclinic.engine import TrainConfig
+    from adamclinic.lessons.learning_rate import final_losses, lr_range_test, reference_steepest_descent_lr
     from adamclinic.models import small_relu_net
-    from adamclinic.range_test import lr_range_test
-    from adamclinic.training import TrainConfig
 
     data = smooth_regression()
     picks = []
     for seed in (0, 1, 2):
-        sweep = lr_range_test(TrainConfig(data, small_relu_net, batch_size=256, seed=seed),
-                              min_lr=1e-5, max_lr=1.0, num_steps=100)
+        sweep = lr_range_test(
+            TrainConfig(data, small_relu_net, batch_size=256, seed=seed), min_lr=1e-5, max_lr=1.0, num_steps=100
+        )
         rates, smoothed = sweep.learning_rates[10:], sweep.smoothed[10:]
         pick = reference_steepest_descent_lr(rates, smoothed)
         assert 3e-3 <= pick <= 1.5e-2, (seed, pick)

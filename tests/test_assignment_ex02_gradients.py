@@ -18,9 +18,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import nbgrader_course
-from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, hand_graded_parts, round_trip_choices,
-                             round_trip_submissions)
+from nbgrader_course import (
+    RoundTrip,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex02_gradients"
 SEEDS = (0, 1, 2, 3, 4)
@@ -35,9 +37,9 @@ LOSS_CEILING = 1e8
 
 ANSWERS = {
     "diagnose_gradients_answer": {
-        "reference": nbgrader_course.solution_source(A, "diagnose_gradients_answer"),
+        "reference": solution_source(A, "diagnose_gradients_answer"),
         # Reads the size of the first layer's gradient instead of the ratio, and lets NaN through as "healthy".
-        "wrong": '''
+        "wrong": """
 def diagnose(norms):
     norms = np.asarray(norms, dtype=float)
     if norms.max() > 1e3:
@@ -45,54 +47,44 @@ def diagnose(norms):
     if norms[0] < 1e-3:  # the first layer's gradient is tiny
         return "vanishing"
     return "healthy"
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def diagnose(norms):
     g = [float(v) for v in norms]
     if any(not math.isfinite(v) or v > 1000 for v in g):
         return "exploding"
     return "vanishing" if g[0] / g[-1] < 0.001 else "healthy"
-''',
+""",
     },
     "fix_vanishing_answer": {
-        "reference": nbgrader_course.solution_source(A, "fix_vanishing_answer"),
+        "reference": solution_source(A, "fix_vanishing_answer"),
         "wrong": 'FIXED_NET = deep_net(10, "sigmoid", "he_normal")  # only the initializer: still vanishes',
         "other_right": 'FIXED_NET = deep_net(10, "sigmoid", batch_norm=True)',
     },
     "clip_exploding_sgd_answer": {
-        "reference": nbgrader_course.solution_source(A, "clip_exploding_sgd_answer"),
+        "reference": solution_source(A, "clip_exploding_sgd_answer"),
         "wrong": 'CLIPPING = {"clipnorm": 1e6}  # the size of the gradients: too loose, seeds 0 and 2 still NaN',
         "other_right": 'CLIPPING = {"global_clipnorm": 10.0}',
     },
 }
 PARTS = {"diagnose_gradients": 3, "fix_vanishing": 3, "clip_exploding_sgd": 2}
-PART_OF = {"diagnose_gradients_answer": "diagnose_gradients", "fix_vanishing_answer": "fix_vanishing",
-           "clip_exploding_sgd_answer": "clip_exploding_sgd"}
+PART_OF = {
+    "diagnose_gradients_answer": "diagnose_gradients",
+    "fix_vanishing_answer": "fix_vanishing",
+    "clip_exploding_sgd_answer": "clip_exploding_sgd",
+}
 
 WRITTEN = {"article_net_explanation": "Only three layers, and ReLU passes gradients back unchanged."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_gradients_answer", "clip_exploding_sgd_answer"})
 
-ROUND_TRIP = round_trip(A)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """Reference: full marks; untouched: zero; each mixed student loses exactly the parts with a wrong fix."""
-    expected = expected_points(CHOICES[student], PART_OF, PARTS)
-    assert autograded_points(graded, A, student, PARTS) == pytest.approx(expected)
-
-
-@ROUND_TRIP
-def test_the_written_answer_waits_for_a_human(graded):
-    """Part D (why the article's net has no vanishing gradient) still needs a manual grade after autograding."""
-    assert hand_graded_parts(graded, A, "mixed_1") == {"article_net_explanation": (2.0, True)}
+ROUND_TRIP = RoundTrip(
+    A,
+    ANSWERS,
+    PART_OF,
+    PARTS,
+    wrong_in_mixed_1={"diagnose_gradients_answer", "clip_exploding_sgd_answer"},
+    written=WRITTEN,
+    written_points={"article_net_explanation": 2.0},
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,7 +94,7 @@ def test_the_written_answer_waits_for_a_human(graded):
 @pytest.fixture(scope="module")
 def base():
     from adamclinic.data import digits
-    from adamclinic.gradients import lesson_config
+    from adamclinic.lessons.vanishing_exploding_gradients import lesson_config
 
     return lesson_config(digits())
 
@@ -122,7 +114,7 @@ def test_diagnose_bars_have_margins_on_real_first_epochs(base):
     1e-3 bar); relu normal(1) largest norm 4.4e5..1.3e6 (exploding, 440x over 1e3); relu + He ratio 1.75..3.2
     and largest norm 0.44..0.92; sigmoid + residual ratio 0.040..0.043 (40x over the bar) and largest norm 8..11
     (healthy, 90x under 1e3). The hidden test retrains the first three on seed 1."""
-    from adamclinic.gradients import gradient_config, seeded_runs
+    from adamclinic.lessons.vanishing_exploding_gradients import gradient_config, seeded_runs
 
     cases = {
         "sigmoid": (base, "vanishing"),
@@ -168,15 +160,17 @@ def test_fix_vanishing_bars_separate_fixes_from_patients(base):
     ratio 1.1e-5..1.5e-5; sigmoid (the patient) 0.10..0.19, ratio about 1e-6; relu + normal(1) 0.24..0.52,
     largest norm about 1e6 (all fail, accuracy at least 0.2 under the bar).
     """
-    from adamclinic.gradients import final_val_accuracy, gradient_config, seeded_runs
+    from adamclinic.lessons.vanishing_exploding_gradients import final_val_accuracy, gradient_config, seeded_runs
 
     def measure(config):
         histories = seeded_runs(config, SEEDS)
         norms = np.array([h.layer_grad_norms[0] for h in histories], dtype=float)
         accuracy = np.array([final_val_accuracy(h) for h in histories])
-        healthy = bool(np.all(np.isfinite(norms)) and norms.max() <= EXPLODING_NORM
-                       and np.all((norms[:, 0] / norms[:, -1] >= RATIO_RANGE[0])
-                                  & (norms[:, 0] / norms[:, -1] <= RATIO_RANGE[1])))
+        healthy = bool(
+            np.all(np.isfinite(norms))
+            and norms.max() <= EXPLODING_NORM
+            and np.all((norms[:, 0] / norms[:, -1] >= RATIO_RANGE[0]) & (norms[:, 0] / norms[:, -1] <= RATIO_RANGE[1]))
+        )
         return healthy, accuracy
 
     for fix in ({"activation": "relu", "initializer": "he_normal"}, {"batch_norm": True}, {"residual": True}):
@@ -198,10 +192,11 @@ def test_clipping_bar_separates_a_working_clip_from_a_loose_one(base):
     clipnorm=1e6: NaN on seeds 0 and 2, 4e33..7e34 elsewhere; clipnorm=1e4: no NaN but 1e12..8e13 (fail, at least
     10^4 over the ceiling).
     """
-    from adamclinic.gradients import gradient_config, peak_loss, seeded_runs
+    from adamclinic.lessons.vanishing_exploding_gradients import gradient_config, peak_loss, seeded_runs
 
-    exploding_sgd = gradient_config(base, activation="relu", initializer="normal(1)", optimizer="sgd",
-                                    learning_rate=0.01)
+    exploding_sgd = gradient_config(
+        base, activation="relu", initializer="normal(1)", optimizer="sgd", learning_rate=0.01
+    )
     for clip in ({"clipnorm": 1.0}, {"global_clipnorm": 10.0}):
         peaks = [peak_loss(h) for h in seeded_runs(replace(exploding_sgd, **clip), SEEDS)]
         assert max(peaks) < LOSS_CEILING / 20, (clip, peaks)

@@ -21,132 +21,134 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import nbgrader_course
-from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, part_scores, round_trip_choices,
-                             round_trip_submissions)
+from nbgrader_course import (
+    RoundTrip,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex03_scaling"
 SEEDS = range(5)
 
 
-def reference(grade_id: str) -> str:
-    return nbgrader_course.solution_source(A, grade_id)
-
-
 ANSWERS = {
     "leak_free_prepare_answer": {
-        "reference": reference("leak_free_prepare_answer"),
+        "reference": solution_source(A, "leak_free_prepare_answer"),
         # The article's recipe: fit_transform on every row, split afterwards (here: fit on both tables).
-        "wrong": '''
+        "wrong": """
 def prepare(train_frame, test_frame):
     columns = list(FEATURES)
     scaler = StandardScaler().fit(pd.concat([train_frame, test_frame])[columns])
     return Dataset(scaler.transform(train_frame[columns]), train_frame["cost"].to_numpy(),
                    scaler.transform(test_frame[columns]), test_frame["cost"].to_numpy())
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def prepare(train_frame, test_frame):
     columns = list(FEATURES)
     pipeline = make_pipeline(RobustScaler()).fit(train_frame[columns])
     return Dataset(pipeline.transform(train_frame[columns]), train_frame["cost"],
                    pipeline.transform(test_frame[columns]), test_frame["cost"])
-''',
+""",
     },
     "choose_scaler_answer": {
-        "reference": reference("choose_scaler_answer"),
+        "reference": solution_source(A, "choose_scaler_answer"),
         "wrong": 'SCALER = "MinMaxScaler"',
         "other_right": 'SCALER = "RobustScaler"',
     },
     "adam_does_not_fix_answer": {
-        "reference": reference("adam_does_not_fix_answer"),
+        "reference": solution_source(A, "adam_does_not_fix_answer"),
         "wrong": "ADAM_OUTPUT_GROWTH = 1.0  # Adam normalizes every step\nSATURATED_FRACTION_K2 = 0.2",
         "other_right": "ADAM_OUTPUT_GROWTH = 100  # the output step is lr * |x|\nSATURATED_FRACTION_K2 = 0.8",
     },
 }
-PART_OF = {"leak_free_prepare_answer": "leak_free_prepare", "choose_scaler_answer": "choose_scaler",
-           "adam_does_not_fix_answer": "adam_does_not_fix"}
+PART_OF = {
+    "leak_free_prepare_answer": "leak_free_prepare",
+    "choose_scaler_answer": "choose_scaler",
+    "adam_does_not_fix_answer": "adam_does_not_fix",
+}
 POINTS = {"leak_free_prepare": 4, "choose_scaler": 2, "adam_does_not_fix": 2}
 
-WRITTEN = {"leak_when_it_matters": "A scaler learns only input statistics; a shifted test set moves them, so report "
-                                   "the leak-free score."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"leak_free_prepare_answer"})
+WRITTEN = {
+    "leak_when_it_matters": "A scaler learns only input statistics; a shifted test set moves them, so report "
+    "the leak-free score."
+}
 
-ROUND_TRIP = round_trip(A)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """A wrong answer loses exactly its part's points; a correct one unlike the reference earns them."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
-    if student == "untouched":  # nbgrader scores an unchanged written answer 0 by itself
-        assert part_scores(graded, A, student).get("leak_when_it_matters", 0) == 0
+ROUND_TRIP = RoundTrip(A, ANSWERS, PART_OF, POINTS, wrong_in_mixed_1={"leak_free_prepare_answer"}, written=WRITTEN)
 
 
 # --------------------------------------------------------------------------------------------------
 # calibration: the same checks as the hidden tests, in-process, over 5 seeds
 
+
 def student_prepare(source: str):
     """The ``prepare`` a student's cell defines, run after the notebook's own imports."""
     namespace: dict = {}
-    exec("import numpy as np\nimport pandas as pd\n"
-         "from sklearn.pipeline import Pipeline, make_pipeline\n"
-         "from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler\n"
-         "from adamclinic.scaling import FEATURES\nfrom adamclinic.training import Dataset\n" + source, namespace)
+    exec(
+        "import numpy as np\nimport pandas as pd\n"
+        "from sklearn.pipeline import Pipeline, make_pipeline\n"
+        "from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler\n"
+        "from adamclinic.lessons.feature_scaling import FEATURES\nfrom adamclinic.engine import Dataset\n" + source,
+        namespace,
+    )
     return namespace["prepare"]
 
 
 PREPARE = {
-    **{f"round trip {name}": ANSWERS["leak_free_prepare_answer"][name] for name in ("reference", "wrong", "other_right")},
-    "a second scaler fitted on the test rows": '''
+    **{
+        f"round trip {name}": ANSWERS["leak_free_prepare_answer"][name]
+        for name in ("reference", "wrong", "other_right")
+    },
+    "a second scaler fitted on the test rows": """
 def prepare(train_frame, test_frame):
     c = list(FEATURES)
     return Dataset(StandardScaler().fit_transform(train_frame[c]), train_frame["cost"],
                    StandardScaler().fit_transform(test_frame[c]), test_frame["cost"])
-''',
-    "a scaler fitted once on the whole CSV": '''
+""",
+    "a scaler fitted once on the whole CSV": """
 from adamclinic.data import load_csv
 SCALER_ALL = StandardScaler().fit(load_csv("parcels")[list(FEATURES)])
 def prepare(train_frame, test_frame):
     c = list(FEATURES)
     return Dataset(SCALER_ALL.transform(train_frame[c]), train_frame["cost"],
                    SCALER_ALL.transform(test_frame[c]), test_frame["cost"])
-''',
-    "MinMaxScaler on the training rows": '''
+""",
+    "MinMaxScaler on the training rows": """
 def prepare(train_frame, test_frame):
     c = list(FEATURES)
     scaler = MinMaxScaler().fit(train_frame[c])
     return Dataset(scaler.transform(train_frame[c]), train_frame["cost"], scaler.transform(test_frame[c]), test_frame["cost"])
-''',
-    "own statistics from the training rows": '''
+""",
+    "own statistics from the training rows": """
 def prepare(train_frame, test_frame):
     c = list(FEATURES)
     mean, std = train_frame[c].mean(), train_frame[c].std()
     return Dataset(((train_frame[c] - mean) / std).to_numpy(), train_frame["cost"],
                    ((test_frame[c] - mean) / std).to_numpy(), test_frame["cost"])
-''',
-    "no scaler": '''
+""",
+    "no scaler": """
 def prepare(train_frame, test_frame):
     c = list(FEATURES)
     return Dataset(train_frame[c].to_numpy(), train_frame["cost"], test_frame[c].to_numpy(), test_frame["cost"])
-''',
+""",
 }
-LEAK_FREE = ("round trip reference", "round trip other_right", "MinMaxScaler on the training rows",
-             "own statistics from the training rows")
+LEAK_FREE = (
+    "round trip reference",
+    "round trip other_right",
+    "MinMaxScaler on the training rows",
+    "own statistics from the training rows",
+)
 LEAK_TOLERANCE, SPREAD_RANGE, VAL_BAR = 1e-3, (0.05, 20.0), 0.1  # as in the notebook's test cell
 
 
 def leak_measures(prepare) -> dict[str, float]:
     """The hidden tests' three leak measurements, worst over splits 0-4 (the notebook uses splits 0 and 1)."""
-    from adamclinic.scaling import (copied_rows_mismatch, shifted_frames, train_inputs_change_with_test_rows,
-                                    unit_change_effect)
+    from adamclinic.lessons.feature_scaling import (
+        copied_rows_mismatch,
+        shifted_frames,
+        train_inputs_change_with_test_rows,
+        unit_change_effect,
+    )
+
     worst = {"moved": 0.0, "mismatch": 0.0, "unit": 0.0}
     for split in SEEDS:
         short, other_short, long = shifted_frames(split)
@@ -176,7 +178,8 @@ def test_part_a_leak_checks_pass_every_leak_free_preparation_and_catch_each_leak
 def test_part_a_spread_and_training_bar():
     """Final validation loss, seeds 0-4: reference 0.027-0.031, RobustScaler 0.029-0.036, MinMaxScaler 0.041-0.060,
     all far below the bar 0.1; no scaler 370-5200 (and column spreads from 0.002 to 2.3e5, outside the range)."""
-    from adamclinic.scaling import input_spreads, parcel_frames, prepared_val_losses
+    from adamclinic.lessons.feature_scaling import input_spreads, parcel_frames, prepared_val_losses
+
     frames = parcel_frames()
     for name in ("round trip reference", "round trip other_right", "MinMaxScaler on the training rows"):
         data = student_prepare(PREPARE[name])(*frames)
@@ -193,9 +196,13 @@ def test_part_a_spread_and_training_bar():
 def test_part_b_scaler_bar():
     """Final training loss, seeds 0-4: StandardScaler 0.021-0.023, RobustScaler 0.024-0.031 (mean of 0-2: 0.027),
     MinMaxScaler 0.038-0.057 (mean of 0-2: 0.045), none 237-4490; the bar is a mean below 0.035 over seeds 0-2."""
-    from adamclinic.scaling import scaler_final_losses
+    from adamclinic.lessons.feature_scaling import scaler_final_losses
+
     bar = 0.035
-    final = {name: scaler_final_losses(name, seeds=SEEDS) for name in ("StandardScaler", "RobustScaler", "MinMaxScaler", "none")}
+    final = {
+        name: scaler_final_losses(name, seeds=SEEDS)
+        for name in ("StandardScaler", "RobustScaler", "MinMaxScaler", "none")
+    }
     assert final["StandardScaler"].max() < 0.75 * bar
     assert final["RobustScaler"].max() < 0.95 * bar and final["RobustScaler"][:3].mean() < 0.85 * bar
     assert final["MinMaxScaler"].min() > 1.05 * bar and final["MinMaxScaler"][:3].mean() > 1.2 * bar
@@ -206,12 +213,16 @@ def test_part_c_windows():
     """One Adam step's output change grows 55 (seed 0), 70, 93, 80, 77 times from k=0 to k=2: the window
     [55/3, 55*3] holds every seed and the theory's 100, but not 1 (no growth) or 1e4 (SGD's |x|^2).
     Saturated fraction at k=2: 0.818 (seed 0), 0.779, 0.828, 0.881, 0.879, all within 0.1 of seed 0's; 0.2 is not."""
+    from adamclinic.lessons.feature_scaling import adam_output_step_growth, first_layer_at_init, spread_parcels
     from adamclinic.models import parcel_relu_net
-    from adamclinic.scaling import adam_output_step_growth, first_layer_at_init, spread_parcels
+
     growth = np.array([adam_output_step_growth(2, seed=s) for s in SEEDS])
     low, high = growth[0] / 3, growth[0] * 3
     assert np.all((growth > 1.1 * low) & (growth < high / 1.1)) and low < 100 < high
     assert not low <= 1.0 <= high and not low <= 1e4 <= high
-    fraction = np.array([first_layer_at_init(parcel_relu_net, spread_parcels(2), seed=s)["saturated fraction"]
-                         for s in SEEDS])
-    assert np.all(np.abs(fraction - fraction[0]) < 0.08) and abs(0.8 - fraction[0]) < 0.05 and abs(0.2 - fraction[0]) > 0.5
+    fraction = np.array(
+        [first_layer_at_init(parcel_relu_net, spread_parcels(2), seed=s)["saturated fraction"] for s in SEEDS]
+    )
+    assert (
+        np.all(np.abs(fraction - fraction[0]) < 0.08) and abs(0.8 - fraction[0]) < 0.05 and abs(0.2 - fraction[0]) > 0.5
+    )

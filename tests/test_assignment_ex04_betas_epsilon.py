@@ -27,67 +27,60 @@ import nbformat
 import numpy as np
 import pytest
 
-import nbgrader_course
-from nbgrader_course import (round_trip, ROOT, autograded_points, cell_by_id, expected_points, graded_course, round_trip_choices,
-                             round_trip_submissions)
+from nbgrader_course import (
+    ROOT,
+    RoundTrip,
+    cell_by_id,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex04_betas_epsilon"
 SEEDS = (0, 1, 2, 3, 4)
 
 
-def reference(grade_id: str) -> str:
-    return nbgrader_course.solution_source(A, grade_id)
-
-
 ANSWERS = {
     "tame_noisy_run_answer": {
-        "reference": reference("tame_noisy_run_answer"),
+        "reference": solution_source(A, "tame_noisy_run_answer"),
         "wrong": "BETA_1 = 0.9\nBETA_2 = 0.6\nEPSILON = 1.0  # a big ε hides the spikes",
         "other_right": "BETA_1, BETA_2, EPSILON = 0.5, 0.6, 1e-7  # β1² = 0.25 < β2",
     },
     "uncorrected_step_ratio_answer": {
-        "reference": reference("uncorrected_step_ratio_answer"),
-        "wrong": '''
+        "reference": solution_source(A, "uncorrected_step_ratio_answer"),
+        "wrong": """
 def uncorrected_step_ratio(beta_1, beta_2, t):
     return (1 - beta_1) / math.sqrt(1 - beta_2)  # the first step's ratio, for every step
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def uncorrected_step_ratio(beta_1, beta_2, t):
     return (1 - np.power(beta_1, t)) / np.sqrt(1 - np.power(beta_2, t))
-''',
+""",
     },
     "reddi_converges_answer": {
-        "reference": reference("reddi_converges_answer"),
+        "reference": solution_source(A, "reddi_converges_answer"),
         "wrong": "REDDI_SETTINGS = dict(beta_1=0.0, beta_2=0.3, epsilon=1e-7, amsgrad=False)",
         "other_right": "REDDI_SETTINGS = {'beta_2': 0.9}",
     },
 }
-PART_OF = {"tame_noisy_run_answer": "tame_noisy_run", "uncorrected_step_ratio_answer": "uncorrected_step_ratio",
-           "reddi_converges_answer": "reddi_converges"}
+PART_OF = {
+    "tame_noisy_run_answer": "tame_noisy_run",
+    "uncorrected_step_ratio_answer": "uncorrected_step_ratio",
+    "reddi_converges_answer": "reddi_converges",
+}
 POINTS = {"tame_noisy_run": 3, "uncorrected_step_ratio": 2, "reddi_converges": 3}
-WRITTEN = {"reddi_explanation": "At β2 = 0.1 v forgets the big gradient within a step, so each small push is nearly "
-                                "a full step; AMSGrad keeps the largest v, so the small pushes stay small."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"tame_noisy_run_answer", "reddi_converges_answer"})
+WRITTEN = {
+    "reddi_explanation": "At β2 = 0.1 v forgets the big gradient within a step, so each small push is nearly "
+    "a full step; AMSGrad keeps the largest v, so the small pushes stay small."
+}
 
-ROUND_TRIP = round_trip(A)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
+ROUND_TRIP = RoundTrip(
+    A, ANSWERS, PART_OF, POINTS, wrong_in_mixed_1={"tame_noisy_run_answer", "reddi_converges_answer"}, written=WRITTEN
+)
 
 
 # --------------------------------------------------------------------------------------------------
 # calibration: the bars as written in the notebook's test cells, checked against reference and wrong setups
+
 
 def cell_source(grade_id: str) -> str:
     return cell_by_id(nbformat.read(ROOT / "solutions" / A / f"{A}.ipynb", as_version=4), grade_id).source
@@ -111,9 +104,9 @@ def run_settings(source: str, name_or_names):
 
 @pytest.fixture(scope="module")
 def noisy_run():
+    from adamclinic.engine import TrainConfig
+    from adamclinic.lessons.betas_epsilon_bias_correction import noisy_regression
     from adamclinic.models import small_relu_net
-    from adamclinic.moments import noisy_regression
-    from adamclinic.training import TrainConfig
 
     return TrainConfig(noisy_regression(noise=1.0), small_relu_net, learning_rate=1e-3, epochs=10, batch_size=8)
 
@@ -131,7 +124,7 @@ def test_part_a_bars_separate_tame_settings_from_spikes_and_from_a_huge_epsilon(
             ε = 1, β2 0.6 (hides spikes):  0.35-0.71;  0.401-0.732 (mean 0.537, seeds 0-2 0.571)
     Gray, not used: β2 = 0.75 (3.9-8.5 lr, β2 just under β1² = 0.81), ε = 0.1 (mean 0.27).
     """
-    from adamclinic.moments import spikes_and_validation_loss
+    from adamclinic.lessons.betas_epsilon_bias_correction import spikes_and_validation_loss
 
     step_bar, val_bar = bar("tame_noisy_run", "STEP_BAR"), bar("tame_noisy_run", "VAL_BAR")
     assert (step_bar, val_bar) == (5.0, 0.3)
@@ -158,7 +151,9 @@ def test_part_a_bars_separate_tame_settings_from_spikes_and_from_a_huge_epsilon(
 def test_part_b_hidden_cases_accept_every_form_of_the_ratio_and_reject_near_misses():
     """The notebook's visible and hidden checks, run on answers: exact (NumPy or math) pass; the first-step formula
     (right at t = 1 only), a missing square root, the inverse (Keras's c_t) and an off-by-one step count fail."""
-    checks = cell_source("uncorrected_step_ratio").replace("### BEGIN HIDDEN TESTS", "").replace("### END HIDDEN TESTS", "")
+    checks = (
+        cell_source("uncorrected_step_ratio").replace("### BEGIN HIDDEN TESTS", "").replace("### END HIDDEN TESTS", "")
+    )
     wrongs = {
         "first step only": ANSWERS["uncorrected_step_ratio_answer"]["wrong"],
         "no square root": "def uncorrected_step_ratio(b1, b2, t):\n    return (1 - b1 ** t) / (1 - b2 ** t)",
@@ -186,15 +181,20 @@ def test_part_c_bar_separates_remembering_settings_from_forgetting_ones():
                    fail  the paper's β2 0.1 +0.996; β2 0.3 +0.995; β2 0.4 +0.994; ε 1e-3 +0.996; ε 1 +0.997.
     Gray, not used: β2 = 0.5 (-0.995 from -1, -0.925 from 0, +0.075 from +1).
     """
-    from adamclinic.moments import reddi_ends
+    from adamclinic.lessons.betas_epsilon_bias_correction import reddi_ends
 
     end_bar = bar("reddi_converges", "END_BAR")
     assert end_bar == -0.9
     answers = ANSWERS["reddi_converges_answer"]
     good = [run_settings(answers[n], "REDDI_SETTINGS") for n in ("reference", "other_right")]
     good += [dict(beta_2=0.6), dict(beta_2=0.999), dict(beta_1=0.9, beta_2=0.1)]
-    bad = [run_settings(answers["wrong"], "REDDI_SETTINGS"), dict(beta_2=0.1), dict(beta_2=0.4),
-           dict(beta_2=0.1, epsilon=1e-3), dict(beta_2=0.1, epsilon=1.0)]
+    bad = [
+        run_settings(answers["wrong"], "REDDI_SETTINGS"),
+        dict(beta_2=0.1),
+        dict(beta_2=0.4),
+        dict(beta_2=0.1, epsilon=1e-3),
+        dict(beta_2=0.1, epsilon=1.0),
+    ]
     for settings in good:
         ends = reddi_ends(**{"beta_2": 0.1, **settings})
         assert ends.max() < -0.99, (settings, ends)

@@ -7,7 +7,7 @@ differently from the solution in the other. Determinism (the same notebook grade
 on ex01 in tests/test_assignments.py.
 
 The calibration tests train the reference fix, other correct fixes and the known-wrong ones on seeds 0-4
-with the same judging functions as the hidden tests (``adamclinic.corruption``); the numbers in their
+with the same judging functions as the hidden tests (``adamclinic.lessons.data_problems``); the numbers in their
 docstrings were measured on Keras 3.15.1 / TensorFlow 2.21 on a 2-core CPU.
 """
 
@@ -19,8 +19,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from nbgrader_course import (autograded_points, expected_points, graded_course, round_trip, round_trip_choices,
-                             round_trip_submissions, solution_source)
+from nbgrader_course import (
+    RoundTrip,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex05_data_problems"
 SEEDS = (0, 1, 2, 3, 4)
@@ -38,29 +41,29 @@ ANSWERS = {
     "fix_outliers_answer": {
         "reference": solution_source(A, "fix_outliers_answer"),
         # "the loss is huge, so lower the rate": the outliers still own the loss
-        "wrong": '''
+        "wrong": """
 def fix_outliers(config):
     return replace(config, learning_rate=1e-4)
-''',
+""",
         # drop the rows whose target lies more than 3 robust standard deviations from the median
-        "other_right": '''
+        "other_right": """
 def fix_outliers(config):
     y = config.data.y_train[:, 0]
     q1, q3 = np.percentile(y, [25, 75])
     keep = np.abs(y - np.median(y)) <= 3 * (q3 - q1) / 1.349
     data = replace(config.data, x_train=config.data.x_train[keep], y_train=config.data.y_train[keep])
     return replace(config, data=data)
-''',
+""",
     },
     "fix_imbalance_answer": {
         "reference": solution_source(A, "fix_imbalance_answer"),
         # "train longer and it will learn the rare class too"
-        "wrong": '''
+        "wrong": """
 def fix_imbalance(config):
     return replace(config, epochs=60)
-''',
+""",
         # oversample: half of the 1024 rows drawn (with replacement) from the minority
-        "other_right": '''
+        "other_right": """
 def fix_imbalance(config):
     data = config.data
     labels = data.y_train[:, 0]
@@ -69,43 +72,33 @@ def fix_imbalance(config):
                            rng.choice(np.flatnonzero(labels == 0), 512, replace=False)])
     rows = rng.permutation(rows)
     return replace(config, data=replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows]))
-''',
+""",
     },
     "clean_inputs_answer": {
         "reference": solution_source(A, "clean_inputs_answer"),
         # a sentinel, as in pandas' fillna(-999): finite, but far off the data
-        "wrong": '''
+        "wrong": """
 def clean_inputs(data):
     return replace(data, x_train=np.nan_to_num(data.x_train, nan=-999.0))
-''',
+""",
         # drop the incomplete rows, with their targets
-        "other_right": '''
+        "other_right": """
 def clean_inputs(data):
     complete = ~np.isnan(data.x_train).any(axis=1)
     return replace(data, x_train=data.x_train[complete], y_train=data.y_train[complete])
-''',
+""",
     },
 }
-PART_OF = {"fix_outliers_answer": "fix_outliers", "fix_imbalance_answer": "fix_imbalance",
-           "clean_inputs_answer": "clean_inputs"}
+PART_OF = {
+    "fix_outliers_answer": "fix_outliers",
+    "fix_imbalance_answer": "fix_imbalance",
+    "clean_inputs_answer": "clean_inputs",
+}
 WRITTEN = {"accuracy_misleads_explanation": "Most rows are class 0, so accuracy rewards answering 0."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"fix_outliers_answer", "clean_inputs_answer"})
 
-ROUND_TRIP = round_trip(A)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """Reference: 9/9 autograded; untouched: 0; a wrong fix loses its part only; a different right fix earns it."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
+ROUND_TRIP = RoundTrip(
+    A, ANSWERS, PART_OF, POINTS, wrong_in_mixed_1={"fix_outliers_answer", "clean_inputs_answer"}, written=WRITTEN
+)
 
 
 # Calibration --------------------------------------------------------------------------------------
@@ -128,11 +121,13 @@ def test_outlier_bar_separates_robust_fixes_from_wrong_ones():
     0.085-0.101 and MAE 0.073-0.099 pass; global_clipnorm=1 also passes (0.14-0.16: clipping the gradient
     curbs the outliers' pull); refitting a RobustScaler on the inputs fails (1.29-1.91).
     """
-    from adamclinic.corruption import clip_targets, outlier_fix_mse
+    from adamclinic.lessons.data_problems import clip_targets, outlier_fix_mse
 
-    good = {"huber": answer("fix_outliers_answer", "reference", "fix_outliers"),
-            "drop far targets": answer("fix_outliers_answer", "other_right", "fix_outliers"),
-            "clip targets": lambda c: replace(c, data=clip_targets(c.data))}
+    good = {
+        "huber": answer("fix_outliers_answer", "reference", "fix_outliers"),
+        "drop far targets": answer("fix_outliers_answer", "other_right", "fix_outliers"),
+        "clip targets": lambda c: replace(c, data=clip_targets(c.data)),
+    }
     bad = {"none": lambda c: c, "lr 1e-4": answer("fix_outliers_answer", "wrong", "fix_outliers")}
     for name, fix in good.items():
         mse = outlier_fix_mse(fix, SEEDS)
@@ -153,12 +148,17 @@ def test_imbalance_bars_separate_reweighting_from_wrong_fixes():
     at least 0.07 under its bar on every seed). Also measured: learning rate 1e-2 0.689-0.732 / 0.401-0.486
     (fails the recall bar on every seed), swapped weights 0.50-0.52 / 0.00-0.04.
     """
-    from adamclinic.corruption import imbalance_fix_scores
+    from adamclinic.lessons.data_problems import imbalance_fix_scores
 
-    good = {"class weights": answer("fix_imbalance_answer", "reference", "fix_imbalance"),
-            "oversample": answer("fix_imbalance_answer", "other_right", "fix_imbalance")}
-    bad = {"none": lambda c: c, "60 epochs": answer("fix_imbalance_answer", "wrong", "fix_imbalance"),
-           "weak weights": lambda c: replace(c, class_weight={0: 1.0, 1: 2.0})}
+    good = {
+        "class weights": answer("fix_imbalance_answer", "reference", "fix_imbalance"),
+        "oversample": answer("fix_imbalance_answer", "other_right", "fix_imbalance"),
+    }
+    bad = {
+        "none": lambda c: c,
+        "60 epochs": answer("fix_imbalance_answer", "wrong", "fix_imbalance"),
+        "weak weights": lambda c: replace(c, class_weight={0: 1.0, 1: 2.0}),
+    }
     for name, fix in good.items():
         scores = imbalance_fix_scores(fix, SEEDS)
         assert (scores["balanced accuracy"] > BALANCED_ACCURACY_BAR + 0.025).all(), (name, scores)
@@ -181,9 +181,14 @@ def test_cleaning_bar_and_checks_separate_imputing_or_dropping_from_wrong_cleani
     """
     from sklearn.impute import SimpleImputer
 
-    from adamclinic.corruption import cleaned_run_mse, cleaning_problems, imputation_leak_probe, with_missing, \
-        with_one_nan
     from adamclinic.data import smooth_regression
+    from adamclinic.lessons.data_problems import (
+        cleaned_run_mse,
+        cleaning_problems,
+        imputation_leak_probe,
+        with_missing,
+        with_one_nan,
+    )
 
     def mean_fill(data):
         x = data.x_train.copy()
@@ -200,10 +205,17 @@ def test_cleaning_bar_and_checks_separate_imputing_or_dropping_from_wrong_cleani
         return replace(data, x_train=data.x_train[complete], y_train=data.y_train[: int(complete.sum())])
 
     regression = smooth_regression()
-    hidden = [with_missing(regression, 0.05, seed=0), with_missing(regression, 0.01, seed=11),
-              with_one_nan(regression, row=5, column=7), imputation_leak_probe()]
-    good = {"median": answer("clean_inputs_answer", "reference", "clean_inputs"),
-            "drop rows": answer("clean_inputs_answer", "other_right", "clean_inputs"), "mean": mean_fill}
+    hidden = [
+        with_missing(regression, 0.05, seed=0),
+        with_missing(regression, 0.01, seed=11),
+        with_one_nan(regression, row=5, column=7),
+        imputation_leak_probe(),
+    ]
+    good = {
+        "median": answer("clean_inputs_answer", "reference", "clean_inputs"),
+        "drop rows": answer("clean_inputs_answer", "other_right", "clean_inputs"),
+        "mean": mean_fill,
+    }
     for name, clean in good.items():
         assert all(cleaning_problems(clean, data) == [] for data in hidden), name
         mse = cleaned_run_mse(clean, SEEDS)

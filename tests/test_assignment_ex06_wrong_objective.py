@@ -7,7 +7,7 @@ differently from the solution in the other. Determinism (the same notebook grade
 on ex01 in tests/test_assignments.py.
 
 The calibration tests train the reference fixes, other correct fixes and the known-wrong ones on seeds 0-4
-with the judging helpers the hidden tests use (``adamclinic.generalization``); the numbers in their
+with the judging helpers the hidden tests use (``adamclinic.lessons.overfitting_or_optimizer``); the numbers in their
 docstrings and comments were measured on Keras 3.15.1 / TensorFlow 2.21 on a 2-core CPU.
 """
 
@@ -19,11 +19,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adamclinic.generalization import (CHANCE_LOSS, RegularizedConfig, classifier, digits_subset, dropout_config,
-                                       early_stopping_config, final_train_losses, final_val_losses,
-                                       fixed_setting_changes, run_regularized, validation_rise, weight_decay_config)
-from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, round_trip_choices,
-                             round_trip_submissions, solution_source)
+from adamclinic.lessons.overfitting_or_optimizer import (
+    CHANCE_LOSS,
+    RegularizedConfig,
+    classifier,
+    digits_subset,
+    dropout_config,
+    early_stopping_config,
+    final_train_losses,
+    final_val_losses,
+    fixed_setting_changes,
+    run_regularized,
+    validation_rise,
+    weight_decay_config,
+)
+from nbgrader_course import (
+    RoundTrip,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex06_wrong_objective"
 SEEDS = (0, 1, 2, 3, 4)
@@ -33,8 +47,14 @@ VAL_BAR = 0.635  # Part C: mean last validation loss over the graded seeds
 POINTS = {"diagnose_runs": 3, "minimizing_fix": 2, "generalizing_fix": 3}
 
 # The two given runs, as the notebook's setup cell makes them.
-OVERFITTING = RegularizedConfig(data=digits_subset(256), build_model=classifier(128),
-                                loss="sparse_categorical_crossentropy", learning_rate=1e-3, epochs=100, batch_size=32)
+OVERFITTING = RegularizedConfig(
+    data=digits_subset(256),
+    build_model=classifier(128),
+    loss="sparse_categorical_crossentropy",
+    learning_rate=1e-3,
+    epochs=100,
+    batch_size=32,
+)
 FAILING = weight_decay_config(replace(OVERFITTING, epochs=30), "L2 in Adam (coupled)", 1.0)
 
 
@@ -44,7 +64,7 @@ ANSWERS = {
     "diagnose_answer": {
         "reference": solution_source(A, "diagnose_answer"),
         # looks at the validation curve first: a stuck run whose validation loss climbs reads as "overfits"
-        "wrong": '''
+        "wrong": """
 def diagnose(train_loss, val_loss):
     train = np.asarray(train_loss, dtype=float)
     val = np.asarray(val_loss, dtype=float)
@@ -53,16 +73,16 @@ def diagnose(train_loss, val_loss):
     if not np.all(np.isfinite(train)) or train[-1] > CHANCE_LOSS / 2:
         return "fails to minimize"
     return "healthy"
-''',
+""",
         # plain Python, no NumPy
-        "other_right": '''
+        "other_right": """
 def diagnose(train_loss, val_loss):
     train = [float(x) for x in train_loss]
     val = [float(x) for x in val_loss if not math.isnan(float(x))]
     if any(math.isnan(x) or math.isinf(x) for x in train) or train[-1] >= math.log(10) / 2:
         return "fails to minimize"
     return "overfits" if float(list(val_loss)[-1]) > 1.1 * min(val) else "healthy"
-''',
+""",
     },
     "minimizing_config_answer": {
         "reference": solution_source(A, "minimizing_config_answer"),
@@ -79,29 +99,17 @@ def diagnose(train_loss, val_loss):
         "other_right": 'GENERALIZING = weight_decay_config(OVERFITTING, "L2 in Adam (coupled)", 1e-3)',
     },
 }
-PART_OF = {"diagnose_answer": "diagnose_runs", "minimizing_config_answer": "minimizing_fix",
-           "generalizing_config_answer": "generalizing_fix"}
+PART_OF = {
+    "diagnose_answer": "diagnose_runs",
+    "minimizing_config_answer": "minimizing_fix",
+    "generalizing_config_answer": "generalizing_fix",
+}
 
 WRITTEN = {"wrong_objective_explanation": "Adam minimizes the training loss; this overfits."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnose_answer", "generalizing_config_answer"})
 
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    """One course: release, three submissions, one ``grade`` call for all of them."""
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-ROUND_TRIP = round_trip(A)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """A wrong fix loses exactly its part's points; a correct fix unlike the solution's earns them."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
+ROUND_TRIP = RoundTrip(
+    A, ANSWERS, PART_OF, POINTS, wrong_in_mixed_1={"diagnose_answer", "generalizing_config_answer"}, written=WRITTEN
+)
 
 
 # Calibration ------------------------------------------------------------------------------------------
@@ -130,7 +138,10 @@ def test_the_real_runs_of_the_hidden_diagnosis_test_are_far_from_the_thresholds(
         stuck = run_regularized(replace(FAILING, l2=0.0, learning_rate=0.3, seed=seed))
         assert stuck.final_loss > 1.2 * CHANCE_LOSS / 2 and reference(stuck.loss, stuck.val_loss) == "fails to minimize"
         killed = run_regularized(replace(FAILING, seed=seed))
-        assert abs(killed.final_loss - CHANCE_LOSS) < 1e-3 and reference(killed.loss, killed.val_loss) == "fails to minimize"
+        assert (
+            abs(killed.final_loss - CHANCE_LOSS) < 1e-3
+            and reference(killed.loss, killed.val_loss) == "fails to minimize"
+        )
         overfit = run_regularized(replace(OVERFITTING, seed=seed))
         assert overfit.final_loss < 0.01 and validation_rise(overfit.val_loss) > 0.2
         assert reference(overfit.loss, overfit.val_loss) == "overfits"
@@ -138,7 +149,9 @@ def test_the_real_runs_of_the_hidden_diagnosis_test_are_far_from_the_thresholds(
         assert short.final_loss < 0.1 and validation_rise(short.val_loss) < 0.07
         assert reference(short.loss, short.val_loss) == "healthy"
     hidden_stuck = run_regularized(replace(FAILING, l2=0.0, learning_rate=0.3))
-    assert validation_rise(hidden_stuck.val_loss) > 0.12 and wrong(hidden_stuck.loss, hidden_stuck.val_loss) == "overfits"
+    assert (
+        validation_rise(hidden_stuck.val_loss) > 0.12 and wrong(hidden_stuck.loss, hidden_stuck.val_loss) == "overfits"
+    )
     hidden_short = run_regularized(replace(OVERFITTING, epochs=20, seed=3))
     assert validation_rise(hidden_short.val_loss) < 0.01
 
@@ -155,8 +168,13 @@ def test_train_bar_separates_a_smaller_penalty_from_optimizer_tweaks():
         losses = final_train_losses(config, SEEDS)
         assert losses.mean() < 0.2 * TRAIN_BAR and losses[list(GRADED)].mean() < 0.2 * TRAIN_BAR, config.label()
         assert not fixed_setting_changes(config, FAILING)
-    for config in (FAILING, replace(FAILING, learning_rate=1e-4), replace(FAILING, learning_rate=1e-2),
-                   replace(FAILING, patience=5), replace(FAILING, l2=0.1)):
+    for config in (
+        FAILING,
+        replace(FAILING, learning_rate=1e-4),
+        replace(FAILING, learning_rate=1e-2),
+        replace(FAILING, patience=5),
+        replace(FAILING, l2=0.1),
+    ):
         losses = final_train_losses(config, SEEDS)
         assert losses.mean() > 1.8 * TRAIN_BAR and losses[list(GRADED)].mean() > 1.8 * TRAIN_BAR, config.label()
 
@@ -173,14 +191,20 @@ def test_val_bar_separates_remedies_that_work_from_ones_that_do_not():
     to 0.697. It fails on the graded seeds by 0.022, and only by 0.007 over five: the notebook warns that not
     every remedy clears the bar, and the grade is deterministic (fixed seeds).
     """
-    passing = (early_stopping_config(OVERFITTING, 5), weight_decay_config(OVERFITTING, "L2 in Adam (coupled)", 1e-3),
-               weight_decay_config(OVERFITTING, "AdamW (decoupled)", 1.0))
+    passing = (
+        early_stopping_config(OVERFITTING, 5),
+        weight_decay_config(OVERFITTING, "L2 in Adam (coupled)", 1e-3),
+        weight_decay_config(OVERFITTING, "AdamW (decoupled)", 1.0),
+    )
     for config in passing:
         assert not fixed_setting_changes(config, OVERFITTING, keep_rows=False, keep_learning_rate=True)
         losses = final_val_losses(config, SEEDS)
         assert losses.mean() < VAL_BAR - 0.025 and losses[list(GRADED)].mean() < VAL_BAR - 0.025, config.label()
-    for config, margin in ((OVERFITTING, 0.06), (weight_decay_config(OVERFITTING, "AdamW (decoupled)", 1e-3), 0.06),
-                           (dropout_config(OVERFITTING, 0.2), 0.04)):
+    for config, margin in (
+        (OVERFITTING, 0.06),
+        (weight_decay_config(OVERFITTING, "AdamW (decoupled)", 1e-3), 0.06),
+        (dropout_config(OVERFITTING, 0.2), 0.04),
+    ):
         losses = final_val_losses(config, SEEDS)
         assert losses.mean() > VAL_BAR + margin and losses[list(GRADED)].mean() > VAL_BAR + margin, config.label()
     half = final_val_losses(dropout_config(OVERFITTING, 0.5), SEEDS)
@@ -193,8 +217,12 @@ def test_fixed_settings_are_checked():
     assert any("epochs" in c for c in fixed_setting_changes(replace(FAILING, epochs=60), FAILING))
     assert any("training rows" in c for c in fixed_setting_changes(replace(FAILING, data=digits_subset(512)), FAILING))
     assert fixed_setting_changes(replace(OVERFITTING, data=digits_subset(1024)), OVERFITTING, keep_rows=False) == []
-    assert any("network" in c for c in fixed_setting_changes(replace(OVERFITTING, build_model=classifier(32)), OVERFITTING))
-    assert any("learning rate" in c for c in fixed_setting_changes(
-        replace(OVERFITTING, learning_rate=1e-4), OVERFITTING, keep_learning_rate=True))
+    assert any(
+        "network" in c for c in fixed_setting_changes(replace(OVERFITTING, build_model=classifier(32)), OVERFITTING)
+    )
+    assert any(
+        "learning rate" in c
+        for c in fixed_setting_changes(replace(OVERFITTING, learning_rate=1e-4), OVERFITTING, keep_learning_rate=True)
+    )
     assert fixed_setting_changes(0.5, OVERFITTING)[0].startswith("expected a training configuration")
     assert validation_rise([1.0, 0.5, np.nan, 0.6]) == pytest.approx(0.2)

@@ -6,7 +6,7 @@ plausible way and solve the others differently from the solution, so each part i
 (``nbgrader validate`` runs the hidden tests on the reference answers, in tests/test_assignments.py.)
 
 The calibration tests train the reference repairs, other correct repairs and the known-wrong ones with the
-judging helpers the hidden tests use (``adamclinic.pitfalls``); the numbers in their docstrings were measured
+judging helpers the hidden tests use (``adamclinic.lessons.its_not_adam``); the numbers in their docstrings were measured
 on Keras 3.15.1 / TensorFlow 2.21 on a 2-core CPU.
 """
 
@@ -18,10 +18,18 @@ import keras
 import numpy as np
 import pytest
 
-from adamclinic.pitfalls import (SPARSE_CE_FROM_LOGITS, broken_classifier, chunked_training_steps,
-                                 classifier_repair_accuracy, digit_classifier, split_problems,
-                                 split_validation_accuracy, target_scaling_r2)
-from nbgrader_course import graded_course, part_scores, solution_source, round_trip
+from adamclinic.lessons.its_not_adam import (
+    SPARSE_CE_FROM_LOGITS,
+    broken_classifier,
+    chunked_training_steps,
+    classifier_repair_accuracy,
+    digit_classifier,
+    split_problems,
+    split_validation_accuracy,
+    target_scaling_r2,
+)
+from nbgrader_course import RoundTrip, solution_source
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex07_not_adam"
 POINTS = {"fixed_classifier": 3, "target_scaling_check": 3, "shuffled_split_check": 3, "train_in_chunks_check": 3}
@@ -38,91 +46,66 @@ ANSWERS = {
     "target_scaling_answer": {
         "reference": solution_source(A, "target_scaling_answer"),
         # divides by the largest price: targets 0.6-1.4, a spread of 0.13 (R² 0.61-0.71)
-        "wrong": '''
+        "wrong": """
 def target_scaling(y_train):
     return 0.0, float(np.max(y_train))
-''',
+""",
         # median and interquartile range
-        "other_right": '''
+        "other_right": """
 def target_scaling(y_train):
     q1, q3 = np.percentile(y_train, [25, 75])
     return float(np.median(y_train)), float(q3 - q1)
-''',
+""",
     },
     "shuffled_split_answer": {
         "reference": solution_source(A, "shuffled_split_answer"),
         # shuffles the inputs but not the labels
-        "wrong": '''
+        "wrong": """
 def shuffled_split(x, y, validation_fraction, seed):
     x = x[np.random.default_rng(seed).permutation(len(x))]
     first = int(len(x) * (1 - validation_fraction))
     return x[:first], y[:first], x[first:], y[first:]
-''',
+""",
         # scikit-learn, stratified
-        "other_right": '''
+        "other_right": """
 def shuffled_split(x, y, validation_fraction, seed):
     from sklearn.model_selection import train_test_split
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=validation_fraction, random_state=seed, stratify=y)
     return x_train, y_train, x_val, y_val
-''',
+""",
     },
     "train_in_chunks_answer": {
         "reference": solution_source(A, "train_in_chunks_answer"),
         # compiles with the string "adam" each call: a new Adam every time
-        "wrong": '''
+        "wrong": """
 def train_in_chunks(model, x, y, fit_calls, epochs_per_call, learning_rate):
     for call in range(fit_calls):
         model.compile(optimizer="adam", loss="mean_squared_error")
         model.fit(x, y, epochs=epochs_per_call, batch_size=32, verbose=0)
     return model
-''',
+""",
         # compiles every call, but with the same optimizer object
-        "other_right": '''
+        "other_right": """
 def train_in_chunks(model, x, y, fit_calls, epochs_per_call, learning_rate):
     adam = keras.optimizers.Adam(learning_rate)
     for call in range(fit_calls):
         model.compile(optimizer=adam, loss="mean_squared_error")
         model.fit(x, y, epochs=epochs_per_call, batch_size=32, verbose=0)
     return model
-''',
+""",
     },
 }
-PART_OF = {"fixed_classifier_answer": "fixed_classifier", "target_scaling_answer": "target_scaling_check",
-           "shuffled_split_answer": "shuffled_split_check", "train_in_chunks_answer": "train_in_chunks_check"}
-STUDENTS = {
-    "untouched": {},
-    "mixed_1": {"fixed_classifier_answer": "wrong", "target_scaling_answer": "other_right",
-                "shuffled_split_answer": "wrong", "train_in_chunks_answer": "other_right"},
-    "mixed_2": {"fixed_classifier_answer": "other_right", "target_scaling_answer": "wrong",
-                "shuffled_split_answer": "other_right", "train_in_chunks_answer": "wrong"},
+PART_OF = {
+    "fixed_classifier_answer": "fixed_classifier",
+    "target_scaling_answer": "target_scaling_check",
+    "shuffled_split_answer": "shuffled_split_check",
+    "train_in_chunks_answer": "train_in_chunks_check",
 }
 
-
-def expected_scores(choices: dict[str, str]) -> dict[str, float]:
-    return {PART_OF[cell]: (POINTS[PART_OF[cell]] if choices.get(cell) in ("reference", "other_right") else 0.0)
-            for cell in ANSWERS}
-
-
-@pytest.fixture(scope="module")
-def course(tmp_path_factory, grading_cluster):
-    submissions = {}
-    for student, choices in STUDENTS.items():
-        answers = {cell: ANSWERS[cell][choice] for cell, choice in choices.items()}
-        if choices:
-            answers["not_adam_explanation"] = "The loss sat at ln 10 because the outputs were not probabilities."
-        submissions[student] = answers
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, submissions, scheduler=grading_cluster)
-
-
-ROUND_TRIP = round_trip(A)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", sorted(STUDENTS))
-def test_each_part_is_scored_on_its_own(course, student):
-    """A wrong repair loses exactly its part's points; a correct repair unlike the solution's earns them."""
-    scores = {part: score for part, score in part_scores(course, A, student).items() if part in POINTS}
-    assert scores == pytest.approx(expected_scores(STUDENTS[student]))
+WRITTEN = {"not_adam_explanation": "The loss sat at ln 10 because the outputs were not probabilities."}
+ROUND_TRIP = RoundTrip(
+    A, ANSWERS, PART_OF, POINTS, wrong_in_mixed_1={"fixed_classifier_answer", "shuffled_split_answer"}, written=WRITTEN
+)
 
 
 # Calibration -------------------------------------------------------------------------------------------
@@ -141,7 +124,10 @@ def test_classifier_bar_separates_matching_outputs_from_optimizer_tweaks():
     """ACCURACY_BAR = 0.8. Seeds 0-2 (0-4 measured): softmax output 0.899-0.905 (0.894-0.905), linear output
     with from_logits=True identical; the bug 0.18-0.40; lr 1e-4 0.27-0.47; lr 1e-2 0.11-0.22."""
     broken = broken_classifier()
-    for config in (replace(broken, build_model=digit_classifier(10, "softmax")), replace(broken, loss=SPARSE_CE_FROM_LOGITS)):
+    for config in (
+        replace(broken, build_model=digit_classifier(10, "softmax")),
+        replace(broken, loss=SPARSE_CE_FROM_LOGITS),
+    ):
         assert classifier_repair_accuracy(config, SEEDS).min() > ACCURACY_BAR + 0.08
     for config in (broken, replace(broken, learning_rate=1e-4), replace(broken, learning_rate=1e-2)):
         assert classifier_repair_accuracy(config, SEEDS).max() < ACCURACY_BAR - 0.3
@@ -152,8 +138,15 @@ def test_target_bar_separates_unit_spread_from_small_or_huge_spreads():
     """R2_BAR = 0.85. Seeds 0-2: standardize 0.911-0.930, median/IQR 0.902-0.928; divide by the max
     0.61-0.71, min-max 0.65-0.73, no scaling about -20."""
     for cell in ("reference", "other_right"):
-        assert target_scaling_r2(student_function(ANSWERS["target_scaling_answer"][cell], "target_scaling"), SEEDS).min() > R2_BAR + 0.04
-    for scaling in (lambda y: (0.0, float(np.max(y))), lambda y: (float(np.min(y)), float(np.ptp(y))), lambda y: (0.0, 1.0)):
+        assert (
+            target_scaling_r2(student_function(ANSWERS["target_scaling_answer"][cell], "target_scaling"), SEEDS).min()
+            > R2_BAR + 0.04
+        )
+    for scaling in (
+        lambda y: (0.0, float(np.max(y))),
+        lambda y: (float(np.min(y)), float(np.ptp(y))),
+        lambda y: (0.0, 1.0),
+    ):
         assert target_scaling_r2(scaling, SEEDS).max() < R2_BAR - 0.1
 
 
@@ -165,8 +158,14 @@ def test_split_checks_accept_shuffles_and_reject_the_last_rows():
         split = student_function(ANSWERS["shuffled_split_answer"][cell], "shuffled_split")
         assert split_problems(split) == [] and split_problems(split, 0.25, 7) == []
         assert min(split_validation_accuracy(split, seed) for seed in SEEDS) > SPLIT_ACCURACY_BAR + 0.05
-    last_rows = lambda x, y, f, s: (x[: int(len(x) * (1 - f))], y[: int(len(x) * (1 - f))],  # noqa: E731
-                                    x[int(len(x) * (1 - f)):], y[int(len(x) * (1 - f)):])
+    last_rows = (
+        lambda x, y, f, s: (
+            x[: int(len(x) * (1 - f))],
+            y[: int(len(x) * (1 - f))],  # noqa: E731
+            x[int(len(x) * (1 - f)) :],
+            y[int(len(x) * (1 - f)) :],
+        )
+    )
     wrong = student_function(ANSWERS["shuffled_split_answer"]["wrong"], "shuffled_split")
     for split in (last_rows, wrong):
         assert split_problems(split)

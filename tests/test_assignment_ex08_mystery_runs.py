@@ -6,7 +6,7 @@ students who split the parts between them: each part is wrong (in a plausible wa
 differently from the solution in the other.
 
 The calibration tests retrain the reference fixes, other correct fixes and the known-wrong ones on seeds 0-2
-with the judging helpers the hidden tests use (``adamclinic.clinic.judge_fix``: the engine's run, then the
+with the judging helpers the hidden tests use (``adamclinic.lessons.the_clinic.judge_fix``: the engine's run, then the
 clinic's diagnosis); the numbers in their docstrings were measured on Keras 3.15.1 / TensorFlow 2.21 on a
 2-core CPU.
 """
@@ -18,11 +18,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adamclinic.clinic import (EXERCISE_PATIENTS, cleaned_config, exercise_patient, judge_fix, relu_he_version,
-                               setup_changes)
+from adamclinic.lessons.the_clinic import (
+    EXERCISE_PATIENTS,
+    cleaned_config,
+    exercise_patient,
+    judge_fix,
+    relu_he_version,
+    setup_changes,
+)
 from adamclinic.models import mlp
-from nbgrader_course import (round_trip, autograded_points, expected_points, graded_course, hand_graded_parts,
-                             round_trip_choices, round_trip_submissions, solution_source)
+from nbgrader_course import (
+    RoundTrip,
+    solution_source,
+)
+from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
 
 A = "ex08_mystery_runs"
 SEEDS = (0, 1, 2)
@@ -37,49 +46,49 @@ ANSWERS = {
     "diagnoses_answer": {
         "reference": solution_source(A, "diagnoses_answer"),
         # "the loss blew up, so the gradients exploded": P1 read at the wrong checklist step
-        "wrong": '''
+        "wrong": """
 DIAGNOSES = {"P1": "exploding_gradients", "P2": "learning_rate_too_low", "P3": "nan_inputs",
              "P4": "exploding_gradients"}
-''',
-        "other_right": '''
+""",
+        "other_right": """
 DIAGNOSES = dict(P1="learning_rate_too_high", P2="learning_rate_too_low")
 DIAGNOSES.update(P3="nan_inputs", P4="exploding_gradients")
-''',
+""",
     },
     "learning_rate_answer": {
         "reference": solution_source(A, "learning_rate_answer"),
         # ten times down from 1.0 is not enough for P1; P2 raised only tenfold still crawls
-        "wrong": '''
+        "wrong": """
 FIXED_P1 = replace(P1, learning_rate=0.1)
 FIXED_P2 = replace(P2, learning_rate=3e-5)
-''',
-        "other_right": '''
+""",
+        "other_right": """
 FIXED_P1 = replace(P1, learning_rate=1e-2)
 FIXED_P2 = replace(P2, learning_rate=1e-3)
-''',
+""",
     },
     "clean_answer": {
         "reference": solution_source(A, "clean_answer"),
         # a sentinel far outside the data: finite, but a column now looks unscaled
-        "wrong": '''
+        "wrong": """
 def clean(x):
     return np.nan_to_num(x, nan=1000.0)
-''',
-        "other_right": '''
+""",
+        "other_right": """
 def clean(x):
     filled = x.copy()
     for column in range(x.shape[1]):
         missing = np.isnan(filled[:, column])
         filled[missing, column] = np.nanmean(x[:, column])
     return filled
-''',
+""",
     },
     "exploding_answer": {
         "reference": solution_source(A, "exploding_answer"),
         # a smaller learning rate only slows the walk away from a start ~1e10 too big
         "wrong": "FIXED_P4 = replace(P4, learning_rate=1e-4)",
         # the same widths with Keras's default (Glorot) initialisation
-        "other_right": '''
+        "other_right": """
 from adamclinic.models import mlp
 
 
@@ -88,35 +97,26 @@ def glorot_relu_net():
 
 
 FIXED_P4 = replace(P4, build_model=glorot_relu_net)
-''',
+""",
     },
 }
-PART_OF = {"diagnoses_answer": "diagnoses", "learning_rate_answer": "learning_rate_fix", "clean_answer": "clean_fix",
-           "exploding_answer": "exploding_fix"}
+PART_OF = {
+    "diagnoses_answer": "diagnoses",
+    "learning_rate_answer": "learning_rate_fix",
+    "clean_answer": "clean_fix",
+    "exploding_answer": "exploding_fix",
+}
 WRITTEN = {"checklist_explanation": "P3 at the data step: NaN inputs. P4 at the start: a huge initial loss."}
-CHOICES = round_trip_choices(ANSWERS, wrong_in_mixed_1={"diagnoses_answer", "clean_answer"})
 
-ROUND_TRIP = round_trip(A)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, grading_cluster):
-    return graded_course(tmp_path_factory.mktemp(A) / "course", A, round_trip_submissions(ANSWERS, CHOICES, WRITTEN),
-                         scheduler=grading_cluster)
-
-
-@ROUND_TRIP
-@pytest.mark.parametrize("student", CHOICES)
-def test_each_part_is_scored_on_its_own(graded, student):
-    """Reference: 9/9 autograded; untouched: 0; a wrong fix loses its part only; a different right fix earns it."""
-    expected = expected_points(CHOICES[student], PART_OF, POINTS)
-    assert autograded_points(graded, A, student, POINTS) == pytest.approx(expected)
-
-
-@ROUND_TRIP
-def test_the_written_answer_waits_for_a_human(graded):
-    """The checklist explanation is worth 2 points and is left for the instructor to grade."""
-    assert hand_graded_parts(graded, A, "mixed_1") == {"checklist_explanation": (2.0, True)}
+ROUND_TRIP = RoundTrip(
+    A,
+    ANSWERS,
+    PART_OF,
+    POINTS,
+    wrong_in_mixed_1={"diagnoses_answer", "clean_answer"},
+    written=WRITTEN,
+    written_points={"checklist_explanation": 2.0},
+)
 
 
 # Calibration --------------------------------------------------------------------------------------
@@ -124,8 +124,12 @@ def test_the_written_answer_waits_for_a_human(graded):
 
 def answer(cell: str, choice: str, names: tuple[str, ...]):
     """What an answer cell defines, run in the notebook's setup namespace."""
-    namespace = {"replace": replace, "np": np, **{p: exercise_patient(p) for p in EXERCISE_PATIENTS},
-                 "relu_he_version": relu_he_version}
+    namespace = {
+        "replace": replace,
+        "np": np,
+        **{p: exercise_patient(p) for p in EXERCISE_PATIENTS},
+        "relu_he_version": relu_he_version,
+    }
     exec(ANSWERS[cell][choice], namespace)
     return [namespace[name] for name in names]
 

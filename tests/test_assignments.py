@@ -51,21 +51,32 @@ def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, genera
         source = nbformat.read(ROOT / "solutions" / assignment / name, as_version=4)
         for cell in source.cells:
             assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, (
-                f"solutions/{assignment}/{name} has outputs: clear them before committing")
+                f"solutions/{assignment}/{name} has outputs: clear them before committing"
+            )
         nbformat.validate(source)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", [pytest.param(a, marks=pytest.mark.xdist_group(f"validate[{a}]"))
-                                        for a in ASSIGNMENTS if a not in VALIDATED_IN_THE_BROWSER])
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        pytest.param(a, marks=pytest.mark.xdist_group(f"validate[{a}]"))
+        for a in ASSIGNMENTS
+        if a not in VALIDATED_IN_THE_BROWSER
+    ],
+)
 def test_solutions_pass_and_untouched_exercises_fail_validate(assignment, tmp_path):
     """nbgrader validate: the instructor's version passes every test, the student's version as released does not.
 
     One ``nbgrader validate`` command takes both notebooks, solution first, and reports on each in that order."""
     course = make_course(tmp_path / "course")
     for name in notebooks(course / "solutions" / assignment):
-        both = nbgrader(course, "validate", str(course / "solutions" / assignment / name),
-                        str(course / "exercises" / assignment / name)).stdout
+        both = nbgrader(
+            course,
+            "validate",
+            str(course / "solutions" / assignment / name),
+            str(course / "exercises" / assignment / name),
+        ).stdout
         verdicts = re.findall(r"Success! Your notebook passes all the tests\.|VALIDATION FAILED|ERROR", both)
         assert verdicts[:1] == ["Success! Your notebook passes all the tests."], both[-3000:]  # the solution
         assert len(verdicts) > 1 and "Success!" not in "".join(verdicts[1:]), both[-3000:]  # the exercise

@@ -36,8 +36,15 @@ from adamclinic.lab import course_jupyter_environment, free_port
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = os.environ.get("ADAMCLINIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 # One server and one browser for the whole module, on one worker.
 pytestmark = [pytest.mark.xdist_group("browser"), pytest.mark.needs_system("chromium"), pytest.mark.slow]
@@ -48,9 +55,13 @@ def course(tmp_path_factory) -> Path:
     """A copy of the course for the server to work in."""
     root = tmp_path_factory.mktemp("course")
     for folder in ("lessons", "exercises", "solutions", "grading"):
-        shutil.copytree(ROOT / folder, root / folder,
-                        ignore=shutil.ignore_patterns("exchange", "gradebook.db", "submitted", "autograded",
-                                                      "feedback", "cache", ".ipynb_checkpoints"))
+        shutil.copytree(
+            ROOT / folder,
+            root / folder,
+            ignore=shutil.ignore_patterns(
+                "exchange", "gradebook.db", "submitted", "autograded", "feedback", "cache", ".ipynb_checkpoints"
+            ),
+        )
     shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     return root
 
@@ -61,20 +72,38 @@ def server(course, tmp_path_factory):
     port, token = free_port(), "browser-test-token"
     env = {k: v for k, v in os.environ.items() if k != "ADAMCLINIC_NO_PACING"}  # a student's pace
     # The course's own JupyterLab defaults, as make lab gives them to students (no news prompt).
-    env = course_jupyter_environment(dict(
-        env, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])))
+    env = course_jupyter_environment(
+        dict(
+            env,
+            JUPYTER_CONFIG_DIR=str(home / "config"),
+            JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+            JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        )
+    )
     # Render every cell, so outputs far from the viewport are in the page too.
     notebook = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "notebook-extension"
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     log = (home / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course}",
-         "--allow-root"],
-        cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={course}",
+            "--allow-root",
+        ],
+        cwd=course,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -82,9 +111,10 @@ def server(course, tmp_path_factory):
         try:
             urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=3)
             break
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterLab did not start; its log:\n{(home / 'server.log').read_text()[-3000:]}")
+                log = (home / "server.log").read_text()[-3000:]
+                raise RuntimeError(f"JupyterLab did not start; its log:\n{log}") from error
             time.sleep(0.5)
     yield {"base": base, "token": token, "root": course}
     os.killpg(process.pid, signal.SIGINT)
@@ -99,8 +129,10 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium); "
-                    ".ci/run does this when it is missing.")
+        pytest.fail(
+            f"No Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium); "
+            ".ci/run does this when it is missing."
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -135,8 +167,11 @@ def wait_for_the_notebook_kernel(server, notebook: str, timeout_s: float = 90) -
     """JupyterLab starts the notebook's kernel on opening; wait until that kernel is up and idle."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        states = [session["kernel"]["execution_state"] for session in api(server, "sessions")
-                  if session["path"] == notebook and session.get("kernel")]
+        states = [
+            session["kernel"]["execution_state"]
+            for session in api(server, "sessions")
+            if session["path"] == notebook and session.get("kernel")
+        ]
         if "idle" in states:
             return
         time.sleep(0.25)
@@ -188,9 +223,13 @@ class Page:
                    ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']") !== null;
                  return ran === count || (complained && !queued);
                }""",
-            arg=code_cells, timeout=timeout_s * 1000, polling=500)
+            arg=code_cells,
+            timeout=timeout_s * 1000,
+            polling=500,
+        )
         complaints = self.page.locator(
-            ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        )
         texts = [complaints.nth(i).inner_text()[-1500:] for i in range(complaints.count())]
         assert not texts, f"{notebook.name}: {len(texts)} output(s) on stderr or raised, first: {texts[0]}"
         ran = self.page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt").filter(has_text=re.compile(r"\[\d+\]"))
@@ -237,8 +276,10 @@ def panel_output(page: Page, index: int, control_label: str):
 
 def status_line(panel) -> str:
     """A panel's status line: its last HTML widget."""
-    return panel.evaluate("root => { const h = root.querySelectorAll('.widget-html-content');"
-                          " return h.length ? h[h.length - 1].innerText : ''; }")
+    return panel.evaluate(
+        "root => { const h = root.querySelectorAll('.widget-html-content');"
+        " return h.length ? h[h.length - 1].innerText : ''; }"
+    )
 
 
 WATCH_DRAWING = """
@@ -304,11 +345,13 @@ def move_and_watch(panel, label: str, value: str, verdict: str, timeout_s: float
     samples = panel.evaluate("root => root.adamclinicWatch")
     final = samples[-1]
     assert re.search(verdict, final["status"]), (
-        f"after {timeout_s} s the status line still reads {final['status']!r}, not /{verdict}/")
+        f"after {timeout_s} s the status line still reads {final['status']!r}, not /{verdict}/"
+    )
     during = {s["drawing"] for s in samples[:-1]} - {samples[0]["drawing"], final["drawing"]}
     assert len(during) >= 2, (
         f"the charts were not redrawn while the run went on ({len(samples)} records, "
-        f"{len(during)} drawings between the start and the end)")
+        f"{len(during)} drawings between the start and the end)"
+    )
     return before, final["status"]
 
 
@@ -380,40 +423,89 @@ def lr_1e3_is_healthy_where_lr_1_was_too_high(before: str, after: str) -> None:
     # Lesson 08, section 2: this panel's last line is the clinic's diagnosis of the run (seeds 0-2).
     strongest_cause = before.partition("Clinic:")[2].strip().splitlines()[0]
     assert strongest_cause.startswith("learning rate too high"), before
-    match = re.search(r"No problem found\. the loss fell from (\S+) to (\S+) "
-                      r"\(the best constant prediction scores (\S+?)\)", after)
+    match = re.search(
+        r"No problem found\. the loss fell from (\S+) to (\S+) "
+        r"\(the best constant prediction scores (\S+?)\)",
+        after,
+    )
     assert match, after
     assert 0.05 < float(match.group(2)) < 0.075, after  # 0.0625 on seed 0
     assert abs(float(match.group(3)) - 0.957) < 0.001, after
 
 
 LIVE_CONTROLS = {
-    "00": LiveControl("lessons/00_adam_from_the_inside.ipynb", "valley = SurfacePanel(QUADRATIC",
-                      "SGD learning rate", "0.3", r"SGD after 200 steps: left the map",
-                      sgd_leaves_the_map_and_adam_is_unmoved),
-    "01": LiveControl("lessons/01_learning_rate.ipynb", "panel = learning_rate_panel(base)",
-                      "learning rate", "1", r"lr=1: finished", lr_1_blows_up),
-    "02": LiveControl("lessons/02_vanishing_exploding_gradients.ipynb", "panel = gradients_panel(base)",
-                      "hidden layers", "3", r"sigmoid x3,.*: finished 30 epochs",
-                      three_sigmoid_layers_learn_where_ten_plateau),
-    "03": LiveControl("lessons/03_feature_scaling.ipynb", "panel = scaler_panel(base",
-                      "distance unit: 10^k ×", "-5", r"distance ×1e-5, .*: finished 30 epochs",
-                      a_smaller_distance_unit_lowers_the_loss),
-    "04": LiveControl("lessons/04_betas_epsilon_bias_correction.ipynb", "panel = moments_panel(base)",
-                      "ε", "1", r"ε=1e\+00: finished 30 epochs", epsilon_one_trains_slower),
-    "05": LiveControl("lessons/05_data_problems.ipynb", "noise = label_noise_panel(dig",
-                      "share of wrong labels", "0.4", r"40% labels wrong, .*: finished 30 epochs",
-                      forty_percent_wrong_labels_stop_at_the_floor),
-    "06": LiveControl("lessons/06_overfitting_or_optimizer.ipynb", "show_panel(learning_rate_validation_panel(base))",
-                      "learning rate", "0.3", r"lr=0\.3\d*: finished 100 epochs",
-                      learning_rate_point_three_stays_at_guessing),
-    "07": LiveControl("lessons/07_its_not_adam.ipynb", "outputs = classifier_panel(clf",
-                      "output, loss", "softmax output, from_logits=False",
-                      r"10 classes, softmax output, from_logits=False, .*: finished 30 epochs",
-                      the_fixed_output_learns_where_the_bug_stalls_near_ln_10),
-    "08": LiveControl("lessons/08_the_clinic.ipynb", "show_panel(learning_rate_clinic_panel(base",
-                      "learning rate", "0.001", r"No problem found\.",
-                      lr_1e3_is_healthy_where_lr_1_was_too_high),
+    "00": LiveControl(
+        "lessons/00_adam_from_the_inside.ipynb",
+        "valley = SurfacePanel(QUADRATIC",
+        "SGD learning rate",
+        "0.3",
+        r"SGD after 200 steps: left the map",
+        sgd_leaves_the_map_and_adam_is_unmoved,
+    ),
+    "01": LiveControl(
+        "lessons/01_learning_rate.ipynb",
+        "panel = learning_rate_panel(base)",
+        "learning rate",
+        "1",
+        r"lr=1: finished",
+        lr_1_blows_up,
+    ),
+    "02": LiveControl(
+        "lessons/02_vanishing_exploding_gradients.ipynb",
+        "panel = gradients_panel(base)",
+        "hidden layers",
+        "3",
+        r"sigmoid x3,.*: finished 30 epochs",
+        three_sigmoid_layers_learn_where_ten_plateau,
+    ),
+    "03": LiveControl(
+        "lessons/03_feature_scaling.ipynb",
+        "panel = scaler_panel(base",
+        "distance unit: 10^k ×",
+        "-5",
+        r"distance ×1e-5, .*: finished 30 epochs",
+        a_smaller_distance_unit_lowers_the_loss,
+    ),
+    "04": LiveControl(
+        "lessons/04_betas_epsilon_bias_correction.ipynb",
+        "panel = moments_panel(base)",
+        "ε",
+        "1",
+        r"ε=1e\+00: finished 30 epochs",
+        epsilon_one_trains_slower,
+    ),
+    "05": LiveControl(
+        "lessons/05_data_problems.ipynb",
+        "noise = label_noise_panel(dig",
+        "share of wrong labels",
+        "0.4",
+        r"40% labels wrong, .*: finished 30 epochs",
+        forty_percent_wrong_labels_stop_at_the_floor,
+    ),
+    "06": LiveControl(
+        "lessons/06_overfitting_or_optimizer.ipynb",
+        "show_panel(learning_rate_validation_panel(base))",
+        "learning rate",
+        "0.3",
+        r"lr=0\.3\d*: finished 100 epochs",
+        learning_rate_point_three_stays_at_guessing,
+    ),
+    "07": LiveControl(
+        "lessons/07_its_not_adam.ipynb",
+        "outputs = classifier_panel(clf",
+        "output, loss",
+        "softmax output, from_logits=False",
+        r"10 classes, softmax output, from_logits=False, .*: finished 30 epochs",
+        the_fixed_output_learns_where_the_bug_stalls_near_ln_10,
+    ),
+    "08": LiveControl(
+        "lessons/08_the_clinic.ipynb",
+        "show_panel(learning_rate_clinic_panel(base",
+        "learning rate",
+        "0.001",
+        r"No problem found\.",
+        lr_1e3_is_healthy_where_lr_1_was_too_high,
+    ),
 }
 
 
@@ -477,8 +569,11 @@ def test_validate_button_fails_an_untouched_exercise_and_passes_the_solution(pag
 
     # Write the solution into the answer cells, as a student who solved it would.
     solution = nbformat.read(ROOT / "solutions" / "ex01_learning_rate" / "ex01_learning_rate.ipynb", 4)
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in solution.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     exercise_file = server["root"] / path
     exercise = nbformat.read(exercise_file, 4)
     for cell in exercise.cells:

@@ -1,12 +1,12 @@
-"""The clinic's diagnostic tool (``adamclinic.diagnostics``) scored on its labelled zoo of runs.
+"""The clinic's diagnostic tool (``adamclinic.clinic``) scored on its labelled zoo of runs.
 
-The zoo (``adamclinic.patients.ZOO``) is 30 broken runs, two for each of 14 causes (three each for the
+The zoo (``adamclinic.clinic.patients.ZOO``) is 30 broken runs, two for each of 14 causes (three each for the
 learning rate too high and too low), built from different data and architectures, and 6 healthy ones. Training all of it costs about a minute
 of CPU, so the recorded runs are stored in ``tests/data/clinic_zoo.json`` (written by
-``python -m adamclinic.patients --write``, seed 0); this file scores the stored records and re-trains
+``python -m adamclinic.clinic.patients --write``, seed 0); this file scores the stored records and re-trains
 a few patients (engine and ``model.fit``) to check that the stored records are still what the code makes.
 Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU): top-1 accuracy 36/36 and no false alarm on the stored
-seed 0, and also on seeds 1 and 2 (`python -m adamclinic.patients --seed N`).
+seed 0, and also on seeds 1 and 2 (`python -m adamclinic.clinic.patients --seed N`).
 """
 
 import math
@@ -15,8 +15,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from adamclinic.diagnostics import CAUSES, HEALTHY, ClinicMonitor, RunRecord, diagnose
-from adamclinic.patients import ZOO, keras_fit, load_zoo, scorecard
+from adamclinic.clinic import CAUSES, HEALTHY, ClinicMonitor, RunRecord, diagnose, monitored_fit
+from adamclinic.clinic.patients import ZOO, load_zoo, scorecard
 
 pytestmark = pytest.mark.slow  # the clinic's tests train its patients (make check leaves them out)
 
@@ -86,8 +86,15 @@ def test_overfitting_is_reported_as_the_wrong_objective(reports):
         assert finding.cause == "overfitting" and "Adam is fine" in finding.fix
 
 
-@pytest.mark.parametrize("name", ["regression, lr 1e-5", "digits, 10 sigmoid layers",
-                                  "regression (fit), recompiled at epoch 10", "two classes (fit), labels misaligned"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "regression, lr 1e-5",
+        "digits, 10 sigmoid layers",
+        "regression (fit), recompiled at epoch 10",
+        "two classes (fit), labels misaligned",
+    ],
+)
 def test_a_retrained_patient_matches_its_stored_record(stored, name):
     """Re-training reproduces the stored curves (engine and model.fit) and the same verdict."""
     cause, record = stored[name]
@@ -100,7 +107,7 @@ def test_a_retrained_patient_matches_its_stored_record(stored, name):
 
 def test_the_monitor_works_in_a_stock_fit_and_records_plain_numbers():
     """A ClinicMonitor in model.fit fills a RunRecord that survives a JSON round trip unchanged."""
-    monitor = keras_fit(PATIENTS["digits (fit), tanh net"].config(0))
+    monitor = monitored_fit(PATIENTS["digits (fit), tanh net"].config(0))
     record = monitor.record
     assert len(record.loss) == 15 and record.fit_starts == [0] and record.steps == 15 * 16
     assert RunRecord.from_json(record.to_json()) == record

@@ -28,9 +28,21 @@ def test_every_requirement_is_pinned_exactly():
 
 def test_gitignore_keeps_grading_state_and_the_venv_out_of_git():
     ignored = subprocess.run(
-        ["git", "check-ignore", "--no-index", ".venv/x", "grading/gradebook.db", "grading/submitted/a/b.ipynb",
-         "grading/autograded/a", "grading/feedback/a", "grading/exchange/x", "grading/.staging/x"],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            "git",
+            "check-ignore",
+            "--no-index",
+            ".venv/x",
+            "grading/gradebook.db",
+            "grading/submitted/a/b.ipynb",
+            "grading/autograded/a",
+            "grading/feedback/a",
+            "grading/exchange/x",
+            "grading/.staging/x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     assert len(ignored) == 7, ignored
 
@@ -39,8 +51,11 @@ def test_importing_the_course_prints_nothing_on_stderr():
     """TensorFlow's start-up lines would cost a student the points of a graded cell."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        [sys.executable, "-c", "import adamclinic.training, adamclinic.widgets, keras; keras.ops.ones(3) + 1"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", "import adamclinic.engine.training, adamclinic.panels, keras; keras.ops.ones(3) + 1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -53,10 +68,20 @@ def test_a_missing_system_program_stops_make_test_in_seconds_with_the_command_to
     present.mkdir()
     (present / "bwrap").write_text("#!/bin/sh\n")
     (present / "bwrap").chmod(0o755)
-    env = dict(os.environ, ADAMCLINIC_CHROMIUM=str(tmp_path / "no-chromium"), ADAMCLINIC_NO_SYSTEM_INSTALL="1",
-               ADAMCLINIC_POSTGRESQL_ROOT=str(tmp_path), ADAMCLINIC_SYSTEM_PATH=str(present))
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "system_packages.py"), "--install"],
-                            env=env, capture_output=True, text=True, timeout=30)
+    env = dict(
+        os.environ,
+        ADAMCLINIC_CHROMIUM=str(tmp_path / "no-chromium"),
+        ADAMCLINIC_NO_SYSTEM_INSTALL="1",
+        ADAMCLINIC_POSTGRESQL_ROOT=str(tmp_path),
+        ADAMCLINIC_SYSTEM_PATH=str(present),
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "system_packages.py"), "--install"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 3, result
     assert "chromium    a real browser" in result.stderr and "postgresql  a PostgreSQL server" in result.stderr
     assert "sudo apt-get install chromium" in result.stderr and "postgresql" in result.stderr.splitlines()[-1]

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from grading_probe import (CORRECT, PARTS, PROBE, answered, grade_probe, hand_in, make_probe_course, part_scores,
-                           report)
+from grading_probe import CORRECT, PARTS, PROBE, answered, grade_probe, hand_in, make_probe_course, part_scores, report
 from nbgrader_course import COURSE_ID, course_env, nbgrader
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_system("bubblewrap")]
@@ -30,7 +29,6 @@ RESUME = pytest.mark.xdist_group("grading_resume")
 SERVICES = pytest.mark.xdist_group("grading_services")
 FULL = dict(PARTS)
 SLOW = "import time\ntime.sleep(2)\n"  # every student takes a few seconds, so a kill lands mid-batch
-
 
 
 def with_answers(**changes: str) -> dict[str, str]:
@@ -45,8 +43,14 @@ CLASS = {
     "eli": with_answers(column_means_answer="def column_means(table):\n    return np.zeros(3)"),
     "fay": with_answers(),
 }
-EXPECTED = {"ada": FULL, "ben": {**FULL, "learning_rate": 0}, "cyd": {**FULL, "train": 0}, "dee": FULL,
-            "eli": {**FULL, "column_means": 0}, "fay": FULL}
+EXPECTED = {
+    "ada": FULL,
+    "ben": {**FULL, "learning_rate": 0},
+    "cyd": {**FULL, "train": 0},
+    "dee": FULL,
+    "eli": {**FULL, "column_means": 0},
+    "fay": FULL,
+}
 DUE = "2026-11-30 12:00:00 UTC"
 LATE_STUDENT = "fay"
 
@@ -76,8 +80,9 @@ def killed_and_resumed(tmp_path_factory):
         hand_in(course, student, answered(course, slowed(answers)), timestamp=late)
 
     command = [sys.executable, "-m", "adamclinic.grading", "grade", PROBE, "--root", str(course), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=course, env=course_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=course, env=course_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 600
     while len(journal_lines(course)) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -87,8 +92,13 @@ def killed_and_resumed(tmp_path_factory):
 
     resumed = grade_probe(course, "--workers", "2")
     rerun = grade_probe(course, "--workers", "2")
-    return {"course": course, "before_kill": graded_before_kill, "resumed": resumed, "rerun": rerun,
-            "report_after_resume": report(course)}
+    return {
+        "course": course,
+        "before_kill": graded_before_kill,
+        "resumed": resumed,
+        "rerun": rerun,
+        "report_after_resume": report(course),
+    }
 
 
 @RESUME
@@ -149,8 +159,9 @@ def test_a_full_regrade_on_an_existing_dask_cluster_gives_identical_scores(kille
 def test_lateness_comes_from_the_recorded_submission_time(killed_and_resumed):
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{killed_and_resumed['course'] / 'grading' / 'gradebook.db'}",
-                   course_id=COURSE_ID) as gradebook:
+    with Gradebook(
+        f"sqlite:///{killed_and_resumed['course'] / 'grading' / 'gradebook.db'}", course_id=COURSE_ID
+    ) as gradebook:
         late = gradebook.find_submission(PROBE, LATE_STUDENT).total_seconds_late
         on_time = gradebook.find_submission(PROBE, "ada").total_seconds_late
     assert late == pytest.approx(5400) and on_time == 0
@@ -158,6 +169,7 @@ def test_lateness_comes_from_the_recorded_submission_time(killed_and_resumed):
 
 # --------------------------------------------------------------------------------------------------
 # a gradebook in a real PostgreSQL server, and grading without bubblewrap
+
 
 def postgres_binaries() -> Path:
     found = sorted(glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -183,15 +195,33 @@ def postgres():
         as_owner = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres")
         folder.chmod(0o755)
-    subprocess.run([*as_owner, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_owner, str(binaries / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_owner, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_owner,
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(folder / "log"),
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_owner, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_owner, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -218,9 +248,14 @@ def test_without_bubblewrap_the_grader_says_so_once_and_still_grades(tmp_path):
     course = make_probe_course(tmp_path / "course")
     hand_in(course, "ada", answered(course, CLASS["ada"]))
     hand_in(course, "ben", answered(course, CLASS["ben"]))
-    result = subprocess.run([sys.executable, "-m", "adamclinic.grading", "grade", PROBE, "--root", str(course),
-                             "--workers", "1"], cwd=course, env=dict(course_env(), ADAMCLINIC_NO_BUBBLEWRAP="1"),
-                            text=True, capture_output=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "adamclinic.grading", "grade", PROBE, "--root", str(course), "--workers", "1"],
+        cwd=course,
+        env=dict(course_env(), ADAMCLINIC_NO_BUBBLEWRAP="1"),
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.count("bubblewrap (bwrap) is not installed") == 1
     assert part_scores(course, "ada") == pytest.approx(EXPECTED["ada"])

@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from grading_probe import CORRECT, PARTS, answered, grade_probe, hand_in, make_probe_course, part_scores, released, report
+from grading_probe import (
+    CORRECT,
+    PARTS,
+    answered,
+    grade_probe,
+    hand_in,
+    make_probe_course,
+    part_scores,
+    released,
+    report,
+)
 
 pytestmark = [pytest.mark.xdist_group("grading_hostile"), pytest.mark.slow, pytest.mark.needs_system("bubblewrap")]
 
@@ -36,9 +46,11 @@ def first_answer(prelude: str, **changes: str) -> dict[str, str]:
     return answers
 
 
-WRONG = {"column_means_answer": "def column_means(table):\n    return np.zeros(np.shape(table)[1])",
-         "learning_rate_answer": "LEARNING_RATE = 0.5",
-         "train_answer": "def train(rate, steps=10):\n    return [0.0] * steps"}
+WRONG = {
+    "column_means_answer": "def column_means(table):\n    return np.zeros(np.shape(table)[1])",
+    "learning_rate_answer": "LEARNING_RATE = 0.5",
+    "train_answer": "def train(rate, steps=10):\n    return [0.0] * steps",
+}
 
 
 class Listener:
@@ -91,8 +103,9 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     duplicated.cells.insert(duplicated.cells.index(test), type(test)(copy))
     case("duplicate_grade_id", "graded", {**FULL, "column_means": 0}, duplicated)
 
-    case("extra_notebook", "graded", FULL, answered(course, CORRECT),
-         extra={"notes.ipynb": json.dumps(released(course))})
+    case(
+        "extra_notebook", "graded", FULL, answered(course, CORRECT), extra={"notes.ipynb": json.dumps(released(course))}
+    )
     case("missing_notebook", "error", NONE, None, extra={"my_answers.txt": "LEARNING_RATE = 0.1"})
     case("invalid_json", "error", NONE, raw='{"cells": [ this is not json')
     schema = answered(course, CORRECT)
@@ -101,48 +114,143 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
             cell.metadata["nbgrader"]["schema_version"] = 99
     case("schema_version_99", "error", NONE, schema)
 
-    case("infinite_loop", "graded", {**FULL, "learning_rate": 0},
-         answered(course, with_answers(learning_rate_answer="while True:\n    pass\nLEARNING_RATE = 0.1")))
-    case("sleeps_past_timeout", "timeout", {**FULL, "train": 0}, answered(course, with_answers(
-        train_answer="import time\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n"
-                     "        pass")))
-    case("os_exit", "error", {**FULL, "train": 0},
-         answered(course, with_answers(train_answer="import os\nos._exit(0)")))
-    case("sys_exit", "graded", {**FULL, "train": 0},
-         answered(course, with_answers(train_answer="import sys\nsys.exit()")))
+    case(
+        "infinite_loop",
+        "graded",
+        {**FULL, "learning_rate": 0},
+        answered(course, with_answers(learning_rate_answer="while True:\n    pass\nLEARNING_RATE = 0.1")),
+    )
+    case(
+        "sleeps_past_timeout",
+        "timeout",
+        {**FULL, "train": 0},
+        answered(
+            course,
+            with_answers(
+                train_answer="import time\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n"
+                "        pass"
+            ),
+        ),
+    )
+    case(
+        "os_exit", "error", {**FULL, "train": 0}, answered(course, with_answers(train_answer="import os\nos._exit(0)"))
+    )
+    case(
+        "sys_exit",
+        "graded",
+        {**FULL, "train": 0},
+        answered(course, with_answers(train_answer="import sys\nsys.exit()")),
+    )
     case("output_flood", "graded", FULL, answered(course, first_answer("print('\\n'.join(map(str, range(10**6))))")))
-    case("memory_bomb", "graded", {**FULL, "learning_rate": 0}, answered(course, with_answers(
-        learning_rate_answer="hoard = [bytearray(2**28) for _ in range(64)]\nLEARNING_RATE = 0.1")))
+    case(
+        "memory_bomb",
+        "graded",
+        {**FULL, "learning_rate": 0},
+        answered(
+            course,
+            with_answers(learning_rate_answer="hoard = [bytearray(2**28) for _ in range(64)]\nLEARNING_RATE = 0.1"),
+        ),
+    )
 
-    case("showtraceback_patch", "flagged", NONE, answered(course, first_answer(
-        "get_ipython().showtraceback = lambda *args, **kwargs: None", **WRONG)))
-    case("input_transformer_noop", "flagged", NONE, answered(course, first_answer(
-        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])", **WRONG)))
-    case("patched_comparisons", "flagged", NONE, answered(course, first_answer(
-        "import numpy.testing\nnp.allclose = lambda *args, **kwargs: True\nmath.isclose = lambda *args, **kwargs: True\n"
-        "numpy.testing.assert_allclose = lambda *args, **kwargs: None\nmath.isfinite = lambda x: True",
-        **WRONG)))
-    case("lying_objects", "flagged", {**FULL, "learning_rate": 0}, answered(course, with_answers(
-        learning_rate_answer="class Yes(float):\n    def __lt__(self, other):\n        return True\n"
-                             "    def __gt__(self, other):\n        return True\n    def __eq__(self, other):\n"
-                             "        return True\nLEARNING_RATE = Yes(5.0)")))
-    case("hard_coded_history", "graded", {**FULL, "train": 0}, answered(course, with_answers(
-        train_answer="def train(rate, steps=10):\n    return [1.25, 0.3125, 0.078125][:steps]")))
+    case(
+        "showtraceback_patch",
+        "flagged",
+        NONE,
+        answered(course, first_answer("get_ipython().showtraceback = lambda *args, **kwargs: None", **WRONG)),
+    )
+    case(
+        "input_transformer_noop",
+        "flagged",
+        NONE,
+        answered(
+            course, first_answer("get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])", **WRONG)
+        ),
+    )
+    case(
+        "patched_comparisons",
+        "flagged",
+        NONE,
+        answered(
+            course,
+            first_answer(
+                "import numpy.testing\nnp.allclose = lambda *args, **kwargs: True\nmath.isclose = lambda *args, **kwargs: True\n"
+                "numpy.testing.assert_allclose = lambda *args, **kwargs: None\nmath.isfinite = lambda x: True",
+                **WRONG,
+            ),
+        ),
+    )
+    case(
+        "lying_objects",
+        "flagged",
+        {**FULL, "learning_rate": 0},
+        answered(
+            course,
+            with_answers(
+                learning_rate_answer="class Yes(float):\n    def __lt__(self, other):\n        return True\n"
+                "    def __gt__(self, other):\n        return True\n    def __eq__(self, other):\n"
+                "        return True\nLEARNING_RATE = Yes(5.0)"
+            ),
+        ),
+    )
+    case(
+        "hard_coded_history",
+        "graded",
+        {**FULL, "train": 0},
+        answered(
+            course, with_answers(train_answer="def train(rate, steps=10):\n    return [1.25, 0.3125, 0.078125][:steps]")
+        ),
+    )
 
-    case("reads_solutions", "graded", FULL, answered(course, first_answer(
-        f"import os\nprint('solutions visible:', os.path.exists({str(solutions)!r}))\ntry:\n    print(open({str(solutions / 'sandbox_probe' / 'sandbox_probe.ipynb')!r}).read())\n"
-        "except OSError as error:\n    print('no access:', type(error).__name__)")))
-    case("writes_gradebook", "graded", FULL, answered(course, first_answer(
-        f"import sqlite3\ntry:\n    db = sqlite3.connect({str(gradebook)!r})\n"
-        "    db.execute('UPDATE grade SET auto_score = 100')\n    db.commit()\n    print('gradebook written')\n"
-        "except Exception as error:\n    print('no gradebook:', type(error).__name__)")))
-    case("opens_socket", "graded", FULL, answered(course, first_answer(
-        f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {listener.port}), timeout=2).sendall(b'stolen')\n"
-        "    print('connected')\nexcept OSError as error:\n    print('no network:', type(error).__name__)")))
-    case("tensorflow_stderr", "graded", FULL, answered(course, with_answers(
-        column_means_answer="import sys\n\ndef column_means(table):\n"
-                            "    sys.stderr.write('W0000 tensorflow/core/framework/op_kernel.cc: a harmless warning\\n')\n"
-                            "    return np.asarray(table, dtype=float).mean(axis=0)")))
+    case(
+        "reads_solutions",
+        "graded",
+        FULL,
+        answered(
+            course,
+            first_answer(
+                f"import os\nprint('solutions visible:', os.path.exists({str(solutions)!r}))\ntry:\n    print(open({str(solutions / 'sandbox_probe' / 'sandbox_probe.ipynb')!r}).read())\n"
+                "except OSError as error:\n    print('no access:', type(error).__name__)"
+            ),
+        ),
+    )
+    case(
+        "writes_gradebook",
+        "graded",
+        FULL,
+        answered(
+            course,
+            first_answer(
+                f"import sqlite3\ntry:\n    db = sqlite3.connect({str(gradebook)!r})\n"
+                "    db.execute('UPDATE grade SET auto_score = 100')\n    db.commit()\n    print('gradebook written')\n"
+                "except Exception as error:\n    print('no gradebook:', type(error).__name__)"
+            ),
+        ),
+    )
+    case(
+        "opens_socket",
+        "graded",
+        FULL,
+        answered(
+            course,
+            first_answer(
+                f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {listener.port}), timeout=2).sendall(b'stolen')\n"
+                "    print('connected')\nexcept OSError as error:\n    print('no network:', type(error).__name__)"
+            ),
+        ),
+    )
+    case(
+        "tensorflow_stderr",
+        "graded",
+        FULL,
+        answered(
+            course,
+            with_answers(
+                column_means_answer="import sys\n\ndef column_means(table):\n"
+                "    sys.stderr.write('W0000 tensorflow/core/framework/op_kernel.cc: a harmless warning\\n')\n"
+                "    return np.asarray(table, dtype=float).mean(axis=0)"
+            ),
+        ),
+    )
     return cases
 
 
@@ -152,8 +260,9 @@ def graded_class(tmp_path_factory):
     listener = Listener()
     cases = build_class(course, listener)
     before = {p: p.stat().st_mtime_ns for p in (course / "solutions").rglob("*") if p.is_file()}
-    result = grade_probe(course, "--workers", "2", "--cell-timeout", "10", "--timeout", "40",
-                         "--cpu-seconds", "60", "--memory-gb", "2")
+    result = grade_probe(
+        course, "--workers", "2", "--cell-timeout", "10", "--timeout", "40", "--cpu-seconds", "60", "--memory-gb", "2"
+    )
     listener.server.close()
     return {"course": course, "cases": cases, "result": result, "listener": listener, "before": before}
 
@@ -164,12 +273,36 @@ def test_the_batch_finishes_and_the_grader_reports_success(graded_class):
     assert set(report(graded_class["course"])) == set(graded_class["cases"])
 
 
-@pytest.mark.parametrize("student", [
-    "correct", "wrong", "untouched", "locked_test_edited", "test_cell_deleted", "duplicate_grade_id",
-    "extra_notebook", "missing_notebook", "invalid_json", "schema_version_99", "infinite_loop",
-    "sleeps_past_timeout", "os_exit", "sys_exit", "output_flood", "memory_bomb", "showtraceback_patch",
-    "input_transformer_noop", "patched_comparisons", "lying_objects", "hard_coded_history", "reads_solutions",
-    "writes_gradebook", "opens_socket", "tensorflow_stderr"])
+@pytest.mark.parametrize(
+    "student",
+    [
+        "correct",
+        "wrong",
+        "untouched",
+        "locked_test_edited",
+        "test_cell_deleted",
+        "duplicate_grade_id",
+        "extra_notebook",
+        "missing_notebook",
+        "invalid_json",
+        "schema_version_99",
+        "infinite_loop",
+        "sleeps_past_timeout",
+        "os_exit",
+        "sys_exit",
+        "output_flood",
+        "memory_bomb",
+        "showtraceback_patch",
+        "input_transformer_noop",
+        "patched_comparisons",
+        "lying_objects",
+        "hard_coded_history",
+        "reads_solutions",
+        "writes_gradebook",
+        "opens_socket",
+        "tensorflow_stderr",
+    ],
+)
 def test_each_submission_gets_its_expected_status_and_points(graded_class, student):
     status, points = graded_class["cases"][student]
     row = report(graded_class["course"])[student]
@@ -191,10 +324,15 @@ def test_flagged_reasons_name_the_attack(graded_class):
 
 def printed(course: Path, student: str) -> str:
     """Everything the student's autograded notebook printed (not its sources)."""
-    notebook = json.loads((course / "grading" / "autograded" / student / "sandbox_probe" / "sandbox_probe.ipynb")
-                          .read_text())
-    return "".join("".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream")
+    notebook = json.loads(
+        (course / "grading" / "autograded" / student / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
+    )
+    return "".join(
+        "".join(o.get("text", ""))
+        for c in notebook["cells"]
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
 
 
 def test_the_sandbox_hid_solutions_gradebook_and_network(graded_class):
@@ -213,8 +351,10 @@ def test_only_the_grader_wrote_the_gradebook(graded_class):
     """No score is above its maximum and the correct student's total is exactly the autograded points."""
     database = graded_class["course"] / "grading" / "gradebook.db"
     with sqlite3.connect(database) as db:
-        over = db.execute("SELECT COUNT(*) FROM grade JOIN grade_cells ON grade.cell_id = grade_cells.id "
-                          "WHERE grade.auto_score > grade_cells.max_score").fetchone()[0]
+        over = db.execute(
+            "SELECT COUNT(*) FROM grade JOIN grade_cells ON grade.cell_id = grade_cells.id "
+            "WHERE grade.auto_score > grade_cells.max_score"
+        ).fetchone()[0]
     assert over == 0
 
 

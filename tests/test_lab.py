@@ -25,7 +25,11 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
     log = tmp_path / "lab.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "adamclinic.lab", "--port", str(port), "--token", token, "--no-browser"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         # Started with SIGINT ignored, as nohup (and, at times, this test's own worker) would leave it:
         # Ctrl-C must stop the server all the same.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
@@ -46,8 +50,9 @@ def test_lab_serves_lesson_01_through_the_rest_api(tmp_path):
         assert model["type"] == "notebook"
         assert model["content"]["cells"][0]["source"].startswith("# Lesson 01")
         # A newcomer sees no "official Jupyter news?" prompt: the course's defaults (jupyter/) are served.
-        settings_url = (f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification"
-                        f"?token={token}")
+        settings_url = (
+            f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}"
+        )
         with urllib.request.urlopen(settings_url, timeout=10) as response:
             defaults = {name: spec.get("default") for name, spec in json.load(response)["schema"]["properties"].items()}
         assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults

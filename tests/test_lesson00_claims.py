@@ -12,9 +12,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adamclinic.adam_math import FORMS, adam_updates, compare_forms, keras_adam_updates, noisy_gradients
-from adamclinic.surfaces import (KINDS, QUADRATIC, ROSENBROCK, SurfacePanel, distance_to_minimum, race,
-                                 step_lengths, trajectory)
+from adamclinic.lessons.adam_from_the_inside import (
+    FORMS,
+    KINDS,
+    QUADRATIC,
+    ROSENBROCK,
+    SurfacePanel,
+    adam_updates,
+    compare_forms,
+    distance_to_minimum,
+    keras_adam_updates,
+    noisy_gradients,
+    race,
+    step_lengths,
+    trajectory,
+)
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -85,7 +97,7 @@ def test_keras_epsilon_factor_is_one_over_root_of_one_minus_beta2_power(forms):
     g = noisy_gradients(steps=50, size=8, seed=3)
     keras_form = adam_updates(g, epsilon=0.1, form="epsilon hat")
     for t in (1, 7, 50):
-        one = adam_updates(g[:t], epsilon=0.1 / np.sqrt(1 - 0.999 ** t), form="algorithm 1")[-1]
+        one = adam_updates(g[:t], epsilon=0.1 / np.sqrt(1 - 0.999**t), form="algorithm 1")[-1]
         np.testing.assert_allclose(one, keras_form[t - 1], rtol=1e-10)
 
 
@@ -97,8 +109,12 @@ def test_compiled_path_is_real_keras_optimizer_steps(kind):
     """Section 3: each path is the stock Keras optimizer stepping two keras.Variables (eager reference)."""
     lr = 0.15 if kind in ("sgd", "momentum") else 0.1
     path = trajectory(QUADRATIC, kind, lr, steps=50)
-    make = {"adam": lambda: keras.optimizers.Adam(lr), "sgd": lambda: keras.optimizers.SGD(lr),
-            "momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9), "rmsprop": lambda: keras.optimizers.RMSprop(lr)}
+    make = {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr),
+        "momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }
     x, y = keras.Variable(QUADRATIC.start[0]), keras.Variable(QUADRATIC.start[1])
     optimizer = make[kind]()
     reference = [QUADRATIC.start]
@@ -167,8 +183,15 @@ def test_momentum_overshoots_then_ends_closest():
     path = trajectory(QUADRATIC, "momentum", 0.15, steps=200)
     assert 1.0 < path[:, 0].max() < 1.1  # measured 1.059
     assert (np.diff(np.sign(path[:, 0])) != 0).sum() == 7
-    table = race(QUADRATIC, {"adam": dict(optimizer="adam", lr=0.1), "sgd": dict(optimizer="sgd", lr=0.15),
-                             "momentum": dict(optimizer="momentum", lr=0.15), "rmsprop": dict(optimizer="rmsprop", lr=0.1)})
+    table = race(
+        QUADRATIC,
+        {
+            "adam": dict(optimizer="adam", lr=0.1),
+            "sgd": dict(optimizer="sgd", lr=0.15),
+            "momentum": dict(optimizer="momentum", lr=0.15),
+            "rmsprop": dict(optimizer="rmsprop", lr=0.1),
+        },
+    )
     assert table["step 200"].idxmin() == "momentum"
     assert 5e-5 < table.loc["momentum", "step 200"] < 2e-4  # measured 1.16e-4
     assert 0.06 < table.loc["rmsprop", "step 200"] < 0.08  # measured 0.074: "about 0.07"
@@ -228,9 +251,18 @@ def test_rmsprop_parks_at_about_0_7_lr(lr, distance):
 
 def test_rosenbrock_race_after_500_steps():
     """Section 6: after 500 steps Adam 0.1 ends 0.86 away, SGD 0.002 1.06, momentum ~0.01, RMSprop 1.2, Adam 0.5 0.05."""
-    table = race(ROSENBROCK, {"adam": dict(optimizer="adam", lr=0.1), "adam 0.5": dict(optimizer="adam", lr=0.5),
-                              "sgd": dict(optimizer="sgd", lr=2e-3), "momentum": dict(optimizer="momentum", lr=2e-3),
-                              "rmsprop": dict(optimizer="rmsprop", lr=0.1)}, steps=500, checkpoints=(500,))["step 500"]
+    table = race(
+        ROSENBROCK,
+        {
+            "adam": dict(optimizer="adam", lr=0.1),
+            "adam 0.5": dict(optimizer="adam", lr=0.5),
+            "sgd": dict(optimizer="sgd", lr=2e-3),
+            "momentum": dict(optimizer="momentum", lr=2e-3),
+            "rmsprop": dict(optimizer="rmsprop", lr=0.1),
+        },
+        steps=500,
+        checkpoints=(500,),
+    )["step 500"]
     assert abs(distance_to_minimum(ROSENBROCK, np.array([ROSENBROCK.start]))[0] - 2.55) < 0.01
     assert 0.8 < table["adam"] < 0.9  # measured 0.856
     assert 1.0 < table["sgd"] < 1.1  # measured 1.058
@@ -264,8 +296,10 @@ def test_panel_draws_the_paths_it_is_asked_for():
             break
         time.sleep(0.02)
     assert "RMSprop" in panel.status.value
-    np.testing.assert_allclose(np.c_[panel.paths["adam"].x, panel.paths["adam"].y],
-                               trajectory(QUADRATIC, "adam", 0.1, bias_correction=False, steps=200))
+    np.testing.assert_allclose(
+        np.c_[panel.paths["adam"].x, panel.paths["adam"].y],
+        trajectory(QUADRATIC, "adam", 0.1, bias_correction=False, steps=200),
+    )
 
 
 def test_panel_survives_a_path_that_leaves_the_map():

@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 from adamclinic.data import smooth_regression
+from adamclinic.engine import TrainConfig, make_schedule, run
+from adamclinic.lessons.learning_rate import (
+    dead_relu_fraction,
+    first_step_sizes,
+    lr_range_test,
+    prediction_spread,
+    suggest_learning_rate,
+)
 from adamclinic.models import small_relu_net
-from adamclinic.probes import dead_relu_fraction, first_step_sizes, prediction_spread
-from adamclinic.range_test import lr_range_test, suggest_learning_rate
-from adamclinic.schedules import make_schedule
-from adamclinic.training import TrainConfig, run
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -91,8 +95,9 @@ def test_the_range_test_suggests_a_healthy_rate(data, seed):
 
 
 def final_losses(data, learning_rate):
-    return np.array([run(TrainConfig(data, small_relu_net, learning_rate=learning_rate, seed=s)).final_loss
-                     for s in SEEDS])
+    return np.array(
+        [run(TrainConfig(data, small_relu_net, learning_rate=learning_rate, seed=s)).final_loss for s in SEEDS]
+    )
 
 
 def test_at_peak_0_1_decay_settles_what_a_constant_rate_cannot(data):

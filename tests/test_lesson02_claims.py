@@ -11,10 +11,19 @@ import numpy as np
 import pytest
 
 from adamclinic.data import digits
-from adamclinic.gradients import (GradientNormView, article_relu_net, deep_net, gradient_config, gradient_table,
-                                  gradients_panel, initial_weights, lesson_config, plot_gradient_norms,
-                                  weight_movement)
-from adamclinic.training import run
+from adamclinic.engine import run
+from adamclinic.lessons.vanishing_exploding_gradients import (
+    GradientNormView,
+    deep_net,
+    gradient_config,
+    gradient_table,
+    gradients_panel,
+    initial_weights,
+    lesson_config,
+    plot_gradient_norms,
+    weight_movement,
+)
+from adamclinic.models import article_relu_net
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -41,12 +50,15 @@ def runs(base):
         "article": lesson_config(base.data, build_model=article_relu_net),
         "exploding": gradient_config(base, activation="relu", initializer="normal(1)"),
         "exploding clipnorm": gradient_config(base, activation="relu", initializer="normal(1)", clipping="clipnorm=1"),
-        "exploding global clip": gradient_config(base, activation="relu", initializer="normal(1)",
-                                                 clipping="global_clipnorm=1"),
-        "exploding sgd": gradient_config(base, activation="relu", initializer="normal(1)", optimizer="sgd",
-                                         learning_rate=0.01),
-        "exploding sgd clipnorm": gradient_config(base, activation="relu", initializer="normal(1)", optimizer="sgd",
-                                                  learning_rate=0.01, clipping="clipnorm=1"),
+        "exploding global clip": gradient_config(
+            base, activation="relu", initializer="normal(1)", clipping="global_clipnorm=1"
+        ),
+        "exploding sgd": gradient_config(
+            base, activation="relu", initializer="normal(1)", optimizer="sgd", learning_rate=0.01
+        ),
+        "exploding sgd clipnorm": gradient_config(
+            base, activation="relu", initializer="normal(1)", optimizer="sgd", learning_rate=0.01, clipping="clipnorm=1"
+        ),
         "exploding batch norm": gradient_config(base, activation="relu", initializer="normal(1)", batch_norm=True),
     }
     cache = {}
@@ -65,6 +77,7 @@ def ratio(history, epoch=1):
 
 
 # Section 3: vanishing, measured -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_sigmoid_gradient_vanishes_yet_adam_moves_the_first_layer_most(runs, seed):
@@ -118,6 +131,7 @@ def test_given_100_epochs_the_sigmoid_net_plateaus_then_escapes_slowly(runs, see
 
 # Section 4: the fixes ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_relu_with_he_initialization_fixes_it(runs, seed):
     """Section 4: ReLU + He, ratio 1.7-3.2 (first layer larger), loss 0.001-0.024, accuracy 87-92%."""
@@ -147,6 +161,7 @@ def test_residual_connections_fix_it(runs, seed):
 
 # Section 5: the article's example ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_articles_three_layer_relu_net_has_no_vanishing_gradient(runs, seed):
     """Section 5: ratio 0.9-1.7 in every epoch, both kernels move about 50%, loss 0.0009-0.0017, accuracy 91-92%."""
@@ -160,6 +175,7 @@ def test_the_articles_three_layer_relu_net_has_no_vanishing_gradient(runs, seed)
 
 
 # Section 6: exploding ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_normal_1_initialization_explodes_but_adam_gives_no_nan(runs, seed):
@@ -211,6 +227,7 @@ def test_batch_norm_tames_the_explosion_and_he_cures_it(runs, seed):
 
 
 # The pieces the lesson is made of -----------------------------------------------------------------
+
 
 def test_builders_are_cached_so_the_engine_reuses_traces():
     assert deep_net(10, "sigmoid") is deep_net(depth=10, activation="sigmoid", initializer="glorot_uniform")

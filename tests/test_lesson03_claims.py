@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 
 from adamclinic.data import load_csv, parcels
+from adamclinic.engine import TrainConfig, run
+from adamclinic.lessons.feature_scaling import (
+    SCALERS,
+    first_layer_at_init,
+    first_layer_table,
+    leak_effect,
+    leak_experiment,
+    leak_summary,
+    scaled_config,
+    spread_config,
+    spread_parcels,
+)
 from adamclinic.models import parcel_relu_net, parcel_tanh_net
-from adamclinic.scaling import (SCALERS, first_layer_at_init, first_step_output_change, leak_effect,
-                                first_layer_table, leak_experiment, leak_summary, scaled_config, spread_config, spread_parcels)
-from adamclinic.training import TrainConfig, run
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from adamclinic.data import smooth_regression
-from adamclinic.models import small_relu_net, small_tanh_net
-from adamclinic.moments import (
+from adamclinic.engine import TrainConfig, run
+from adamclinic.lessons.betas_epsilon_bias_correction import (
     bias_correction_factor,
     bias_correction_table,
     first_step_ratio,
@@ -26,8 +26,8 @@ from adamclinic.moments import (
     step_ratio_without_bias_correction,
     step_trace,
 )
-from adamclinic.probes import prediction_spread
-from adamclinic.training import TrainConfig, run
+from adamclinic.lessons.learning_rate import prediction_spread
+from adamclinic.models import small_relu_net, small_tanh_net
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -247,7 +247,7 @@ def test_reddi_with_everyday_betas_needs_a_rarer_larger_gradient():
 def test_every_control_of_the_panels_retrains_live(base, data):
     """Section 1 and Section 2: each control starts a fresh engine run with its value; the step chart
     traces that same run."""
-    from adamclinic.moments import beta_1_panel, moments_panel
+    from adamclinic.lessons.betas_epsilon_bias_correction import beta_1_panel, moments_panel
 
     panel = moments_panel(base, min_seconds_per_epoch=0.0)
     changes = {"beta_1": 0.99, "beta_2": 0.7, "epsilon": 1e-3, "bias correction": "off"}

@@ -8,14 +8,29 @@ import keras
 import numpy as np
 import pytest
 
-from adamclinic.corruption import (
-    balanced_class_weight, binary_scores, clean_mse, dropped_rows, imbalance_config, imbalanced, imputed,
-    keras_fit, label_noise_config, loss_share, majority_baseline, missing_config, nan_autopsy, nan_report,
-    noise_floor, outlier_config, outlier_rows, with_missing, with_one_nan,
-)
 from adamclinic.data import digits, overlapping_classes, smooth_regression
+from adamclinic.engine import TrainConfig, keras_fit, run
+from adamclinic.lessons.data_problems import (
+    balanced_class_weight,
+    binary_scores,
+    clean_mse,
+    dropped_rows,
+    imbalance_config,
+    imbalanced,
+    imputed,
+    label_noise_config,
+    loss_share,
+    majority_baseline,
+    missing_config,
+    nan_autopsy,
+    nan_report,
+    noise_floor,
+    outlier_config,
+    outlier_rows,
+    with_missing,
+    with_one_nan,
+)
 from adamclinic.models import binary_relu_net, digits_relu_net, small_relu_net, small_tanh_net
-from adamclinic.training import TrainConfig, run
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -34,8 +49,9 @@ def outlier_runs(reg, fraction, where, fix):
     """The section's runs over seeds 0 to 4, and their clean held-out MSE (computed once per setting)."""
     key = (fraction, where, fix)
     if key not in _outlier_cache:
-        runs = [run(outlier_config(TrainConfig(reg.data, small_relu_net, seed=s), fraction, 30, where, fix))
-                for s in SEEDS]
+        runs = [
+            run(outlier_config(TrainConfig(reg.data, small_relu_net, seed=s), fraction, 30, where, fix)) for s in SEEDS
+        ]
         _outlier_cache[key] = runs, np.array([clean_mse(h, h.config.data) for h in runs])
     return _outlier_cache[key]
 
@@ -91,15 +107,27 @@ def test_section_1_robust_scaler_alone_does_not_fix_outlying_inputs_clipping_doe
 @pytest.fixture(scope="module")
 def classes():
     pool, held_out = overlapping_classes()
-    base = TrainConfig(data=imbalanced(pool, held_out, 0.5), build_model=binary_relu_net,
-                       loss="binary_crossentropy", epochs=30, batch_size=32, seed=0)
+    base = TrainConfig(
+        data=imbalanced(pool, held_out, 0.5),
+        build_model=binary_relu_net,
+        loss="binary_crossentropy",
+        epochs=30,
+        batch_size=32,
+        seed=0,
+    )
     cache = {}
 
     def get(share, weighted=False):
         key = (share, weighted)
         if key not in cache:
-            cache[key] = [run(imbalance_config(TrainConfig(base.data, binary_relu_net, loss=base.loss, seed=s),
-                                               pool, held_out, share, weighted)) for s in SEEDS]
+            cache[key] = [
+                run(
+                    imbalance_config(
+                        TrainConfig(base.data, binary_relu_net, loss=base.loss, seed=s), pool, held_out, share, weighted
+                    )
+                )
+                for s in SEEDS
+            ]
         return cache[key]
 
     return get
@@ -167,9 +195,15 @@ def noisy():
 
     def get(fraction):
         if fraction not in cache:
-            cache[fraction] = [run(label_noise_config(
-                TrainConfig(data, digits_relu_net, loss="sparse_categorical_crossentropy", epochs=30, seed=s), fraction))
-                for s in SEEDS]
+            cache[fraction] = [
+                run(
+                    label_noise_config(
+                        TrainConfig(data, digits_relu_net, loss="sparse_categorical_crossentropy", epochs=30, seed=s),
+                        fraction,
+                    )
+                )
+                for s in SEEDS
+            ]
         return cache[fraction]
 
     return get
@@ -277,12 +311,16 @@ def test_section_4_finding_missing_values(reg):
     assert len(dropped_rows(holes).x_train) == 1024 - 98
 
 
-@pytest.mark.parametrize("fraction, impute_range, drop_range, rows_left", [
-    (0.05, (0.085, 0.13), (0.095, 0.15), 608),  # measured 0.093 .. 0.123 / 0.104 .. 0.139
-    (0.2, (0.11, 0.16), (0.38, 0.75), 96),  # measured 0.120 .. 0.151 / 0.406 .. 0.702
-])
-def test_section_4_imputing_beats_dropping_when_many_cells_are_missing(reg, fraction, impute_range, drop_range,
-                                                                        rows_left):
+@pytest.mark.parametrize(
+    "fraction, impute_range, drop_range, rows_left",
+    [
+        (0.05, (0.085, 0.13), (0.095, 0.15), 608),  # measured 0.093 .. 0.123 / 0.104 .. 0.139
+        (0.2, (0.11, 0.16), (0.38, 0.75), 96),  # measured 0.120 .. 0.151 / 0.406 .. 0.702
+    ],
+)
+def test_section_4_imputing_beats_dropping_when_many_cells_are_missing(
+    reg, fraction, impute_range, drop_range, rows_left
+):
     """Section 4: clean held-out MSE: impute 0.093-0.123 (5%) and 0.12-0.15 (20%); drop rows
     0.104-0.139 with 608 rows left (5%) and 0.41-0.70 with 96 rows left (20%)."""
     for seed in SEEDS:
@@ -307,7 +345,7 @@ def test_section_4_the_panel_default_lets_one_nan_through_and_dies(reg):
 def test_panels_retrain_live_when_a_control_moves(reg):
     """Sections 1-4: each panel's controls build their config with the tested functions, and a control
     move trains a fresh run in the background and scores it on the board."""
-    from adamclinic.corruption import imbalance_panel, label_noise_panel, missing_panel, outlier_panel
+    from adamclinic.lessons.data_problems import imbalance_panel, label_noise_panel, missing_panel, outlier_panel
 
     pool, held_out = overlapping_classes()
     cls = TrainConfig(imbalanced(pool, held_out, 0.5), binary_relu_net, loss="binary_crossentropy", epochs=3)
@@ -315,12 +353,24 @@ def test_panels_retrain_live_when_a_control_moves(reg):
     short = TrainConfig(reg.data, small_relu_net, epochs=3)
     cases = [
         (outlier_panel(short, min_seconds_per_epoch=0), "fix", "Huber loss", lambda c: c.loss == "huber"),
-        (imbalance_panel(cls, pool, held_out, min_seconds_per_epoch=0), "weighted", True,
-         lambda c: c.class_weight is not None),
-        (label_noise_panel(dig, min_seconds_per_epoch=0), "fraction", 0.5,
-         lambda c: c.label().startswith("50% labels wrong,")),
-        (missing_panel(short, min_seconds_per_epoch=0), "handling", "impute (median)",
-         lambda c: not np.isnan(c.data.x_train).any()),
+        (
+            imbalance_panel(cls, pool, held_out, min_seconds_per_epoch=0),
+            "weighted",
+            True,
+            lambda c: c.class_weight is not None,
+        ),
+        (
+            label_noise_panel(dig, min_seconds_per_epoch=0),
+            "fraction",
+            0.5,
+            lambda c: c.label().startswith("50% labels wrong,"),
+        ),
+        (
+            missing_panel(short, min_seconds_per_epoch=0),
+            "handling",
+            "impute (median)",
+            lambda c: not np.isnan(c.data.x_train).any(),
+        ),
     ]
     for panel, name, value, check in cases:
         panel.controls[name].value = value

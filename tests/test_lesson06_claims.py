@@ -11,9 +11,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adamclinic.generalization import (CHANCE_LOSS, RegularizedConfig, best_epoch, capacity_config, classifier,
-                                       curve_summary, digits_subset, dropout_config, early_stopping_config,
-                                       generalization_gap, run_regularized, weight_decay_config, weight_norm)
+from adamclinic.lessons.overfitting_or_optimizer import (
+    CHANCE_LOSS,
+    RegularizedConfig,
+    best_epoch,
+    capacity_config,
+    classifier,
+    curve_summary,
+    digits_subset,
+    dropout_config,
+    early_stopping_config,
+    generalization_gap,
+    run_regularized,
+    weight_decay_config,
+    weight_norm,
+)
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -23,8 +35,13 @@ FEW_SEEDS = range(3)  # for the expensive runs (width 512, 1440 rows, a second d
 
 @pytest.fixture(scope="module")
 def base():
-    return RegularizedConfig(data=digits_subset(256), build_model=classifier(256),
-                             loss="sparse_categorical_crossentropy", epochs=100, batch_size=32)
+    return RegularizedConfig(
+        data=digits_subset(256),
+        build_model=classifier(256),
+        loss="sparse_categorical_crossentropy",
+        epochs=100,
+        batch_size=32,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +89,27 @@ def test_a_true_failure_to_minimize_sits_at_the_chance_loss(runs, seed):
 @pytest.mark.parametrize("seed", FEW_SEEDS)
 def test_a_bigger_net_overfits_sooner_and_further_yet_its_best_val_loss_is_lower(runs, seed):
     """Section 3: widths 32, 256, 512 on 256 rows: the best epoch comes earlier, the rise after it grows."""
-    small, mid, big = (curve_summary(runs(f"width {w}", seed, lambda c, w=w: capacity_config(c, w, 256)))
-                       for w in (32, 256, 512))
-    assert small["best epoch"] > 55 and 14 <= mid["best epoch"] <= 21 and big["best epoch"] <= 12  # 62..75, 15..20, 8..11
+    small, mid, big = (
+        curve_summary(runs(f"width {w}", seed, lambda c, w=w: capacity_config(c, w, 256))) for w in (32, 256, 512)
+    )
+    assert (
+        small["best epoch"] > 55 and 14 <= mid["best epoch"] <= 21 and big["best epoch"] <= 12
+    )  # 62..75, 15..20, 8..11
     assert small["val_rise"] < 0.07 < mid["val_rise"]  # 0.02..0.06 vs 0.13..0.19
     assert mid["val_rise"] < big["val_rise"] + 0.03 and big["val_rise"] > 0.2  # 512: 0.21..0.26
-    assert big["best val loss"] < small["best val loss"] and mid["best val loss"] < small["best val loss"]  # 0.49..0.55, 0.52..0.58 vs 0.64..0.68
+    assert (
+        big["best val loss"] < small["best val loss"] and mid["best val loss"] < small["best val loss"]
+    )  # 0.49..0.55, 0.52..0.58 vs 0.64..0.68
     assert big["final val accuracy"] > small["final val accuracy"]  # 0.84..0.86 vs 0.80..0.81
 
 
 @pytest.mark.parametrize("seed", FEW_SEEDS)
 def test_more_data_shrinks_the_gap(runs, seed):
     """Section 3: the final gap (val minus train loss) falls from 128 to 512 to 1440 rows."""
-    gaps = {rows: generalization_gap(runs(f"rows {rows}", seed, lambda c, r=rows: capacity_config(c, 256, r)))
-            for rows in (128, 512, 1440)}
+    gaps = {
+        rows: generalization_gap(runs(f"rows {rows}", seed, lambda c, r=rows: capacity_config(c, 256, r)))
+        for rows in (128, 512, 1440)
+    }
     gaps[256] = generalization_gap(runs("base", seed))
     assert 0.75 < gaps[128] < 0.87  # 0.79..0.83
     assert 0.62 < gaps[256] < 0.78  # 0.66..0.74

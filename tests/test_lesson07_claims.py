@@ -13,17 +13,38 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adamclinic.corruption import imbalanced
 from adamclinic.data import digits, overlapping_classes, parcels, smooth_regression
-from adamclinic.models import binary_relu_net, small_relu_net
-from adamclinic.pitfalls import (
-    SPARSE_CE_FROM_LOGITS, batchnorm_config, binary_softmax_net, bounded_output_floor, chunked_config,
-    classifier_config, digit_classifier, digits_classes, fit_batchnorm, fit_call_jumps, fit_in_chunks,
-    fit_unfreezing, fit_with_validation_split, freezing_without_compile_moves, frozen_batchnorm_uses_moving_statistics,
-    held_out_accuracy, held_out_r2, label_format_error, loss_warning, mean_prediction, priced_targets, split_config,
-    target_config, target_transform, unfreeze_config, validation_classes,
+from adamclinic.engine import TrainConfig, run
+from adamclinic.lessons.data_problems import imbalanced
+from adamclinic.lessons.its_not_adam import (
+    SPARSE_CE_FROM_LOGITS,
+    batchnorm_config,
+    binary_softmax_net,
+    bounded_output_floor,
+    chunked_config,
+    classifier_config,
+    digit_classifier,
+    digits_classes,
+    fit_batchnorm,
+    fit_call_jumps,
+    fit_in_chunks,
+    fit_unfreezing,
+    fit_with_validation_split,
+    freezing_without_compile_moves,
+    frozen_batchnorm_uses_moving_statistics,
+    held_out_accuracy,
+    held_out_r2,
+    label_format_error,
+    loss_warning,
+    mean_prediction,
+    priced_targets,
+    split_config,
+    target_config,
+    target_transform,
+    unfreeze_config,
+    validation_classes,
 )
-from adamclinic.training import TrainConfig, run
+from adamclinic.models import binary_relu_net, small_relu_net
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -174,8 +195,10 @@ def test_section_2_a_sigmoid_output_cannot_reach_standardized_targets(target_run
 @pytest.fixture(scope="module")
 def split_runs():
     base = TrainConfig(digits(), digit_classifier(10), loss="sparse_categorical_crossentropy", epochs=5)
-    return {sorted_rows: [fit_with_validation_split(replace(split_config(base, sorted_rows), seed=s))
-                          for s in KERAS_SEEDS] for sorted_rows in (True, False)}
+    return {
+        sorted_rows: [fit_with_validation_split(replace(split_config(base, sorted_rows), seed=s)) for s in KERAS_SEEDS]
+        for sorted_rows in (True, False)
+    }
 
 
 def test_section_3_validation_split_on_sorted_rows_validates_on_unseen_classes(split_runs):
@@ -185,7 +208,9 @@ def test_section_3_validation_split_on_sorted_rows_validates_on_unseen_classes(s
     assert validation_classes(split_runs[True][0].config) == [7, 8, 9]
     for h in split_runs[True]:
         assert np.all(h.val_accuracy <= 0.015)
-        assert np.all(np.diff(h.val_loss) > 0) and between(h.val_loss[0], 3.2, 3.8) and between(h.val_loss[-1], 6.0, 7.0)
+        assert (
+            np.all(np.diff(h.val_loss) > 0) and between(h.val_loss[0], 3.2, 3.8) and between(h.val_loss[-1], 6.0, 7.0)
+        )
         assert between(h.epochs[-1].accuracy, 0.95, 0.98)  # 0.964 .. 0.973
     assert validation_classes(split_runs[False][0].config) == list(range(10))
     assert between([h.val_accuracy[-1] for h in split_runs[False]], 0.9, 0.95)  # 0.924 .. 0.944
@@ -197,8 +222,10 @@ def test_section_3_validation_split_on_sorted_rows_validates_on_unseen_classes(s
 @pytest.fixture(scope="module")
 def batchnorm_runs():
     base = TrainConfig(parcels(), small_relu_net)
-    return {0.99: [fit_batchnorm(replace(batchnorm_config(base, 0.99, 10), seed=s)) for s in KERAS_SEEDS],
-            0.9: [fit_batchnorm(batchnorm_config(base, 0.9, 10))]}
+    return {
+        0.99: [fit_batchnorm(replace(batchnorm_config(base, 0.99, 10), seed=s)) for s in KERAS_SEEDS],
+        0.9: [fit_batchnorm(batchnorm_config(base, 0.9, 10))],
+    }
 
 
 def test_section_4_batchnorm_moving_averages_lag_behind_at_momentum_0_99(batchnorm_runs):
@@ -226,8 +253,10 @@ def test_section_4_keras_freezes_batchnorm_into_inference_mode():
 @pytest.fixture(scope="module")
 def unfreeze_runs():
     base = TrainConfig(smooth_regression(), small_relu_net, epochs=10)
-    return {recompile: [fit_unfreezing(replace(unfreeze_config(base, recompile), seed=s)) for s in KERAS_SEEDS]
-            for recompile in (False, True)}
+    return {
+        recompile: [fit_unfreezing(replace(unfreeze_config(base, recompile), seed=s)) for s in KERAS_SEEDS]
+        for recompile in (False, True)
+    }
 
 
 def test_section_5_unfreezing_without_compile_changes_nothing(unfreeze_runs):
@@ -258,8 +287,9 @@ def chunked_runs():
     def get(between_fits, learning_rate, seeds=KERAS_SEEDS):
         key = (between_fits, learning_rate, tuple(seeds))
         if key not in cache:
-            cache[key] = [fit_in_chunks(chunked_config(replace(base, seed=s), between_fits, learning_rate))
-                          for s in seeds]
+            cache[key] = [
+                fit_in_chunks(chunked_config(replace(base, seed=s), between_fits, learning_rate)) for s in seeds
+            ]
         return cache[key]
 
     return get
@@ -277,8 +307,11 @@ def test_section_6_a_new_adam_at_every_fit_call_makes_the_loss_jump(chunked_runs
 def test_section_6_reloading_weights_loses_the_state_and_a_keras_file_keeps_it(chunked_runs):
     """Section 6: save_weights/load_weights into a new model then compile: the same curve as a new Adam;
     model.save + load_model: the same curve as keeping the model (seed 0)."""
-    np.testing.assert_allclose(chunked_runs("reload the weights", 1e-2, (0,))[0].loss,
-                               chunked_runs("compile a new Adam", 1e-2)[0].loss, rtol=1e-5)
+    np.testing.assert_allclose(
+        chunked_runs("reload the weights", 1e-2, (0,))[0].loss,
+        chunked_runs("compile a new Adam", 1e-2)[0].loss,
+        rtol=1e-5,
+    )
     kept = chunked_runs("save and load .keras", 1e-2, (0,))[0]
     np.testing.assert_allclose(kept.loss, chunked_runs("keep the model", 1e-2)[0].loss, rtol=1e-5)
     assert kept.optimizer_steps == 384

@@ -2,7 +2,7 @@
 
 Section 2: lesson 01's 10-32-32-1 ReLU net on the smooth regression, 20 epochs of 32 steps, at three
 learning rates, and the same net trained with stock ``model.fit`` and recompiled after 10 epochs.
-Sections 3-4: the six mystery patients (``adamclinic.clinic.LESSON_PATIENTS``), untreated and cured.
+Sections 3-4: the six mystery patients (``adamclinic.lessons.the_clinic.LESSON_PATIENTS``), untreated and cured.
 Seeds 0 to 2 (the recompile: 0 and 1). Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); measured
 values in comments.
 """
@@ -13,11 +13,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adamclinic.clinic import CHECKLIST, CURES, LESSON_PATIENTS, TREATMENTS, diagnosed_run, mystery, treat
-from adamclinic.diagnostics import CAUSES, HEALTHY, diagnose
+from adamclinic.clinic import CAUSES, HEALTHY, diagnose, monitored_fit
+from adamclinic.clinic.patients import regression
+from adamclinic.engine import TrainConfig
+from adamclinic.lessons.the_clinic import CHECKLIST, CURES, LESSON_PATIENTS, TREATMENTS, diagnosed_run, mystery, treat
 from adamclinic.models import small_relu_net
-from adamclinic.patients import keras_fit, regression
-from adamclinic.training import TrainConfig
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -85,7 +85,7 @@ def test_lr_1e3_gets_no_problem_found(runs, seed):
 @pytest.mark.parametrize("seed, before, after", [(0, 0.0426, 0.0566), (1, 0.0332, 0.0603)])
 def test_a_recompile_is_caught_in_a_stock_fit(base, seed, before, after):
     """Section 2: compile + fit 10 epochs at lr 1e-2, compile again, fit 10 more: the loss jumps at epoch 11."""
-    monitor = keras_fit(replace(base, learning_rate=1e-2, seed=seed), recompile_after=10)
+    monitor = monitored_fit(replace(base, learning_rate=1e-2, seed=seed), recompile_after=10)
     record = monitor.record
     assert record.fit_starts == [0, 10] and len(record.loss) == 20
     assert record.loss[9] == pytest.approx(before, abs=5e-4) and record.loss[10] == pytest.approx(after, abs=5e-4)
@@ -93,8 +93,14 @@ def test_a_recompile_is_caught_in_a_stock_fit(base, seed, before, after):
     assert diagnose(monitor).top == "recompile_reset"
 
 
-EXPECTED = {"A": "vanishing_gradients", "B": "unscaled_inputs", "C": "unscaled_targets", "D": "chance_plateau",
-            "E": "majority_class", "F": "beta_2_too_low"}
+EXPECTED = {
+    "A": "vanishing_gradients",
+    "B": "unscaled_inputs",
+    "C": "unscaled_targets",
+    "D": "chance_plateau",
+    "E": "majority_class",
+    "F": "beta_2_too_low",
+}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -151,7 +157,7 @@ def test_case_notes_numbers(runs, seed):
 
 def test_a_patient_panel_treats_in_the_background_and_hides_the_diagnosis_until_asked():
     """Section 3: the panel trains untreated, hides the report; a new treatment retrains and the report follows."""
-    from adamclinic.clinic import patient_panel
+    from adamclinic.lessons.the_clinic import patient_panel
 
     panel = patient_panel("F")
     first = panel.train_now()

@@ -10,7 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NOTEBOOKS = sorted(
-    p for folder in ("lessons", "exercises", "solutions") for p in (ROOT / folder).rglob("*.ipynb")
+    p
+    for folder in ("lessons", "exercises", "solutions")
+    for p in (ROOT / folder).rglob("*.ipynb")
     if ".ipynb_checkpoints" not in p.parts
 )
 LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
@@ -36,8 +38,15 @@ def test_lesson_follows_the_course_skeleton(path):
     nb = nbformat.read(path, as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].source.startswith("# Lesson "), "first cell is the title"
-    for part in ("By the end of this lesson you can", "## Setup", "## 1.", "**Try it**", "## Summary",
-                 "## Your turn", "exercises/"):
+    for part in (
+        "By the end of this lesson you can",
+        "## Setup",
+        "## 1.",
+        "**Try it**",
+        "## Summary",
+        "## Your turn",
+        "exercises/",
+    ):
         assert part in text, f"missing {part!r}"
     setup = next(c for c in nb.cells if c.cell_type == "code")
     assert setup.source.lstrip().startswith("from adamclinic"), "the first code cell imports from adamclinic"

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from adamclinic.data import smooth_regression
+from adamclinic.engine import Dataset, TrainConfig, learning_rate_table, run, seed_everything
 from adamclinic.models import small_relu_net
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, TrainConfig, learning_rate_table, run
 
 pytestmark = pytest.mark.slow  # the engine's tests train real models (make check leaves them out)
 
@@ -23,15 +22,28 @@ def stock_fit_losses(config: TrainConfig) -> np.ndarray:
     """The same run through Keras's own compile + fit, batches in order."""
     seed_everything(config.seed)
     model = config.build_model()
-    common = dict(beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon, amsgrad=config.amsgrad,
-                  clipnorm=config.clipnorm, global_clipnorm=config.global_clipnorm)
+    common = dict(
+        beta_1=config.beta_1,
+        beta_2=config.beta_2,
+        epsilon=config.epsilon,
+        amsgrad=config.amsgrad,
+        clipnorm=config.clipnorm,
+        global_clipnorm=config.global_clipnorm,
+    )
     if config.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay, **common)
     else:
         optimizer = keras.optimizers.Adam(config.learning_rate, **common)
     model.compile(optimizer=optimizer, loss=config.loss)
-    fitted = model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size,
-                       epochs=config.epochs, shuffle=False, verbose=0, class_weight=config.class_weight)
+    fitted = model.fit(
+        config.data.x_train,
+        config.data.y_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=False,
+        verbose=0,
+        class_weight=config.class_weight,
+    )
     return np.array(fitted.history["loss"])
 
 
@@ -141,11 +153,19 @@ def test_class_weights_match_stock_keras_fit(data):
     binary = Dataset(data.x_train, labels, name="imbalanced")
 
     def classifier():
-        return keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="relu"),
-                                 keras.layers.Dense(1, activation="sigmoid")])
+        return keras.Sequential(
+            [keras.Input((10,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+        )
 
-    config = TrainConfig(binary, classifier, learning_rate=1e-2, epochs=3, shuffle=False,
-                         loss="binary_crossentropy", class_weight={0: 1.0, 1: 4.0})
+    config = TrainConfig(
+        binary,
+        classifier,
+        learning_rate=1e-2,
+        epochs=3,
+        shuffle=False,
+        loss="binary_crossentropy",
+        class_weight={0: 1.0, 1: 4.0},
+    )
     history = run(config)
     np.testing.assert_allclose(history.loss, stock_fit_losses(config), rtol=2e-3)
     assert history.epochs[-1].accuracy is not None and 0.5 < history.epochs[-1].accuracy <= 1.0
@@ -157,8 +177,14 @@ def test_classification_reports_accuracy_and_per_layer_gradient_norms(data):
     three = Dataset(data.x_train, labels, data.x_val, val_labels, name="three classes")
 
     def classifier():
-        return keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"),
-                                 keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((10,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
 
     history = run(TrainConfig(three, classifier, learning_rate=1e-2, epochs=5, loss="sparse_categorical_crossentropy"))
     last = history.epochs[-1]
@@ -170,11 +196,23 @@ def test_classification_reports_accuracy_and_per_layer_gradient_norms(data):
 def test_without_bias_correction_the_first_step_is_3_2_times_the_rate(data):
     config = TrainConfig(data, small_relu_net, learning_rate=1e-4, epochs=1, batch_size=1024, shuffle=False)
     corrected = run(config)
-    uncorrected = run(TrainConfig(data, small_relu_net, learning_rate=1e-4, epochs=1, batch_size=1024,
-                                  shuffle=False, optimizer="adam without bias correction"))
-    start = run(TrainConfig(data, small_relu_net, learning_rate=1e-12, epochs=1, batch_size=1024,
-                            shuffle=False)).final_weights[0]
-    ratio = np.median(np.abs(uncorrected.final_weights[0] - start)) / np.median(np.abs(corrected.final_weights[0] - start))
+    uncorrected = run(
+        TrainConfig(
+            data,
+            small_relu_net,
+            learning_rate=1e-4,
+            epochs=1,
+            batch_size=1024,
+            shuffle=False,
+            optimizer="adam without bias correction",
+        )
+    )
+    start = run(
+        TrainConfig(data, small_relu_net, learning_rate=1e-12, epochs=1, batch_size=1024, shuffle=False)
+    ).final_weights[0]
+    ratio = np.median(np.abs(uncorrected.final_weights[0] - start)) / np.median(
+        np.abs(corrected.final_weights[0] - start)
+    )
     assert ratio == pytest.approx(0.1 / np.sqrt(0.001), rel=0.05)
 
 

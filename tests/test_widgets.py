@@ -6,9 +6,9 @@ import time
 import pytest
 
 from adamclinic.data import smooth_regression
+from adamclinic.engine import Dataset, TrainConfig
 from adamclinic.models import small_relu_net
-from adamclinic.training import Dataset, TrainConfig
-from adamclinic.widgets import learning_rate_panel, schedule_panel
+from adamclinic.panels import learning_rate_panel, schedule_panel
 
 pytestmark = pytest.mark.slow  # the panels train real models (make check leaves them out)
 
@@ -95,12 +95,16 @@ def test_validation_lines_and_extra_views_follow_each_run(base):
 
     class CountingView:
         widget = None
+
         def __init__(self):
             self.calls = []
+
         def start(self, config, colour):
             self.calls.append(("start", colour))
+
         def update(self, metrics):
             self.calls.append(("update", metrics.epoch))
+
         def clear(self):
             self.calls.append(("clear",))
 

@@ -26,6 +26,7 @@ def _import_tensorflow_quietly() -> None:
         saved = os.dup(2)
     except OSError:  # no usable stderr descriptor: nothing to protect
         import tensorflow  # noqa: F401
+
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -40,13 +41,15 @@ def _import_tensorflow_quietly() -> None:
 
 # The grader's command-line tools, and the JupyterLab server; none of them trains (a lab kernel is a
 # process of its own and imports TensorFlow as usual).
-_GRADER_COMMANDS = ("adamclinic.grading", "adamclinic.notebook_runner")
+_GRADER_COMMANDS = ("adamclinic.grading",)  # and every module under it (the sandboxed runner, the bench)
 _COMMANDS_WITHOUT_TRAINING = _GRADER_COMMANDS + ("adamclinic.lab",)
 
 
 def _started_as(commands: tuple[str, ...]) -> bool:
     argv = list(getattr(sys, "orig_argv", []))
-    return any(a == "-m" and b in commands for a, b in zip(argv, argv[1:]))
+    return any(
+        a == "-m" and (b in commands or b.startswith(tuple(c + "." for c in commands))) for a, b in zip(argv, argv[1:])
+    )
 
 
 _SKIP = os.environ.get("ADAMCLINIC_SKIP_TENSORFLOW") == "1"  # the grader's Dask workers and children

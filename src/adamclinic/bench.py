@@ -10,9 +10,9 @@ For the main live demo of every lesson it prints, as JSON:
 - ``first_trace_s``: the one-off cost of the first run of an architecture (trace + XLA compile).
 
 Lesson 00 draws optimizer paths on a 2-D surface instead of training a network: its figures are for
-one 500-step path (``adamclinic.surfaces.trajectory``), against the same steps taken eagerly.
+one 500-step path (``adamclinic.lessons.adam_from_the_inside.trajectory``), against the same steps taken eagerly.
 
-``python -m adamclinic.bench grading`` times the class grader instead (``adamclinic.grading_bench``).
+``python -m adamclinic.bench grading`` times the class grader instead (``adamclinic.grading.bench``).
 
 Figures, not a test: timings vary with the machine and its load.
 """
@@ -26,13 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import adamclinic  # noqa: F401  (quiet TensorFlow import)
 import keras
 import numpy as np
 import tensorflow as tf
 
-from adamclinic.seeding import seed_everything
-from adamclinic.training import TrainConfig, run, train
+import adamclinic  # noqa: F401  (quiet TensorFlow import)
+from adamclinic.engine import TrainConfig, run, seed_everything, train
 
 RATES = [1e-3, 3e-3, 1e-2, 3e-3, 3e-4, 2e-3, 5e-4, 1e-3]
 
@@ -50,8 +49,14 @@ def naive_rerun(config: TrainConfig) -> float:
         seed_everything(config.seed)
         model = config.build_model()
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.loss)
-        model.fit(config.data.x_train, config.data.y_train, batch_size=config.batch_size, epochs=config.epochs,
-                  shuffle=True, verbose=0)
+        model.fit(
+            config.data.x_train,
+            config.data.y_train,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            shuffle=True,
+            verbose=0,
+        )
 
     return _seconds(fit)
 
@@ -72,7 +77,7 @@ def engine_figures(config: TrainConfig, naive_repeats: int = 2) -> dict:
     naive = statistics.median(naive_rerun(c) for c in configs[:naive_repeats])
     return {
         "workload": f"{config.build_model.__name__ if hasattr(config.build_model, '__name__') else 'model'}, "
-                    f"{len(config.data.x_train)} rows, batch {config.batch_size}, {config.epochs} epochs",
+        f"{len(config.data.x_train)} rows, batch {config.batch_size}, {config.epochs} epochs",
         "naive_rerun_s": round(naive, 4),
         "engine_rerun_s": round(engine, 4),
         "speedup": round(naive / engine, 1),
@@ -82,12 +87,13 @@ def engine_figures(config: TrainConfig, naive_repeats: int = 2) -> dict:
 
 
 def surface_figures(steps: int = 500) -> dict:
-    from adamclinic.surfaces import rosenbrock, trajectory
+    from adamclinic.lessons.adam_from_the_inside import rosenbrock, trajectory
 
     surface = rosenbrock()
     cold = _seconds(lambda: trajectory(surface, "adam", lr=0.1, steps=steps))
-    compiled = statistics.median(_seconds(lambda r=r: trajectory(surface, "adam", lr=r, steps=steps))
-                                 for r in (0.05, 0.1, 0.2, 0.3, 0.5))
+    compiled = statistics.median(
+        _seconds(lambda r=r: trajectory(surface, "adam", lr=r, steps=steps)) for r in (0.05, 0.1, 0.2, 0.3, 0.5)
+    )
 
     def eager() -> None:
         point = keras.Variable(np.array([-1.5, 1.5], dtype="float32"))
@@ -118,8 +124,8 @@ def diagnostics_figures(repeats: int = 5) -> dict:
     new seed (the diagnosis rebuilds the model under it to get the initial weights) and for a seed seen
     before (a slider move: the initial weights and probe are cached).
     """
-    from adamclinic.diagnostics import ClinicMonitor, diagnose
-    from adamclinic.patients import digit_images, digits_tanh_net
+    from adamclinic.clinic import ClinicMonitor, diagnose
+    from adamclinic.clinic.patients import digit_images, digits_tanh_net
 
     data = digit_images()
 
@@ -128,8 +134,9 @@ def diagnostics_figures(repeats: int = 5) -> dict:
         model = digits_tanh_net()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
         monitor = ClinicMonitor(data.x_train, data.y_train)
-        fit_seconds = _seconds(lambda: model.fit(data.x_train, data.y_train, epochs=15, batch_size=32,
-                                                 callbacks=[monitor], verbose=0))
+        fit_seconds = _seconds(
+            lambda: model.fit(data.x_train, data.y_train, epochs=15, batch_size=32, callbacks=[monitor], verbose=0)
+        )
         return fit_seconds, monitor.seconds
 
     watched_fit()  # warm-up
@@ -141,17 +148,23 @@ def diagnostics_figures(repeats: int = 5) -> dict:
     engine, diagnosis = [], []
     for seed in range(1, repeats + 1):  # a new seed each time: nothing cached from an earlier diagnosis
         seeded = replace(config, seed=seed)
-        engine.append(_seconds(lambda: run(seeded)))
+        engine.append(_seconds(lambda seeded=seeded: run(seeded)))
         history = run(seeded)
-        diagnosis.append(_seconds(lambda: diagnose(history)))
+        diagnosis.append(_seconds(lambda history=history: diagnose(history)))
     engine_s, diagnose_s = statistics.median(engine), statistics.median(diagnosis)
     moved = [run(replace(config, learning_rate=rate)) for rate in (3e-3, 1e-2, 3e-4)]  # seed 0: seen
     cached_s = statistics.median(_seconds(lambda h=h: diagnose(h)) for h in moved)
-    return {"workload": "digits[:512], 64-32-32-10 tanh, batch 32, 15 epochs",
-            "fit_s": round(fit_s, 3), "monitor_s": round(monitor_s, 4), "monitor_share": round(monitor_s / fit_s, 3),
-            "engine_run_s": round(engine_s, 4), "diagnose_s": round(diagnose_s, 4),
-            "engine_share": round(diagnose_s / engine_s, 3), "diagnose_seen_seed_s": round(cached_s, 4),
-            "engine_share_seen_seed": round(cached_s / engine_s, 3)}
+    return {
+        "workload": "digits[:512], 64-32-32-10 tanh, batch 32, 15 epochs",
+        "fit_s": round(fit_s, 3),
+        "monitor_s": round(monitor_s, 4),
+        "monitor_share": round(monitor_s / fit_s, 3),
+        "engine_run_s": round(engine_s, 4),
+        "diagnose_s": round(diagnose_s, 4),
+        "engine_share": round(diagnose_s / engine_s, 3),
+        "diagnose_seen_seed_s": round(cached_s, 4),
+        "engine_share_seen_seed": round(cached_s / engine_s, 3),
+    }
 
 
 def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
@@ -160,28 +173,33 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
     from adamclinic.models import parcel_relu_net, small_relu_net
 
     def lesson02() -> TrainConfig:
-        from adamclinic.gradients import lesson_config
+        from adamclinic.lessons.vanishing_exploding_gradients import lesson_config
 
         return lesson_config(digits())
 
     def lesson03() -> TrainConfig:
-        from adamclinic.scaling import scaled_config
+        from adamclinic.lessons.feature_scaling import scaled_config
 
         return scaled_config(TrainConfig(parcels(), parcel_relu_net), 0, "StandardScaler")
 
     def lesson05() -> TrainConfig:
-        from adamclinic.corruption import outlier_config
+        from adamclinic.lessons.data_problems import outlier_config
 
         return outlier_config(TrainConfig(smooth_regression(), small_relu_net), 0.02, 30.0, fix="Huber loss")
 
     def lesson06() -> TrainConfig:
-        from adamclinic.generalization import RegularizedConfig, classifier, digits_subset
+        from adamclinic.lessons.overfitting_or_optimizer import RegularizedConfig, classifier, digits_subset
 
-        return RegularizedConfig(data=digits_subset(256), build_model=classifier(256),
-                                 loss="sparse_categorical_crossentropy", epochs=100, batch_size=32)
+        return RegularizedConfig(
+            data=digits_subset(256),
+            build_model=classifier(256),
+            loss="sparse_categorical_crossentropy",
+            epochs=100,
+            batch_size=32,
+        )
 
     def lesson07() -> TrainConfig:
-        from adamclinic.pitfalls import target_config
+        from adamclinic.lessons.its_not_adam import target_config
 
         return target_config(TrainConfig(smooth_regression(), small_relu_net), 250_000.0, "standardize")
 
@@ -208,8 +226,8 @@ def main() -> dict:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["grading"]:  # python -m adamclinic.bench grading: see adamclinic.grading_bench
-        from adamclinic import grading_bench
+    if sys.argv[1:2] == ["grading"]:  # python -m adamclinic.bench grading: see adamclinic.grading.bench
+        from adamclinic.grading import bench as grading_bench
 
         print(json.dumps(grading_bench.main(sys.argv[2:]), indent=2))
     else:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from adamclinic.training import Dataset
+from adamclinic.engine import Dataset
+from adamclinic.paths import REPOSITORY_ROOT
 
 
 class DatasetError(RuntimeError):
@@ -26,7 +28,7 @@ def datasets_dir() -> Path:
     override = os.environ.get("ADAMCLINIC_DATASETS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "datasets"
+    return REPOSITORY_ROOT / "datasets"
 
 
 def _expected_checksum(card: Path) -> str:
@@ -88,8 +90,60 @@ def overlapping_classes() -> tuple[pd.DataFrame, pd.DataFrame]:
 def parcels() -> Dataset:
     """Lesson 03's parcels, unscaled: five inputs in metres, grams and dollars (sizes 1e-3 to 1e5), a
     standardized cost. The first 1024 rows train, the next 256 validate; the last 256 are held out for
-    the leak experiment (``adamclinic.scaling``) and are not in this Dataset."""
+    the leak experiment (``adamclinic.lessons.feature_scaling``) and are not in this Dataset."""
     frame = load_csv("parcels")
     x = frame.drop(columns="cost").to_numpy(dtype=np.float32)
     y = frame["cost"].to_numpy(dtype=np.float32)
     return Dataset(x[:1024], y[:1024], x[1024:1280], y[1024:1280], name="parcels")
+
+
+def imbalanced(
+    pool: pd.DataFrame,
+    held_out: pd.DataFrame,
+    minority_share: float,
+    rows: int = 1024,
+    minority: int = 1,
+    seed: int = 0,
+) -> Dataset:
+    """A training set of ``rows`` rows of which ``minority_share`` belong to class ``minority``.
+
+    Drawn from ``pool`` without replacement (same size whatever the share, so no retrace); the
+    held-out rows are kept as they are, so every share is judged on the same data.
+    """
+    if not 0 < minority_share <= 0.5:
+        raise ValueError(f"minority_share must lie in (0, 0.5]; got {minority_share}.")
+    rng = np.random.default_rng(seed)
+    count = max(1, int(round(minority_share * rows)))
+    labels = pool["label"].to_numpy()
+    picked = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == minority), size=count, replace=False),
+            rng.choice(np.flatnonzero(labels != minority), size=rows - count, replace=False),
+        ]
+    )
+    picked = rng.permutation(picked)
+    features = [c for c in pool.columns if c != "label"]
+    return Dataset(
+        pool[features].to_numpy()[picked],
+        labels[picked],
+        held_out[features].to_numpy(),
+        held_out["label"].to_numpy(),
+        name=f"{minority_share:.0%} minority",
+    )
+
+
+def balanced_class_weight(data: Dataset) -> dict[int, float]:
+    """``n / (classes * n_c)`` per class, as scikit-learn's ``class_weight="balanced"``: each class then
+    carries the same total weight in the loss."""
+    labels, counts = np.unique(data.y_train.astype(int), return_counts=True)
+    return {int(label): float(len(data.y_train) / (len(labels) * count)) for label, count in zip(labels, counts)}
+
+
+def with_missing(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """Blank out ``fraction`` of the training input cells (NaN), at random; ``fraction`` may be so small
+    that only one cell goes (at least one does whenever ``fraction > 0``)."""
+    x = data.x_train.copy()
+    count = int(round(fraction * x.size)) if fraction > 0 else 0
+    cells = np.random.default_rng(seed).choice(x.size, size=max(count, 1 if fraction > 0 else 0), replace=False)
+    x.reshape(-1)[cells] = np.nan
+    return replace(data, x_train=x, name=f"{data.name} with {len(cells)} NaN")

@@ -15,10 +15,11 @@ import sys
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from adamclinic.paths import REPOSITORY_ROOT
+
 FIRST_LESSON = "lessons/01_learning_rate.ipynb"
 # The course's JupyterLab defaults (no news prompt, no update check): jupyter/README.md.
-COURSE_JUPYTER_CONFIG = ROOT / "jupyter"
+COURSE_JUPYTER_CONFIG = REPOSITORY_ROOT / "jupyter"
 
 
 def free_port() -> int:
@@ -42,7 +43,7 @@ def lab_arguments(port: int, token: str, open_browser: bool) -> list[str]:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={ROOT}",
+        f"--ServerApp.root_dir={REPOSITORY_ROOT}",
         f"--ServerApp.open_browser={open_browser}",
         # The server asks no one on the internet about updates or news (the course runs offline too).
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -62,13 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     token = options.token or secrets.token_hex(16)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     url = f"http://127.0.0.1:{port}/lab/tree/{FIRST_LESSON}?token={token}"
-    print(f"\n  Adam Clinic is starting. Open this address in your browser:\n\n    {url}\n\n"
-          "  Stop the server with Ctrl-C.\n", flush=True)
+    print(
+        f"\n  Adam Clinic is starting. Open this address in your browser:\n\n    {url}\n\n"
+        "  Stop the server with Ctrl-C.\n",
+        flush=True,
+    )
     # nbgrader's gradebook runs `alembic` by name, so the environment's bin folder must be on PATH
     # even when the virtual environment was not activated.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.environ.update(course_jupyter_environment())
-    os.chdir(ROOT)
+    os.chdir(REPOSITORY_ROOT)
     # Ctrl-C must stop the server even when whatever started us ignores or blocks SIGINT (nohup, some
     # IDEs and test runners do, and a child inherits that): restore Python's own handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -18,29 +18,31 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import ipywidgets as w
 import keras
 import numpy as np
 
-from adamclinic.corruption import ScoreBoard, tagged
 from adamclinic.data import digits, smooth_regression
+from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, run, seed_everything
 from adamclinic.models import mlp
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
-from adamclinic.widgets import TrainingPanel, log_slider
+from adamclinic.panels import ScoreBoard, TrainingPanel, log_slider, tagged
 
 # Section 1: outputs, losses and labels that do not match ------------------------------------------
 
 # The two warnings Keras gives about this section's setups would print on stderr at every new trace,
 # in the middle of a demo (and nbgrader zeroes a test cell that writes to stderr). The lesson shows them
 # on purpose, with ``loss_warning``.
-warnings.filterwarnings("ignore", message=r".*received `from_logits=True`, but the `output` argument was produced by a Softmax",
-                        category=UserWarning)
-warnings.filterwarnings("ignore", message=r"You are using a softmax over axis -1 of a tensor of shape \(\w*, 1\)",
-                        category=UserWarning)
+warnings.filterwarnings(
+    "ignore",
+    message=r".*received `from_logits=True`, but the `output` argument was produced by a Softmax",
+    category=UserWarning,
+)
+warnings.filterwarnings(
+    "ignore", message=r"You are using a softmax over axis -1 of a tensor of shape \(\w*, 1\)", category=UserWarning
+)
 
 # One loss object for every run: the engine keys its compiled epoch on the loss, so a new object per run
 # would recompile.
@@ -54,7 +56,7 @@ CLASSIFIER_SETUPS = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def digit_classifier(classes: int = 10, output: str = "softmax") -> Callable[[], keras.Model]:
     """A builder for 64 → 64 ReLU → ``classes`` outputs, with a softmax or a linear (logit) output.
 
@@ -62,22 +64,33 @@ def digit_classifier(classes: int = 10, output: str = "softmax") -> Callable[[],
     """
 
     def build() -> keras.Model:
-        return mlp(f"digits_{output}_{classes}", 64, (64,), "relu", outputs=classes,
-                   output_activation="softmax" if output == "softmax" else None)
+        return mlp(
+            f"digits_{output}_{classes}",
+            64,
+            (64,),
+            "relu",
+            outputs=classes,
+            output_activation="softmax" if output == "softmax" else None,
+        )
 
     build.__name__ = build.__qualname__ = f"{output} output"
     return build
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_classes(classes: int = 10) -> Dataset:
     """The digits 0 to ``classes - 1`` only: training rows trimmed to whole batches of 32, and the
     validation digits of those classes."""
     full = digits()
     train, val = full.y_train[:, 0] < classes, full.y_val[:, 0] < classes
     rows = int(train.sum()) // 32 * 32
-    return Dataset(full.x_train[train][:rows], full.y_train[train][:rows], full.x_val[val], full.y_val[val],
-                   name=f"digits 0-{classes - 1}")
+    return Dataset(
+        full.x_train[train][:rows],
+        full.y_train[train][:rows],
+        full.x_val[val],
+        full.y_val[val],
+        name=f"digits 0-{classes - 1}",
+    )
 
 
 def classifier_config(base: TrainConfig, setup: str, classes: int = 10) -> TrainConfig:
@@ -86,8 +99,10 @@ def classifier_config(base: TrainConfig, setup: str, classes: int = 10) -> Train
         raise ValueError(f"Unknown setup {setup!r}; choose one of: {', '.join(CLASSIFIER_SETUPS)}.")
     output = setup.split()[0]
     loss = SPARSE_CE_FROM_LOGITS if setup.endswith("from_logits=True") else "sparse_categorical_crossentropy"
-    return tagged(replace(base, data=digits_classes(classes), build_model=digit_classifier(classes, output), loss=loss),
-                  f"{classes} classes, {setup}")
+    return tagged(
+        replace(base, data=digits_classes(classes), build_model=digit_classifier(classes, output), loss=loss),
+        f"{classes} classes, {setup}",
+    )
 
 
 def held_out_accuracy(history: History) -> float:
@@ -137,19 +152,36 @@ def label_format_error(loss: str, one_hot: bool) -> str | None:
     return None
 
 
-def classifier_panel(base: TrainConfig, setup: str = "linear output, from_logits=False", classes: int = 10,
-                     **options: Any) -> TrainingPanel:
+def classifier_panel(
+    base: TrainConfig, setup: str = "linear output, from_logits=False", classes: int = 10, **options: Any
+) -> TrainingPanel:
     """A choice of output and loss, and a slider for the number of classes; the score board shows the
     held-out accuracy next to ln K, the loss of a classifier that gives every class 1/K."""
-    board = ScoreBoard(lambda h: {"held-out accuracy": held_out_accuracy(h),
-                                  "final loss": h.final_loss, "ln K": math.log(h.config.data.y_val.max() + 1)})
+    board = ScoreBoard(
+        lambda h: {
+            "held-out accuracy": held_out_accuracy(h),
+            "final loss": h.final_loss,
+            "ln K": math.log(h.config.data.y_val.max() + 1),
+        }
+    )
     controls = {
-        "setup": w.Dropdown(options=list(CLASSIFIER_SETUPS), value=setup, description="output, loss",
-                            style={"description_width": "initial"}, layout=w.Layout(width="420px")),
+        "setup": w.Dropdown(
+            options=list(CLASSIFIER_SETUPS),
+            value=setup,
+            description="output, loss",
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        ),
         "classes": w.IntSlider(value=classes, min=2, max=10, description="classes K", continuous_update=False),
     }
-    return TrainingPanel(base, controls, make_config=lambda b, v: classifier_config(b, **v),
-                         train_fn=board.wrap(), views=[board], **options)
+    return TrainingPanel(
+        base,
+        controls,
+        make_config=lambda b, v: classifier_config(b, **v),
+        train_fn=board.wrap(),
+        views=[board],
+        **options,
+    )
 
 
 # Section 2: targets on the wrong scale, and outputs that cannot reach them -------------------------
@@ -196,14 +228,17 @@ def scaled_targets(data: Dataset, center: float, scale: float) -> Dataset:
     return replace(data, y_train=(data.y_train - center) / scale, y_val=(data.y_val - center) / scale)
 
 
-def target_config(base: TrainConfig, mean: float = 250_000.0, scaling: str = "none",
-                  output: str = "linear") -> TrainConfig:
+def target_config(
+    base: TrainConfig, mean: float = 250_000.0, scaling: str = "none", output: str = "linear"
+) -> TrainConfig:
     """The run the target panel trains: lesson 01's data with prices around ``mean`` as targets, scaled
     by ``scaling`` (fitted on the training targets), through a ``output`` output unit."""
     priced = priced_targets(smooth_regression(), mean)
     data = scaled_targets(priced, *target_transform(priced.y_train, scaling))
-    return tagged(replace(base, data=data, build_model=regression_net(output)),
-                  f"mean {mean:,.0f}, {scaling} scaling, {output} output")
+    return tagged(
+        replace(base, data=data, build_model=regression_net(output)),
+        f"mean {mean:,.0f}, {scaling} scaling, {output} output",
+    )
 
 
 def held_out_r2(history: History) -> float:
@@ -226,8 +261,9 @@ def bounded_output_floor(y: np.ndarray, low: float = 0.0, high: float = 1.0) -> 
     return float(np.mean((y - np.clip(y, low, high)) ** 2))
 
 
-def target_panel(base: TrainConfig, mean: float = 250_000.0, scaling: str = "none", output: str = "linear",
-                 **options: Any) -> TrainingPanel:
+def target_panel(
+    base: TrainConfig, mean: float = 250_000.0, scaling: str = "none", output: str = "linear", **options: Any
+) -> TrainingPanel:
     """A log slider for the targets' mean, a choice of target scaling and of output unit; the score
     board shows the held-out R² (1 is perfect, 0 is predicting the mean)."""
     board = ScoreBoard(lambda h: {"held-out R²": held_out_r2(h), "final training loss": h.final_loss})
@@ -236,8 +272,9 @@ def target_panel(base: TrainConfig, mean: float = 250_000.0, scaling: str = "non
         "scaling": w.ToggleButtons(options=list(TARGET_SCALINGS), value=scaling, description="scaling"),
         "output": w.ToggleButtons(options=list(OUTPUTS), value=output, description="output unit"),
     }
-    return TrainingPanel(base, controls, make_config=lambda b, v: target_config(b, **v), train_fn=board.wrap(),
-                         views=[board], **options)
+    return TrainingPanel(
+        base, controls, make_config=lambda b, v: target_config(b, **v), train_fn=board.wrap(), views=[board], **options
+    )
 
 
 # Stock Keras compile + fit, relayed epoch by epoch ----------------------------------------------------
@@ -249,8 +286,14 @@ class _EpochRelay(keras.callbacks.Callback):
     ``first_epoch`` numbers the epochs of a later ``fit`` call after the earlier ones.
     """
 
-    def __init__(self, history: History, learning_rate: float, cancel: threading.Event | None,
-                 on_epoch: Callable[[EpochMetrics], None] | None, first_epoch: int = 1):
+    def __init__(
+        self,
+        history: History,
+        learning_rate: float,
+        cancel: threading.Event | None,
+        on_epoch: Callable[[EpochMetrics], None] | None,
+        first_epoch: int = 1,
+    ):
         super().__init__()
         self.history, self.learning_rate, self.cancel, self.on_epoch = history, learning_rate, cancel, on_epoch
         self.first_epoch = first_epoch
@@ -258,9 +301,16 @@ class _EpochRelay(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         value = lambda key: None if key not in logs else float(logs[key])  # noqa: E731
-        metrics = EpochMetrics(epoch=self.first_epoch + epoch, loss=float(logs["loss"]), val_loss=value("val_loss"),
-                               learning_rate=self.learning_rate, grad_norm=math.nan, seconds=0.0,
-                               accuracy=value("accuracy"), val_accuracy=value("val_accuracy"))
+        metrics = EpochMetrics(
+            epoch=self.first_epoch + epoch,
+            loss=float(logs["loss"]),
+            val_loss=value("val_loss"),
+            learning_rate=self.learning_rate,
+            grad_norm=math.nan,
+            seconds=0.0,
+            accuracy=value("accuracy"),
+            val_accuracy=value("val_accuracy"),
+        )
         self.history.epochs.append(metrics)
         if metrics.diverged and self.history.diverged_at is None:
             self.history.diverged_at = metrics.epoch
@@ -277,8 +327,9 @@ def _finish(history: History, model: keras.Model, cancel: threading.Event | None
 
 
 def _adam(config: TrainConfig) -> keras.optimizers.Adam:
-    return keras.optimizers.Adam(float(config.learning_rate), beta_1=config.beta_1, beta_2=config.beta_2,
-                                 epsilon=config.epsilon)
+    return keras.optimizers.Adam(
+        float(config.learning_rate), beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+    )
 
 
 # Section 3: validation_split on rows sorted by label ---------------------------------------------------
@@ -293,8 +344,9 @@ class SplitConfig(TrainConfig):
     validation_split: float = 0.2
 
     def label(self) -> str:
-        return ("rows sorted by label" if self.sorted_rows else "rows shuffled before fit") + \
-            f", validation_split={self.validation_split:g}"
+        return (
+            "rows sorted by label" if self.sorted_rows else "rows shuffled before fit"
+        ) + f", validation_split={self.validation_split:g}"
 
 
 def rows_sorted_by_label(data: Dataset) -> Dataset:
@@ -309,8 +361,9 @@ def split_config(base: TrainConfig, sorted_rows: bool = True) -> SplitConfig:
     return SplitConfig(**{**fields, "sorted_rows": sorted_rows})
 
 
-def fit_with_validation_split(config: SplitConfig, cancel: threading.Event | None = None,
-                              on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+def fit_with_validation_split(
+    config: SplitConfig, cancel: threading.Event | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None
+) -> History:
     """``compile`` + ``fit(validation_split=...)`` as a student writes it. ``fit`` takes the validation
     rows from the end of the arrays *before* it shuffles anything; ``shuffle=True`` only shuffles the
     remaining training rows, every epoch."""
@@ -324,9 +377,16 @@ def fit_with_validation_split(config: SplitConfig, cancel: threading.Event | Non
     model = config.build_model()
     model.compile(optimizer=_adam(config), loss=config.loss, metrics=["accuracy"])
     history = History(config)
-    model.fit(data.x_train, data.y_train, validation_split=config.validation_split, epochs=config.epochs,
-              batch_size=config.batch_size, shuffle=True, verbose=0,
-              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)])
+    model.fit(
+        data.x_train,
+        data.y_train,
+        validation_split=config.validation_split,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)],
+    )
     return _finish(history, model, cancel)
 
 
@@ -342,12 +402,25 @@ def validation_classes(config: SplitConfig) -> list[int]:
 
 def split_panel(base: TrainConfig, sorted_rows: bool = True, **options: Any) -> TrainingPanel:
     """A toggle between rows sorted by label and rows shuffled before ``fit``; validation dashed."""
-    board = ScoreBoard(lambda h: {"last validation accuracy": float(h.val_accuracy[-1]),
-                                  "last training accuracy": float(h.epochs[-1].accuracy)})
-    controls = {"sorted_rows": w.ToggleButtons(options=[("sorted by label", True), ("shuffled before fit", False)],
-                                               value=sorted_rows, description="rows")}
-    return TrainingPanel(split_config(base, sorted_rows), controls, train_fn=board.wrap(fit_with_validation_split),
-                         views=[board], show_validation=True, **options)
+    board = ScoreBoard(
+        lambda h: {
+            "last validation accuracy": float(h.val_accuracy[-1]),
+            "last training accuracy": float(h.epochs[-1].accuracy),
+        }
+    )
+    controls = {
+        "sorted_rows": w.ToggleButtons(
+            options=[("sorted by label", True), ("shuffled before fit", False)], value=sorted_rows, description="rows"
+        )
+    }
+    return TrainingPanel(
+        split_config(base, sorted_rows),
+        controls,
+        train_fn=board.wrap(fit_with_validation_split),
+        views=[board],
+        show_validation=True,
+        **options,
+    )
 
 
 # Section 4: BatchNorm in training mode and in inference mode ----------------------------------------------
@@ -367,9 +440,16 @@ class BatchNormConfig(TrainConfig):
 
 def batchnorm_net(momentum: float, inputs: int = 5) -> keras.Model:
     """BatchNormalization on the raw inputs, then lesson 03's 32-32 ReLU net with a linear output."""
-    return keras.Sequential([keras.Input((inputs,)), keras.layers.BatchNormalization(momentum=momentum),
-                             keras.layers.Dense(32, activation="relu"), keras.layers.Dense(32, activation="relu"),
-                             keras.layers.Dense(1)], name="batchnorm_net")
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.BatchNormalization(momentum=momentum),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1),
+        ],
+        name="batchnorm_net",
+    )
 
 
 def batchnorm_config(base: TrainConfig, momentum: float = 0.99, epochs: int = 3) -> BatchNormConfig:
@@ -377,8 +457,11 @@ def batchnorm_config(base: TrainConfig, momentum: float = 0.99, epochs: int = 3)
     return BatchNormConfig(**{**fields, "momentum": float(momentum), "epochs": int(epochs)})
 
 
-def fit_batchnorm(config: BatchNormConfig, cancel: threading.Event | None = None,
-                  on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+def fit_batchnorm(
+    config: BatchNormConfig,
+    cancel: threading.Event | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> History:
     """``compile`` + ``fit`` of ``batchnorm_net``; ``val_loss`` is the loss on the training rows in
     inference mode (the moving averages), as ``model.evaluate(x_train, y_train)`` reports it."""
     seed_everything(config.seed)
@@ -386,22 +469,42 @@ def fit_batchnorm(config: BatchNormConfig, cancel: threading.Event | None = None
     model = batchnorm_net(config.momentum, inputs=data.x_train.shape[1])
     model.compile(optimizer=_adam(config), loss=config.loss)
     history = History(config)
-    model.fit(data.x_train, data.y_train, validation_data=(data.x_train, data.y_train), epochs=config.epochs,
-              batch_size=config.batch_size, shuffle=True, verbose=0,
-              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)])
+    model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_train, data.y_train),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)],
+    )
     history.moving_mean_share = float(np.mean(model.layers[0].moving_mean.numpy() / data.x_train.mean(axis=0)))
     return _finish(history, model, cancel)
 
 
 def batchnorm_panel(base: TrainConfig, momentum: float = 0.99, epochs: int = 3, **options: Any) -> TrainingPanel:
     """A choice of BatchNorm momentum and a slider for the number of epochs."""
-    board = ScoreBoard(lambda h: {"fit's last loss": h.final_loss, "same rows, inference mode": float(h.val_loss[-1]),
-                                  "moving mean / true mean": h.moving_mean_share})
-    controls = {"momentum": w.ToggleButtons(options=[0.99, 0.9], value=momentum, description="momentum"),
-                "epochs": w.IntSlider(value=epochs, min=1, max=20, description="epochs", continuous_update=False)}
-    return TrainingPanel(batchnorm_config(base, momentum, epochs), controls,
-                         make_config=lambda b, v: batchnorm_config(b, **v), train_fn=board.wrap(fit_batchnorm),
-                         views=[board], show_validation=True, **options)
+    board = ScoreBoard(
+        lambda h: {
+            "fit's last loss": h.final_loss,
+            "same rows, inference mode": float(h.val_loss[-1]),
+            "moving mean / true mean": h.moving_mean_share,
+        }
+    )
+    controls = {
+        "momentum": w.ToggleButtons(options=[0.99, 0.9], value=momentum, description="momentum"),
+        "epochs": w.IntSlider(value=epochs, min=1, max=20, description="epochs", continuous_update=False),
+    }
+    return TrainingPanel(
+        batchnorm_config(base, momentum, epochs),
+        controls,
+        make_config=lambda b, v: batchnorm_config(b, **v),
+        train_fn=board.wrap(fit_batchnorm),
+        views=[board],
+        show_validation=True,
+        **options,
+    )
 
 
 def frozen_batchnorm_uses_moving_statistics() -> bool:
@@ -435,8 +538,11 @@ def unfreeze_config(base: TrainConfig, recompile: bool = False) -> UnfreezeConfi
     return UnfreezeConfig(**{**fields, "recompile": bool(recompile)})
 
 
-def fit_unfreezing(config: UnfreezeConfig, cancel: threading.Event | None = None,
-                   on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+def fit_unfreezing(
+    config: UnfreezeConfig,
+    cancel: threading.Event | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> History:
     """Train only the output layer, unfreeze the hidden layers, train again (see ``UnfreezeConfig``)."""
     seed_everything(config.seed)
     data = config.data
@@ -447,19 +553,37 @@ def fit_unfreezing(config: UnfreezeConfig, cancel: threading.Event | None = None
     model.compile(optimizer=_adam(config), loss=config.loss)
     history = History(config)
     fit = dict(batch_size=config.batch_size, shuffle=True, verbose=0)
-    model.fit(data.x_train, data.y_train, epochs=config.frozen_epochs,
-              callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)], **fit)
+    model.fit(
+        data.x_train,
+        data.y_train,
+        epochs=config.frozen_epochs,
+        callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch)],
+        **fit,
+    )
     before = [layer.get_weights() for layer in hidden]
     for layer in hidden:
         layer.trainable = True
     if config.recompile:
         model.compile(optimizer=_adam(config), loss=config.loss)
     if not (cancel is not None and cancel.is_set()):
-        model.fit(data.x_train, data.y_train, epochs=config.epochs - config.frozen_epochs,
-                  callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch,
-                                         first_epoch=config.frozen_epochs + 1)], **fit)
-    history.hidden_weight_change = float(max(np.abs(after - old).max() for layer, weights in zip(hidden, before)
-                                             for after, old in zip(layer.get_weights(), weights)))
+        model.fit(
+            data.x_train,
+            data.y_train,
+            epochs=config.epochs - config.frozen_epochs,
+            callbacks=[
+                _EpochRelay(
+                    history, float(config.learning_rate), cancel, on_epoch, first_epoch=config.frozen_epochs + 1
+                )
+            ],
+            **fit,
+        )
+    history.hidden_weight_change = float(
+        max(
+            np.abs(after - old).max()
+            for layer, weights in zip(hidden, before)
+            for after, old in zip(layer.get_weights(), weights)
+        )
+    )
     return _finish(history, model, cancel)
 
 
@@ -482,12 +606,23 @@ def freezing_without_compile_moves(recompile: bool, seed: int = 0) -> float:
 
 def unfreeze_panel(base: TrainConfig, recompile: bool = False, **options: Any) -> TrainingPanel:
     """A toggle: compile again after unfreezing, or not."""
-    board = ScoreBoard(lambda h: {"loss when unfrozen": float(h.loss[h.config.frozen_epochs - 1]),
-                                  "final loss": h.final_loss, "hidden weights moved by": h.hidden_weight_change})
-    controls = {"recompile": w.ToggleButtons(options=[("no new compile", False), ("compile again", True)],
-                                             value=recompile, description="after unfreezing")}
-    return TrainingPanel(unfreeze_config(base, recompile), controls, train_fn=board.wrap(fit_unfreezing),
-                         views=[board], **options)
+    board = ScoreBoard(
+        lambda h: {
+            "loss when unfrozen": float(h.loss[h.config.frozen_epochs - 1]),
+            "final loss": h.final_loss,
+            "hidden weights moved by": h.hidden_weight_change,
+        }
+    )
+    controls = {
+        "recompile": w.ToggleButtons(
+            options=[("no new compile", False), ("compile again", True)],
+            value=recompile,
+            description="after unfreezing",
+        )
+    }
+    return TrainingPanel(
+        unfreeze_config(base, recompile), controls, train_fn=board.wrap(fit_unfreezing), views=[board], **options
+    )
 
 
 # Section 6: the optimizer's state, lost between fit calls ------------------------------------------------------
@@ -508,8 +643,9 @@ class ChunkedConfig(TrainConfig):
         return f"{self.between}, lr={float(self.learning_rate):.3g}"
 
 
-def chunked_config(base: TrainConfig, between: str = "compile a new Adam", learning_rate: float | None = None,
-                   fit_calls: int = 4) -> ChunkedConfig:
+def chunked_config(
+    base: TrainConfig, between: str = "compile a new Adam", learning_rate: float | None = None, fit_calls: int = 4
+) -> ChunkedConfig:
     if between not in BETWEEN_FITS:
         raise ValueError(f"Unknown choice {between!r}; choose one of: {', '.join(BETWEEN_FITS)}.")
     fields = {name: getattr(base, name) for name in TrainConfig.__dataclass_fields__}
@@ -517,8 +653,9 @@ def chunked_config(base: TrainConfig, between: str = "compile a new Adam", learn
     return ChunkedConfig(**{**fields, "between": between, "learning_rate": rate, "fit_calls": int(fit_calls)})
 
 
-def fit_in_chunks(config: ChunkedConfig, cancel: threading.Event | None = None,
-                  on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+def fit_in_chunks(
+    config: ChunkedConfig, cancel: threading.Event | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None
+) -> History:
     """Train ``config`` as its ``fit_calls`` separate ``fit`` calls (see ``ChunkedConfig``)."""
     if config.epochs % config.fit_calls:
         raise ValueError(f"epochs ({config.epochs}) must be a multiple of fit_calls ({config.fit_calls}).")
@@ -544,9 +681,17 @@ def fit_in_chunks(config: ChunkedConfig, cancel: threading.Event | None = None,
                 path = os.path.join(folder, "model.keras")
                 model.save(path)
                 model = keras.models.load_model(path)
-            model.fit(data.x_train, data.y_train, epochs=per_call, batch_size=config.batch_size, shuffle=True,
-                      verbose=0, callbacks=[_EpochRelay(history, float(config.learning_rate), cancel, on_epoch,
-                                                        first_epoch=call * per_call + 1)])
+            model.fit(
+                data.x_train,
+                data.y_train,
+                epochs=per_call,
+                batch_size=config.batch_size,
+                shuffle=True,
+                verbose=0,
+                callbacks=[
+                    _EpochRelay(history, float(config.learning_rate), cancel, on_epoch, first_epoch=call * per_call + 1)
+                ],
+            )
         history.optimizer_steps = int(model.optimizer.iterations.numpy())
     return _finish(history, model, cancel)
 
@@ -560,17 +705,34 @@ def fit_call_jumps(history: History) -> np.ndarray:
     return np.array([loss[start] / loss[start - 1] for start in starts])
 
 
-def chunked_panel(base: TrainConfig, between: str = "compile a new Adam", learning_rate: float = 1e-2,
-                  **options: Any) -> TrainingPanel:
+def chunked_panel(
+    base: TrainConfig, between: str = "compile a new Adam", learning_rate: float = 1e-2, **options: Any
+) -> TrainingPanel:
     """A choice of what happens between ``fit`` calls and a learning-rate slider."""
-    board = ScoreBoard(lambda h: {"largest jump at a fit call": float(fit_call_jumps(h).max()),
-                                  "final loss": h.final_loss, "Adam's step count at the end": h.optimizer_steps})
-    controls = {"between": w.Dropdown(options=list(BETWEEN_FITS), value=between, description="between fits",
-                                      style={"description_width": "initial"}),
-                "learning_rate": log_slider("learning_rate", learning_rate, 1e-4, 1e-1, description="learning rate")}
-    return TrainingPanel(chunked_config(base, between, learning_rate), controls,
-                         make_config=lambda b, v: chunked_config(b, **v), train_fn=board.wrap(fit_in_chunks),
-                         views=[board], **options)
+    board = ScoreBoard(
+        lambda h: {
+            "largest jump at a fit call": float(fit_call_jumps(h).max()),
+            "final loss": h.final_loss,
+            "Adam's step count at the end": h.optimizer_steps,
+        }
+    )
+    controls = {
+        "between": w.Dropdown(
+            options=list(BETWEEN_FITS),
+            value=between,
+            description="between fits",
+            style={"description_width": "initial"},
+        ),
+        "learning_rate": log_slider("learning_rate", learning_rate, 1e-4, 1e-1, description="learning rate"),
+    }
+    return TrainingPanel(
+        chunked_config(base, between, learning_rate),
+        controls,
+        make_config=lambda b, v: chunked_config(b, **v),
+        train_fn=board.wrap(fit_in_chunks),
+        views=[board],
+        **options,
+    )
 
 
 # Judging an exercise's repairs (ex07_not_adam) ------------------------------------------------------------
@@ -592,10 +754,15 @@ def classifier_repair_accuracy(config: TrainConfig, seeds=EXERCISE_SEEDS) -> np.
     diverged; a ``TypeError`` for anything but a ``TrainConfig``, a ``ValueError`` for other training rows
     or more than 30 epochs."""
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"expected a TrainConfig (for example dataclasses.replace(BROKEN_CLASSIFIER, ...)); got {type(config).__name__}.")
+        raise TypeError(
+            f"expected a TrainConfig (for example dataclasses.replace(BROKEN_CLASSIFIER, ...)); got {type(config).__name__}."
+        )
     reference = digits_classes(10)
-    if config.data.x_train.shape != reference.x_train.shape or not np.array_equal(config.data.x_train, reference.x_train) \
-            or not np.array_equal(config.data.y_train, reference.y_train):
+    if (
+        config.data.x_train.shape != reference.x_train.shape
+        or not np.array_equal(config.data.x_train, reference.x_train)
+        or not np.array_equal(config.data.y_train, reference.y_train)
+    ):
         raise ValueError("keep the broken classifier's training digits and labels (data=BROKEN_CLASSIFIER.data).")
     if config.epochs > 30:
         raise ValueError(f"keep to 30 epochs at most; the repair asks for {config.epochs}.")
@@ -653,16 +820,20 @@ def split_problems(split, validation_fraction: float = 0.2, seed: int = 0) -> li
     if len(x_train) != len(y_train) or len(x_val) != len(y_val):
         return ["inputs and labels have different numbers of rows"]
     if abs(len(x_val) - validation_fraction * len(x)) > 1:
-        problems.append(f"the validation part has {len(x_val)} rows; {validation_fraction:g} of {len(x)} is "
-                        f"{validation_fraction * len(x):.0f}")
+        problems.append(
+            f"the validation part has {len(x_val)} rows; {validation_fraction:g} of {len(x)} is "
+            f"{validation_fraction * len(x):.0f}"
+        )
     if _row_set(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])) != _row_set(x, y):
         problems.append("the two parts together are not the original rows, each once, with its own label")
     shares = np.array([(y_val == c).mean() for c in range(10)]) if len(y_val) else np.zeros(10)
     overall = np.array([(y == c).mean() for c in range(10)])
     if np.any(np.abs(shares - overall) > 0.05):
         worst = int(np.argmax(np.abs(shares - overall)))
-        problems.append(f"the validation part is not like the data: digit {worst} makes {shares[worst]:.0%} of it "
-                        f"but {overall[worst]:.0%} of all rows")
+        problems.append(
+            f"the validation part is not like the data: digit {worst} makes {shares[worst]:.0%} of it "
+            f"but {overall[worst]:.0%} of all rows"
+        )
     return problems
 
 
@@ -670,16 +841,20 @@ def split_validation_accuracy(split, seed: int = 0, epochs: int = 10) -> float:
     """Validation accuracy after training section 1's softmax classifier on the student's training part
     (trimmed to whole batches) and scoring on their validation part, as ``fit`` would report it."""
     x, y = sorted_digits()
-    x_train, y_train, x_val, y_val = (np.asarray(part, dtype="float32") for part in split(x.copy(), y.copy(), 0.2, seed))
+    x_train, y_train, x_val, y_val = (
+        np.asarray(part, dtype="float32") for part in split(x.copy(), y.copy(), 0.2, seed)
+    )
     rows = len(x_train) // 32 * 32
     data = Dataset(x_train[:rows], y_train.reshape(-1)[:rows], x_val, y_val.reshape(-1), name="student split")
-    history = run(TrainConfig(data, digit_classifier(10), loss="sparse_categorical_crossentropy", epochs=epochs,
-                              seed=seed))
+    history = run(
+        TrainConfig(data, digit_classifier(10), loss="sparse_categorical_crossentropy", epochs=epochs, seed=seed)
+    )
     return 0.0 if history.diverged else held_out_accuracy(history)
 
 
-def chunked_training_steps(train_in_chunks, fit_calls: int = 3, epochs_per_call: int = 2,
-                           learning_rate: float = 1e-2, seed: int = 0) -> dict[str, float]:
+def chunked_training_steps(
+    train_in_chunks, fit_calls: int = 3, epochs_per_call: int = 2, learning_rate: float = 1e-2, seed: int = 0
+) -> dict[str, float]:
     """Run the student's ``train_in_chunks(model, x, y, fit_calls, epochs_per_call, learning_rate)`` on a
     model built and seeded here (lesson 01's net on ``smooth_regression``). Reports the steps the model's
     optimizer has counted at the end (all ``fit_calls * epochs_per_call * 32`` when its state survived
@@ -687,10 +862,15 @@ def chunked_training_steps(train_in_chunks, fit_calls: int = 3, epochs_per_call:
     seed_everything(seed)
     data = smooth_regression()
     model = mlp("chunked_patient", 10, (32, 32), "relu")
-    returned = train_in_chunks(model, data.x_train.copy(), data.y_train.copy(), fit_calls, epochs_per_call, learning_rate)
+    returned = train_in_chunks(
+        model, data.x_train.copy(), data.y_train.copy(), fit_calls, epochs_per_call, learning_rate
+    )
     trained = returned if isinstance(returned, keras.Model) else model
     optimizer = getattr(trained, "optimizer", None)
     steps = int(optimizer.iterations.numpy()) if optimizer is not None and hasattr(optimizer, "iterations") else 0
     mse = float(np.mean((np.asarray(trained(data.x_train, training=False)) - data.y_train) ** 2))
-    return {"optimizer steps": steps, "expected steps": fit_calls * epochs_per_call * (len(data.x_train) // 32),
-            "training MSE": mse}
+    return {
+        "optimizer steps": steps,
+        "expected steps": fit_calls * epochs_per_call * (len(data.x_train) // 32),
+        "training MSE": mse,
+    }

@@ -15,20 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 import ipywidgets as w
-import keras
 import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import RobustScaler, StandardScaler
 
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
-from adamclinic.widgets import TrainingPanel
-
-def tagged(config: TrainConfig, tag: str) -> TrainConfig:
-    """``config`` with a plot label saying what was done to the data ("5% outliers, Huber loss")."""
-    return replace(config, note=tag)
-
+from adamclinic.data import balanced_class_weight, imbalanced, with_missing
+from adamclinic.engine import Dataset, History, TrainConfig, run
+from adamclinic.panels import ScoreBoard, TrainingPanel, tagged
 
 # Outliers -----------------------------------------------------------------------------------------
 
@@ -102,12 +96,19 @@ def clean_mse(history: History, data: Dataset) -> float:
     return float(np.mean((history.predict(data.x_val) - data.y_val) ** 2))
 
 
-OUTLIER_FIXES = ("none", "Huber loss", "clip targets", "standard scaler", "robust scaler",
-                 "robust scaler + clip inputs")
+OUTLIER_FIXES = (
+    "none",
+    "Huber loss",
+    "clip targets",
+    "standard scaler",
+    "robust scaler",
+    "robust scaler + clip inputs",
+)
 
 
-def outlier_config(base: TrainConfig, fraction: float, size: float, where: str = "targets",
-                   fix: str = "none") -> TrainConfig:
+def outlier_config(
+    base: TrainConfig, fraction: float, size: float, where: str = "targets", fix: str = "none"
+) -> TrainConfig:
     """The run the outlier panel trains: ``base`` with outliers injected, then one fix applied."""
     data = with_outliers(base.data, fraction, size, where=where, seed=base.seed)
     loss = base.loss
@@ -121,41 +122,13 @@ def outlier_config(base: TrainConfig, fraction: float, size: float, where: str =
         data = rescaled(data, "robust", clip=3.0)
     elif fix != "none":
         raise ValueError(f"Unknown fix {fix!r}; choose one of {', '.join(OUTLIER_FIXES)}.")
-    return tagged(replace(base, data=data, loss=loss),
-                  f"{fraction:.1%} {where} ±{size:g}σ" + ("" if fix == "none" else f", {fix}"))
+    return tagged(
+        replace(base, data=data, loss=loss),
+        f"{fraction:.1%} {where} ±{size:g}σ" + ("" if fix == "none" else f", {fix}"),
+    )
 
 
 # Class imbalance ---------------------------------------------------------------------------------
-
-
-def imbalanced(pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float, rows: int = 1024,
-               minority: int = 1, seed: int = 0) -> Dataset:
-    """A training set of ``rows`` rows of which ``minority_share`` belong to class ``minority``.
-
-    Drawn from ``pool`` without replacement (same size whatever the share, so no retrace); the
-    held-out rows are kept as they are, so every share is judged on the same data.
-    """
-    if not 0 < minority_share <= 0.5:
-        raise ValueError(f"minority_share must lie in (0, 0.5]; got {minority_share}.")
-    rng = np.random.default_rng(seed)
-    count = max(1, int(round(minority_share * rows)))
-    labels = pool["label"].to_numpy()
-    picked = np.concatenate([
-        rng.choice(np.flatnonzero(labels == minority), size=count, replace=False),
-        rng.choice(np.flatnonzero(labels != minority), size=rows - count, replace=False),
-    ])
-    picked = rng.permutation(picked)
-    features = [c for c in pool.columns if c != "label"]
-    return Dataset(pool[features].to_numpy()[picked], labels[picked],
-                   held_out[features].to_numpy(), held_out["label"].to_numpy(),
-                   name=f"{minority_share:.0%} minority")
-
-
-def balanced_class_weight(data: Dataset) -> dict[int, float]:
-    """``n / (classes * n_c)`` per class, as scikit-learn's ``class_weight="balanced"``: each class then
-    carries the same total weight in the loss."""
-    labels, counts = np.unique(data.y_train.astype(int), return_counts=True)
-    return {int(label): float(len(data.y_train) / (len(labels) * count)) for label, count in zip(labels, counts)}
 
 
 def binary_scores(history: History, data: Dataset, minority: int = 1) -> dict[str, float]:
@@ -170,9 +143,12 @@ def binary_scores(history: History, data: Dataset, minority: int = 1) -> dict[st
     truth = data.y_val[:, 0].astype(int)
     recalls = [float((predicted[truth == c] == c).mean()) for c in (0, 1)]
     share = float((data.y_train[:, 0].astype(int) == minority).mean())
-    return {"accuracy at the training mix": share * recalls[minority] + (1 - share) * recalls[1 - minority],
-            "balanced accuracy": float(np.mean(recalls)), "minority recall": recalls[minority],
-            "predicted minority share": float((predicted == minority).mean())}
+    return {
+        "accuracy at the training mix": share * recalls[minority] + (1 - share) * recalls[1 - minority],
+        "balanced accuracy": float(np.mean(recalls)),
+        "minority recall": recalls[minority],
+        "predicted minority share": float((predicted == minority).mean()),
+    }
 
 
 def majority_baseline(data: Dataset) -> float:
@@ -181,8 +157,9 @@ def majority_baseline(data: Dataset) -> float:
     return float(np.bincount(labels).max() / len(labels))
 
 
-def imbalance_config(base: TrainConfig, pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float,
-                     weighted: bool = False) -> TrainConfig:
+def imbalance_config(
+    base: TrainConfig, pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float, weighted: bool = False
+) -> TrainConfig:
     """The run the imbalance panel trains: a training set at ``minority_share``, optionally class-weighted."""
     data = imbalanced(pool, held_out, minority_share, rows=len(base.data.x_train), seed=base.seed)
     config = replace(base, data=data, class_weight=balanced_class_weight(data) if weighted else None)
@@ -203,8 +180,9 @@ def with_label_noise(data: Dataset, fraction: float, classes: int = 10, seed: in
 
 def label_noise_config(base: TrainConfig, fraction: float) -> TrainConfig:
     """The run the label-noise panel trains: ``base`` with ``fraction`` of its training labels wrong."""
-    return tagged(replace(base, data=with_label_noise(base.data, fraction, seed=base.seed)),
-                  f"{fraction:.0%} labels wrong")
+    return tagged(
+        replace(base, data=with_label_noise(base.data, fraction, seed=base.seed)), f"{fraction:.0%} labels wrong"
+    )
 
 
 def noise_floor(fraction: float, classes: int = 10) -> float:
@@ -219,16 +197,6 @@ def noise_floor(fraction: float, classes: int = 10) -> float:
 
 
 # Missing values ------------------------------------------------------------------------------------
-
-
-def with_missing(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
-    """Blank out ``fraction`` of the training input cells (NaN), at random; ``fraction`` may be so small
-    that only one cell goes (at least one does whenever ``fraction > 0``)."""
-    x = data.x_train.copy()
-    count = int(round(fraction * x.size)) if fraction > 0 else 0
-    cells = np.random.default_rng(seed).choice(x.size, size=max(count, 1 if fraction > 0 else 0), replace=False)
-    x.reshape(-1)[cells] = np.nan
-    return replace(data, x_train=x, name=f"{data.name} with {len(cells)} NaN")
 
 
 def with_one_nan(data: Dataset, row: int = 0, column: int = 0) -> Dataset:
@@ -269,7 +237,11 @@ def nan_autopsy(history: History) -> dict[str, Any]:
     weights = history.final_weights or []
     first_kernel = next((w for w in weights if w.ndim == 2), None)
     nan_rows = [] if first_kernel is None else [int(i) for i in np.flatnonzero(np.isnan(first_kernel).any(axis=1))]
-    x = history.config.data.x_val if history.config.data.x_val is not None else np.nan_to_num(history.config.data.x_train)
+    x = (
+        history.config.data.x_val
+        if history.config.data.x_val is not None
+        else np.nan_to_num(history.config.data.x_train)
+    )
     # model.predict, as a student would call it: a graph, like fit's (see keras_fit on why that matters).
     predictions = history.trained_model().predict(x, verbose=0)
     return {
@@ -281,35 +253,6 @@ def nan_autopsy(history: History) -> dict[str, Any]:
         "prediction spread": float(np.std(predictions)),
         "NaN predictions": int(np.isnan(predictions).sum()),
     }
-
-
-def keras_fit(config: TrainConfig, run_eagerly: bool = False) -> History:
-    """Train ``config`` with stock ``model.compile`` + ``model.fit`` instead of the engine.
-
-    For the one place where the two differ: NaN inputs. On a CPU, ``fit`` runs a TensorFlow graph in
-    which the graph optimizer fuses each Dense layer's matmul, bias and ReLU into one kernel, and that
-    kernel maps NaN to 0. Eager execution (``run_eagerly=True``) and XLA (the engine) keep the NaN.
-    No NaN check, no class weights: a plain ``fit`` as a student would write it.
-    """
-    seed_everything(config.seed)
-    model = config.build_model()
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
-                                                  epsilon=config.epsilon),
-                  loss=config.loss, run_eagerly=run_eagerly)
-    data = config.data
-    validation = None if data.x_val is None else (data.x_val, data.y_val)
-    fitted = model.fit(data.x_train, data.y_train, epochs=config.epochs, batch_size=config.batch_size,
-                       shuffle=config.shuffle, validation_data=validation, verbose=0)
-    history = History(config)
-    for epoch, loss in enumerate(fitted.history["loss"], start=1):
-        val = fitted.history.get("val_loss", [None] * epoch)[epoch - 1]
-        history.epochs.append(EpochMetrics(epoch=epoch, loss=float(loss), val_loss=val,
-                                           learning_rate=float(config.learning_rate), grad_norm=math.nan,
-                                           seconds=0.0))
-        if history.diverged_at is None and not math.isfinite(loss):
-            history.diverged_at = epoch
-    history.final_weights = model.get_weights()
-    return history
 
 
 MISSING_HANDLING = ("let NaN through", "impute (median)", "drop rows")
@@ -332,53 +275,28 @@ def missing_config(base: TrainConfig, fraction: float, handling: str = "let NaN 
 # Panels --------------------------------------------------------------------------------------------
 
 
-class ScoreBoard:
-    """An extra view beside a panel's loss plot: a table of held-out scores, filled in when a run ends.
-
-    ``score(history) -> dict`` is computed after the run (the engine reports only loss and accuracy
-    per epoch); ``ScoreBoard.wrap(run)`` gives the panel a training function that does that.
-    """
-
-    def __init__(self, score):
-        self.score = score
-        self.widget = w.HTML(value="", layout=w.Layout(width="330px"))
-        self.rows: list[str] = []
-
-    def start(self, config: TrainConfig, colour: str) -> None:
-        self._colour = colour
-
-    def update(self, metrics: EpochMetrics) -> None:
-        pass
-
-    def clear(self) -> None:
-        self.rows = []
-        self.widget.value = ""
-
-    def record(self, history: History) -> None:
-        if history.diverged:
-            cells = "loss became NaN"
-        else:
-            cells = "<br>".join(f"{name}: <b>{value:.3g}</b>" for name, value in self.score(history).items())
-        self.rows = (self.rows + [f"<p style='border-left:6px solid {self._colour};padding-left:6px'>"
-                                  f"<b>{history.config.label() or 'run'}</b> · {history.config.data.name}<br>{cells}</p>"])[-5:]
-        self.widget.value = "<h4>Held-out scores</h4>" + "".join(reversed(self.rows))
-
-    def wrap(self, train_fn=run):
-        def train_and_score(config, cancel=None, on_epoch=None):
-            history = train_fn(config, cancel=cancel, on_epoch=on_epoch)
-            if not history.cancelled:
-                self.record(history)
-            return history
-        return train_and_score
-
-
 def _slider(description: str, value: float, low: float, high: float, step: float, fmt: str = ".2f") -> w.FloatSlider:
-    return w.FloatSlider(value=value, min=low, max=high, step=step, description=description, readout_format=fmt,
-                         continuous_update=False, style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+    return w.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        readout_format=fmt,
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="420px"),
+    )
 
 
-def outlier_panel(base: TrainConfig, fraction: float = 0.02, size: float = 30.0, where: str = "targets",
-                  fix: str = "none", **options: Any) -> TrainingPanel:
+def outlier_panel(
+    base: TrainConfig,
+    fraction: float = 0.02,
+    size: float = 30.0,
+    where: str = "targets",
+    fix: str = "none",
+    **options: Any,
+) -> TrainingPanel:
     """Sliders for the share and size of outliers, a choice of where they go and of the fix; the
     score board shows the MSE on the clean held-out rows."""
     board = ScoreBoard(lambda h: {"clean held-out MSE": clean_mse(h, h.config.data)})
@@ -388,48 +306,76 @@ def outlier_panel(base: TrainConfig, fraction: float = 0.02, size: float = 30.0,
         "where": w.ToggleButtons(options=["targets", "inputs"], value=where, description="outliers in"),
         "fix": w.Dropdown(options=list(OUTLIER_FIXES), value=fix, description="fix"),
     }
-    return TrainingPanel(base, controls, make_config=lambda b, v: outlier_config(b, **v), train_fn=board.wrap(),
-                         views=[board], **options)
+    return TrainingPanel(
+        base, controls, make_config=lambda b, v: outlier_config(b, **v), train_fn=board.wrap(), views=[board], **options
+    )
 
 
-def imbalance_panel(base: TrainConfig, pool: pd.DataFrame, held_out: pd.DataFrame, minority_share: float = 0.05,
-                    weighted: bool = False, **options: Any) -> TrainingPanel:
+def imbalance_panel(
+    base: TrainConfig,
+    pool: pd.DataFrame,
+    held_out: pd.DataFrame,
+    minority_share: float = 0.05,
+    weighted: bool = False,
+    **options: Any,
+) -> TrainingPanel:
     """A slider for the minority class's share of the training set and a class-weights toggle; the
     score board shows accuracy next to balanced accuracy and minority recall."""
-    board = ScoreBoard(lambda h: {**binary_scores(h, h.config.data),
-                                  "always-majority accuracy": majority_baseline(h.config.data)})
+    board = ScoreBoard(
+        lambda h: {**binary_scores(h, h.config.data), "always-majority accuracy": majority_baseline(h.config.data)}
+    )
     controls = {
         "minority_share": _slider("minority share", minority_share, 0.01, 0.5, 0.01),
         "weighted": w.ToggleButtons(options=[("no class weights", False), ("class weights", True)], value=weighted),
     }
-    return TrainingPanel(base, controls, make_config=lambda b, v: imbalance_config(b, pool, held_out, **v),
-                         train_fn=board.wrap(), views=[board], **options)
+    return TrainingPanel(
+        base,
+        controls,
+        make_config=lambda b, v: imbalance_config(b, pool, held_out, **v),
+        train_fn=board.wrap(),
+        views=[board],
+        **options,
+    )
 
 
 def label_noise_panel(base: TrainConfig, fraction: float = 0.3, **options: Any) -> TrainingPanel:
     """A slider for the share of wrong training labels; validation is on clean labels."""
-    board = ScoreBoard(lambda h: {"final training loss": h.final_loss,
-                                  "clean held-out accuracy": float(h.val_accuracy[-1])})
+    board = ScoreBoard(
+        lambda h: {"final training loss": h.final_loss, "clean held-out accuracy": float(h.val_accuracy[-1])}
+    )
     controls = {"fraction": _slider("share of wrong labels", fraction, 0.0, 0.8, 0.05)}
-    return TrainingPanel(base, controls, make_config=lambda b, v: label_noise_config(b, **v), train_fn=board.wrap(),
-                         views=[board], show_validation=True, **options)
+    return TrainingPanel(
+        base,
+        controls,
+        make_config=lambda b, v: label_noise_config(b, **v),
+        train_fn=board.wrap(),
+        views=[board],
+        show_validation=True,
+        **options,
+    )
 
 
-def missing_panel(base: TrainConfig, fraction: float = 0.0001, handling: str = "let NaN through",
-                  **options: Any) -> TrainingPanel:
+def missing_panel(
+    base: TrainConfig, fraction: float = 0.0001, handling: str = "let NaN through", **options: Any
+) -> TrainingPanel:
     """A slider for the share of missing input cells and a choice of how to handle them."""
+
     def score(history: History) -> dict[str, float]:
         autopsy = nan_autopsy(history)
-        return {"clean held-out MSE": clean_mse(history, history.config.data),
-                "prediction spread": autopsy["prediction spread"], "NaN weights": autopsy["NaN weights"]}
+        return {
+            "clean held-out MSE": clean_mse(history, history.config.data),
+            "prediction spread": autopsy["prediction spread"],
+            "NaN weights": autopsy["NaN weights"],
+        }
 
     board = ScoreBoard(score)
     controls = {
         "fraction": _slider("share of missing cells", fraction, 0.0, 0.2, 0.0001, ".4f"),
         "handling": w.Dropdown(options=list(MISSING_HANDLING), value=handling, description="handling"),
     }
-    return TrainingPanel(base, controls, make_config=lambda b, v: missing_config(b, **v), train_fn=board.wrap(),
-                         views=[board], **options)
+    return TrainingPanel(
+        base, controls, make_config=lambda b, v: missing_config(b, **v), train_fn=board.wrap(), views=[board], **options
+    )
 
 
 # Judging an exercise's fixes (ex05_data_problems) ---------------------------------------------------
@@ -442,8 +388,10 @@ EXERCISE_SEEDS = (0, 1, 2)
 def _fixed_config(fix, config: TrainConfig, what: str) -> TrainConfig:
     fixed = fix(config)
     if not isinstance(fixed, TrainConfig):
-        raise TypeError(f"{what} must return a TrainConfig (for example dataclasses.replace(config, ...)); "
-                        f"it returned {type(fixed).__name__}.")
+        raise TypeError(
+            f"{what} must return a TrainConfig (for example dataclasses.replace(config, ...)); "
+            f"it returned {type(fixed).__name__}."
+        )
     if fixed.epochs > 60:
         raise ValueError(f"{what} asks for {fixed.epochs} epochs; keep it to 60 at most (the fix is not more epochs).")
     return replace(fixed, seed=config.seed)  # the grader's seed, whatever the fix set
@@ -491,9 +439,15 @@ def cleaning_problems(clean, data: Dataset) -> list[str]:
     an empty list when the result has finite training inputs, rows that still match their targets
     (the same rows, or a subset of the complete ones), untouched held-out rows, and filled cells whose
     values lie within the range of the column's observed training values."""
-    result = clean(replace(data, x_train=data.x_train.copy(), y_train=data.y_train.copy(),
-                           x_val=None if data.x_val is None else data.x_val.copy(),
-                           y_val=None if data.y_val is None else data.y_val.copy()))  # a copy: edits in place show
+    result = clean(
+        replace(
+            data,
+            x_train=data.x_train.copy(),
+            y_train=data.y_train.copy(),
+            x_val=None if data.x_val is None else data.x_val.copy(),
+            y_val=None if data.y_val is None else data.y_val.copy(),
+        )
+    )  # a copy: edits in place show
     if not isinstance(result, Dataset):
         return [f"it returned {type(result).__name__}, not a Dataset (use dataclasses.replace(data, ...))"]
     problems = []
@@ -502,8 +456,11 @@ def cleaning_problems(clean, data: Dataset) -> list[str]:
         problems.append(f"{int((~np.isfinite(x)).sum())} training input(s) are still NaN or infinite")
     if len(x) == 0:
         problems.append("no training rows are left")
-    if data.x_val is not None and (result.x_val is None or not np.array_equal(result.x_val, data.x_val)
-                                   or not np.array_equal(result.y_val, data.y_val)):
+    if data.x_val is not None and (
+        result.x_val is None
+        or not np.array_equal(result.x_val, data.x_val)
+        or not np.array_equal(result.y_val, data.y_val)
+    ):
         problems.append("the held-out rows changed: they had no NaN, leave them as they are")
     holes = np.isnan(data.x_train)
     if len(x) == len(data.x_train):
@@ -516,8 +473,10 @@ def cleaning_problems(clean, data: Dataset) -> list[str]:
             rows, columns = np.nonzero(holes)
             filled = x[rows, columns]
             if not np.all((filled >= low[columns] - 1e-6) & (filled <= high[columns] + 1e-6)):
-                problems.append("a filled value lies outside the range of its column's training values: "
-                                "fill with a statistic of the training rows (median, mean)")
+                problems.append(
+                    "a filled value lies outside the range of its column's training values: "
+                    "fill with a statistic of the training rows (median, mean)"
+                )
     else:
         complete = ~holes.any(axis=1)
         known = {row.tobytes() for row in np.hstack([data.x_train[complete], data.y_train[complete]])}

@@ -1,7 +1,7 @@
 """The live-training engine: train a Keras model with ``keras.optimizers.Adam`` from a plain config.
 
 (Also AdamW, AMSGrad, Adam without bias correction and plain SGD, for the lessons that compare them:
-see ``adamclinic.optimizers``.)
+see ``adamclinic.engine.optimizers``.)
 
 ``train(config)`` is a pure function of its config (same config, same numbers) that yields one
 ``EpochMetrics`` per epoch as training goes, so a plot can redraw while the model trains.
@@ -40,8 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from adamclinic.optimizers import make_optimizer
-from adamclinic.seeding import seed_everything
+from adamclinic.engine.optimizers import make_optimizer
+from adamclinic.engine.seeding import seed_everything
 
 LearningRate = float | Callable[[Any], Any]
 
@@ -77,7 +77,7 @@ class Dataset:
 class TrainConfig:
     """Everything one training run depends on. Change a field with ``dataclasses.replace``.
 
-    ``optimizer`` is one of ``adamclinic.optimizers.OPTIMIZERS``; ``weight_decay`` applies to
+    ``optimizer`` is one of ``adamclinic.engine.optimizers.OPTIMIZERS``; ``weight_decay`` applies to
     ``"adamw"`` only (decoupled decay). ``clipnorm`` clips each variable's gradient,
     ``global_clipnorm`` all of them together, as in Keras. ``class_weight`` maps a class label to the
     weight of its examples in the loss, as ``model.fit(class_weight=...)`` does. ``check_inputs=False``
@@ -105,7 +105,7 @@ class TrainConfig:
     check_inputs: bool = True
     note: str = ""
 
-    def with_learning_rate(self, learning_rate: LearningRate) -> "TrainConfig":
+    def with_learning_rate(self, learning_rate: LearningRate) -> TrainConfig:
         """The same run with another learning rate (a number or a schedule)."""
         return replace(self, learning_rate=learning_rate)
 
@@ -201,7 +201,7 @@ class History:
     def trained_model(self) -> keras.Model:
         """A new model with the weights this run ended with (the engine's own model is reused)."""
         if self.final_weights is None:
-            raise ValueError("This run kept no weights; train it with adamclinic.training.run.")
+            raise ValueError("This run kept no weights; train it with adamclinic.engine.training.run.")
         model = self.config.build_model()
         model.set_weights(self.final_weights)
         return model
@@ -246,8 +246,11 @@ def learning_rate_table(learning_rate: LearningRate, total_steps: int) -> np.nda
         table = None
     if table is None or table.shape != (total_steps,):
         # One traced map over the steps: about 8 times faster than calling the schedule 1000 times.
-        per_step = tf.function(lambda steps: tf.map_fn(
-            lambda step: tf.cast(learning_rate(step), tf.float32), steps, fn_output_signature=tf.float32))
+        per_step = tf.function(
+            lambda steps: tf.map_fn(
+                lambda step: tf.cast(learning_rate(step), tf.float32), steps, fn_output_signature=tf.float32
+            )
+        )
         try:
             table = per_step(tf.range(total_steps, dtype=tf.int64)).numpy()
         except Exception:  # a plain Python function of an int step
@@ -285,6 +288,7 @@ class _CompiledTrainer:
         self._initial_weights: dict[int, list[np.ndarray]] = {}
         self._epoch = tf.function(self._epoch_fn, jit_compile=True, reduce_retracing=True)
         self._evaluate = tf.function(self._evaluate_fn, jit_compile=True, reduce_retracing=True)
+        self._traced_epoch = tf.function(self._traced_epoch_fn, jit_compile=True, reduce_retracing=True)
 
     def _accuracy(self, y, pred):
         if self.sparse_labels:
@@ -295,38 +299,73 @@ class _CompiledTrainer:
             hits = tf.equal(tf.argmax(pred, axis=-1), tf.argmax(y, axis=-1))
         return tf.reduce_mean(tf.cast(hits, tf.float32))
 
-    def _epoch_fn(self, x, y, weights, order, rates):
-        variables = self.model.trainable_variables
+    def _batches(self, order, *arrays):
         # Shuffle once, then take contiguous batches: slicing indices per step inside the loop made
         # each step about 7 times slower under XLA on CPU.
         used = order[: self.steps * self.batch_size]
+        return [tf.reshape(tf.gather(a, used), (self.steps, self.batch_size) + tuple(a.shape[1:])) for a in arrays]
 
-        def batches(array):
-            return tf.reshape(tf.gather(array, used), (self.steps, self.batch_size) + tuple(array.shape[1:]))
+    def _step(self, xb, yb, wb, rate):
+        """One optimizer step, the same in every run: returns the batch loss, the gradients, the predictions."""
+        variables = self.model.trainable_variables
+        self.optimizer.learning_rate = rate
+        with tf.GradientTape() as tape:
+            pred = self.model(xb, training=True)
+            loss = tf.reduce_mean(self.loss_fn(yb, pred) * wb)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        return loss, grads, pred
 
-        x_batches, y_batches, w_batches = batches(x), batches(y), batches(weights)
+    def _epoch_fn(self, x, y, weights, order, rates):
+        x_batches, y_batches, w_batches = self._batches(order, x, y, weights)
 
         def one_step(step, total_loss, total_norm, layer_norms, total_accuracy):
-            xb, yb, wb = x_batches[step], y_batches[step], w_batches[step]
-            self.optimizer.learning_rate = rates[step]
-            with tf.GradientTape() as tape:
-                pred = self.model(xb, training=True)
-                loss = tf.reduce_mean(self.loss_fn(yb, pred) * wb)
-            grads = tape.gradient(loss, variables)
-            self.optimizer.apply(grads, variables)
+            loss, grads, pred = self._step(x_batches[step], y_batches[step], w_batches[step], rates[step])
             norms = tf.stack([tf.norm(grads[i]) for i in self.kernel_indices]) if self.kernel_indices else layer_norms
-            accuracy = self._accuracy(yb, pred) if self.classification else tf.constant(0.0)
-            return (step + 1, total_loss + loss, total_norm + tf.linalg.global_norm(grads),
-                    layer_norms + norms, total_accuracy + accuracy)
+            accuracy = self._accuracy(y_batches[step], pred) if self.classification else tf.constant(0.0)
+            return (
+                step + 1,
+                total_loss + loss,
+                total_norm + tf.linalg.global_norm(grads),
+                layer_norms + norms,
+                total_accuracy + accuracy,
+            )
 
         # An explicit while_loop: autograph would turn the learning-rate assignment into a loop
         # variable, which XLA rejects.
-        start = (tf.constant(0), tf.constant(0.0), tf.constant(0.0),
-                 tf.zeros(max(len(self.kernel_indices), 1)), tf.constant(0.0))
+        start = (
+            tf.constant(0),
+            tf.constant(0.0),
+            tf.constant(0.0),
+            tf.zeros(max(len(self.kernel_indices), 1)),
+            tf.constant(0.0),
+        )
         _, total_loss, total_norm, layer_norms, total_accuracy = tf.while_loop(
             lambda step, *_: step < self.steps, one_step, start
         )
         return total_loss / self.steps, total_norm / self.steps, layer_norms / self.steps, total_accuracy / self.steps
+
+    def _traced_epoch_fn(self, x, y, weights, order, rates):
+        """The same epoch, recording per step the batch loss, ``||Δw||`` and ``max |Δw_i|`` (``step_trace``)."""
+        variables = self.model.trainable_variables
+        x_batches, y_batches, w_batches = self._batches(order, x, y, weights)
+
+        def one_step(step, losses, norms, largest):
+            before = [tf.identity(v) for v in variables]
+            loss, _, _ = self._step(x_batches[step], y_batches[step], w_batches[step], rates[step])
+            delta = tf.concat([tf.reshape(v - b, [-1]) for v, b in zip(variables, before)], axis=0)
+            return (
+                step + 1,
+                losses.write(step, loss),
+                norms.write(step, tf.norm(delta)),
+                largest.write(step, tf.reduce_max(tf.abs(delta))),
+            )
+
+        arrays = [tf.TensorArray(tf.float32, size=self.steps) for _ in range(3)]
+        _, losses, norms, largest = tf.while_loop(
+            lambda step, *_: step < self.steps, one_step, (tf.constant(0), *arrays)
+        )
+        return losses.stack(), norms.stack(), largest.stack()
 
     def _evaluate_fn(self, x, y):
         pred = self.model(x, training=False)
@@ -338,8 +377,12 @@ class _CompiledTrainer:
             seed_everything(config.seed)
             self._initial_weights[config.seed] = self.build_model().get_weights()
         self.model.set_weights(self._initial_weights[config.seed])
-        settings = {"beta_1": config.beta_1, "beta_2": config.beta_2, "epsilon": config.epsilon,
-                    "weight_decay": config.weight_decay}
+        settings = {
+            "beta_1": config.beta_1,
+            "beta_2": config.beta_2,
+            "epsilon": config.epsilon,
+            "weight_decay": config.weight_decay,
+        }
         tunable = {name: getattr(self.optimizer, name) for name in settings if hasattr(self.optimizer, name)}
         for variable in self.optimizer.variables:
             if variable is self.optimizer._learning_rate or any(variable is t for t in tunable.values()):
@@ -356,8 +399,18 @@ _cache_lock = threading.Lock()
 
 def _trainer_for(config: TrainConfig, steps: int) -> _CompiledTrainer:
     # What changes the traced computation; everything else is a variable or an input.
-    key = (config.build_model, config.loss, config.batch_size, steps, config.optimizer, config.amsgrad,
-           config.clipnorm, config.global_clipnorm, config.data.x_train.shape[1:], config.data.y_train.shape[1:])
+    key = (
+        config.build_model,
+        config.loss,
+        config.batch_size,
+        steps,
+        config.optimizer,
+        config.amsgrad,
+        config.clipnorm,
+        config.global_clipnorm,
+        config.data.x_train.shape[1:],
+        config.data.y_train.shape[1:],
+    )
     with _cache_lock:
         if key not in _trainers:
             _trainers[key] = _CompiledTrainer(config, steps)
@@ -458,8 +511,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Generat
         return trainer.model.get_weights()
 
 
-def run(config: TrainConfig, cancel: threading.Event | None = None,
-        on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
+def run(
+    config: TrainConfig, cancel: threading.Event | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None
+) -> History:
     """Train and return the whole ``History``; ``on_epoch`` is called after every epoch."""
     history = History(config)
     epochs = train(config, cancel)
@@ -476,3 +530,69 @@ def run(config: TrainConfig, cancel: threading.Event | None = None,
             on_epoch(metrics)
     history.cancelled = cancel is not None and cancel.is_set() and len(history.epochs) < config.epochs
     return history
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """Per optimizer step: the batch loss, the global size of the update ``||Δw||`` and the largest
+    single-weight move ``max |Δw_i|``. ``learning_rate`` is the run's (constant) rate."""
+
+    config: TrainConfig
+    loss: np.ndarray
+    update_norm: np.ndarray
+    largest_update: np.ndarray
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.config.learning_rate)
+
+    @property
+    def epoch_loss(self) -> np.ndarray:
+        """The mean batch loss per epoch: what the engine reports for the same run."""
+        steps = len(self.config.data.x_train) // self.config.batch_size
+        usable = (len(self.loss) // steps) * steps
+        return self.loss[:usable].reshape(-1, steps).mean(axis=1)
+
+    @property
+    def largest_step_in_learning_rates(self) -> float:
+        """The largest move of any weight in any step, in units of the learning rate."""
+        finite = self.largest_update[np.isfinite(self.largest_update)]
+        return float(finite.max() / self.learning_rate) if len(finite) else math.inf
+
+    @property
+    def diverged(self) -> bool:
+        return not bool(np.all(np.isfinite(self.loss)))
+
+
+def step_trace(config: TrainConfig, epochs: int | None = None) -> StepTrace:
+    """Train ``config`` exactly as ``run`` does (the same compiled trainer, initial weights and batches)
+    and record every step instead of every epoch; ``epochs`` trains only the first few epochs.
+
+    Needs a constant learning rate. Unlike ``run`` it does not stop when the loss becomes NaN: lesson 04
+    looks at the steps that lead there.
+    """
+    if not isinstance(config.learning_rate, (int, float)):
+        raise TypeError("step_trace needs a constant learning rate.")
+    steps = _validate(config)
+    trainer = _trainer_for(config, steps)
+    x, y, _, _ = _tensors_for(config.data)
+    weights = _sample_weights(config)
+    n = len(config.data.x_train)
+    epochs = config.epochs if epochs is None else epochs
+    rates = learning_rate_table(config.learning_rate, epochs * steps)
+    rng = np.random.default_rng(config.seed)
+    parts = []
+    with trainer.lock:
+        trainer.reset(config)
+        for epoch in range(epochs):
+            order = rng.permutation(n) if config.shuffle else np.arange(n)
+            traced = trainer._traced_epoch(
+                x,
+                y,
+                weights,
+                tf.constant(order, dtype=tf.int32),
+                tf.constant(rates[epoch * steps : (epoch + 1) * steps]),
+            )
+            parts.append([t.numpy() for t in traced])
+    loss, update_norm, largest_update = (np.concatenate(p) for p in zip(*parts))
+    return StepTrace(config, loss, update_norm, largest_update)

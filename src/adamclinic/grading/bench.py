@@ -28,10 +28,11 @@ from pathlib import Path
 
 import nbformat
 
-from adamclinic.grading import DEFAULT_ROOT, nbgrader_command, nbgrader_environment
+from adamclinic.grading.course import nbgrader_command, nbgrader_environment
+from adamclinic.paths import REPOSITORY_ROOT
 
 # nbgrader 0.9's own autograde pipeline, for the "plain" measurement.
-PLAIN_CONFIG = '''
+PLAIN_CONFIG = """
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
@@ -42,19 +43,22 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata"]
 c.Execute.timeout = 300
-'''
+"""
 
 
 def reference_submission(assignment: str) -> nbformat.NotebookNode:
     """The released exercise with every solution cell replaced by the solution's answer."""
-    source = nbformat.read(DEFAULT_ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    release = nbformat.read(DEFAULT_ROOT / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
+    source = nbformat.read(REPOSITORY_ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    release = nbformat.read(REPOSITORY_ROOT / "exercises" / assignment / f"{assignment}.ipynb", as_version=4)
     answers = {}
     for cell in source.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
-            answers[meta["grade_id"]] = "\n".join(line for line in cell.source.splitlines()
-                                                  if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+            answers[meta["grade_id"]] = "\n".join(
+                line
+                for line in cell.source.splitlines()
+                if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+            )
     for cell in release.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers:
@@ -64,25 +68,32 @@ def reference_submission(assignment: str) -> nbformat.NotebookNode:
 
 def make_class(folder: Path, assignment: str, students: int, plain: bool) -> Path:
     folder.mkdir(parents=True)
-    shutil.copytree(DEFAULT_ROOT / "solutions" / assignment, folder / "solutions" / assignment)
+    shutil.copytree(REPOSITORY_ROOT / "solutions" / assignment, folder / "solutions" / assignment)
     (folder / "grading").mkdir()
-    config = (DEFAULT_ROOT / "grading" / "nbgrader_config.py").read_text()
+    config = (REPOSITORY_ROOT / "grading" / "nbgrader_config.py").read_text()
     (folder / "grading" / "nbgrader_config.py").write_text(config + (PLAIN_CONFIG if plain else ""))
-    shutil.copy(DEFAULT_ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
+    shutil.copy(REPOSITORY_ROOT / "nbgrader_config.py", folder / "nbgrader_config.py")
     notebook = reference_submission(assignment)
     for index in range(students):
         target = folder / "grading" / "submitted" / f"student{index:02d}" / assignment
         target.mkdir(parents=True)
         nbformat.write(notebook, target / f"{assignment}.ipynb")
         (target / "timestamp.txt").write_text("2026-11-30 09:00:00.000000 UTC")
-    subprocess.run(nbgrader_command() + ["generate_assignment", assignment, "--force"], cwd=folder,
-                   env=nbgrader_environment(), check=True, capture_output=True)
+    subprocess.run(
+        nbgrader_command() + ["generate_assignment", assignment, "--force"],
+        cwd=folder,
+        env=nbgrader_environment(skip_tensorflow=False),
+        check=True,
+        capture_output=True,
+    )
     return folder
 
 
 def timed(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=nbgrader_environment(), capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=cwd, env=nbgrader_environment(skip_tensorflow=False), capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -94,24 +105,47 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--students", type=int, default=12)
     args = parser.parse_args(argv)
     assignment, n = args.assignment, args.students
-    figures: dict = {"assignment": assignment, "submissions": n, "cores": os.cpu_count(),
-                     "machine": f"{platform.machine()}, Python {platform.python_version()}"}
+    figures: dict = {
+        "assignment": assignment,
+        "submissions": n,
+        "cores": os.cpu_count(),
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+    }
     with tempfile.TemporaryDirectory(prefix="adamclinic-grading-bench-") as scratch:
         plain = make_class(Path(scratch) / "plain", assignment, n, plain=True)
         figures["plain_nbgrader_s"] = round(
             timed(nbgrader_command() + ["autograde", assignment, "--create", "--force"], plain)
             + timed(nbgrader_command() + ["generate_feedback", assignment, "--force"], plain)
-            + timed(nbgrader_command() + ["export", f"--to={plain / 'grades.csv'}"], plain), 1)
+            + timed(nbgrader_command() + ["export", f"--to={plain / 'grades.csv'}"], plain),
+            1,
+        )
         for workers in (1, 2):
             course = make_class(Path(scratch) / f"sandboxed{workers}", assignment, n, plain=False)
-            seconds = timed([sys.executable, "-m", "adamclinic.grading", "grade", assignment, "--root", str(course),
-                             "--workers", str(workers)], course)
+            seconds = timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "adamclinic.grading",
+                    "grade",
+                    assignment,
+                    "--root",
+                    str(course),
+                    "--workers",
+                    str(workers),
+                ],
+                course,
+            )
             figures[f"sandboxed_{workers}_worker{'s' if workers > 1 else ''}_s"] = round(seconds, 1)
-    per = {key.replace("_s", "_per_submission_s"): round(value / n, 2)
-           for key, value in figures.items() if key.endswith("_s")}
+    per = {
+        key.replace("_s", "_per_submission_s"): round(value / n, 2)
+        for key, value in figures.items()
+        if key.endswith("_s")
+    }
     figures.update(per)
     figures["speedup_2_workers_over_1"] = round(figures["sandboxed_1_worker_s"] / figures["sandboxed_2_workers_s"], 2)
-    figures["overhead_1_worker_over_plain"] = f"{figures['sandboxed_1_worker_s'] / figures['plain_nbgrader_s'] - 1:+.0%}"
+    figures["overhead_1_worker_over_plain"] = (
+        f"{figures['sandboxed_1_worker_s'] / figures['plain_nbgrader_s'] - 1:+.0%}"
+    )
     return figures
 
 

@@ -12,7 +12,6 @@ initial value (``weight_movement``), the initial value being rebuilt exactly as 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,86 +23,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig
-
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
-
-# Initializers by the name a dropdown shows. A fresh instance per layer (Keras warns when one
-# unseeded initializer object is reused, and reuse would not be what a student expects).
-INITIALIZERS: dict[str, Callable[[], keras.initializers.Initializer]] = {
-    "glorot_uniform": keras.initializers.GlorotUniform,
-    "he_normal": keras.initializers.HeNormal,
-    "normal(0.05)": lambda: keras.initializers.RandomNormal(stddev=0.05),
-    "normal(1)": lambda: keras.initializers.RandomNormal(stddev=1.0),
-    "normal(2)": lambda: keras.initializers.RandomNormal(stddev=2.0),
-}
-
-
-def deep_net(depth: int = 10, activation: str = "sigmoid", initializer: str = "glorot_uniform",
-             batch_norm: bool = False, residual: bool = False, width: int = 32, inputs: int = 64,
-             classes: int = 10) -> Callable[[], keras.Model]:
-    """The builder of a ``depth``-hidden-layer dense classifier (cached: same settings, same builder,
-    however the arguments are spelled).
-
-    Each hidden layer is ``Dense(width)`` → (``BatchNormalization``) → activation. With ``residual``
-    every hidden layer after the first adds its input to its output (``x + layer(x)``), the skip
-    path that lets a gradient reach the first layers without passing through every activation.
-    The output is a ``classes``-unit softmax, initialised like the hidden layers.
-    """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
-    if initializer not in INITIALIZERS:
-        raise ValueError(f"initializer must be one of {tuple(INITIALIZERS)}; got {initializer!r}.")
-    if depth < 1:
-        raise ValueError(f"depth must be at least 1; got {depth}.")
-    return _deep_net(int(depth), activation, initializer, bool(batch_norm), bool(residual), int(width), int(inputs),
-                     int(classes))
-
-
-@functools.lru_cache(maxsize=None)
-def _deep_net(depth: int, activation: str, initializer: str, batch_norm: bool, residual: bool, width: int,
-              inputs: int, classes: int) -> Callable[[], keras.Model]:
-    # Positional and normalised, so deep_net(10) and deep_net(depth=10, activation="sigmoid") share one entry.
-    def build() -> keras.Model:
-        x = inp = keras.Input((inputs,))
-        for index in range(depth):
-            h = keras.layers.Dense(width, kernel_initializer=INITIALIZERS[initializer](),
-                                   use_bias=not batch_norm)(x)
-            if batch_norm:
-                h = keras.layers.BatchNormalization()(h)
-            h = keras.layers.Activation(activation)(h)
-            x = keras.layers.Add()([x, h]) if residual and index > 0 else h
-        out = keras.layers.Dense(classes, activation="softmax", kernel_initializer=INITIALIZERS[initializer]())(x)
-        return keras.Model(inp, out, name=f"deep_{activation}_net")
-
-    build.description = describe(depth, activation, initializer, batch_norm, residual)
-    build.settings = {"depth": depth, "activation": activation, "initializer": initializer,
-                      "batch_norm": batch_norm, "residual": residual}
-    build.__name__ = build.__qualname__ = f"deep_net({build.description})"
-    return build
-
-
-def describe(depth: int, activation: str, initializer: str, batch_norm: bool = False, residual: bool = False) -> str:
-    """A short name for an architecture: ``sigmoid x10, glorot_uniform, batch norm``."""
-    parts = [f"{activation} x{depth}", initializer]
-    if batch_norm:
-        parts.append("batch norm")
-    if residual:
-        parts.append("residual")
-    return ", ".join(parts)
-
-
-def article_relu_net(inputs: int = 64) -> keras.Model:
-    """The source article's "vanishing gradients" example: three hidden ReLU layers of 128, softmax.
-
-    (The article feeds it 784 MNIST pixels; on the course's digits it gets 64.)
-    """
-    return keras.Sequential(
-        [keras.Input((inputs,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(128, activation="relu"),
-         keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")],
-        name="article_relu_net",
-    )
+from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, seed_everything
+from adamclinic.models import ACTIVATIONS, INITIALIZERS, deep_net
 
 
 @dataclass(frozen=True)
@@ -117,12 +38,19 @@ class DeepNetConfig(TrainConfig):
 
 def lesson_config(data: Dataset, **fields: Any) -> DeepNetConfig:
     """Lesson 02's base run: a 10-layer sigmoid net on ``data`` (digits), Adam at 1e-3, 30 epochs of 32."""
-    settings = dict(build_model=deep_net(10, "sigmoid"), loss="sparse_categorical_crossentropy",
-                    learning_rate=1e-3, epochs=30, batch_size=32, seed=0)
+    settings = dict(
+        build_model=deep_net(10, "sigmoid"),
+        loss="sparse_categorical_crossentropy",
+        learning_rate=1e-3,
+        epochs=30,
+        batch_size=32,
+        seed=0,
+    )
     return DeepNetConfig(data=data, **{**settings, **fields})
 
 
 # Measurements -------------------------------------------------------------------------------------
+
 
 def initial_weights(config: TrainConfig) -> list[np.ndarray]:
     """The weights a run of ``config`` starts from: built under its seed, exactly as the engine does."""
@@ -142,7 +70,7 @@ def weight_movement(history: History) -> np.ndarray:
     it is measured, rather than inferred from gradient norms. NaN for a run that diverged.
     """
     if history.final_weights is None:
-        raise ValueError("This history has no final weights; train it with adamclinic.training.run.")
+        raise ValueError("This history has no final weights; train it with adamclinic.engine.training.run.")
     start = _kernels(initial_weights(history.config))
     end = _kernels(history.final_weights)
     with np.errstate(all="ignore"):  # a diverged run's NaN weights give NaN, quietly
@@ -157,9 +85,10 @@ def gradient_ratio(history: History, epoch: int = 1) -> float:
 
 # What exercise 02's hidden tests measure on runs they train again -------------------------------
 
+
 def seeded_runs(config: TrainConfig, seeds=(0, 1, 2)) -> list[History]:
     """``config`` trained once per seed (everything else unchanged)."""
-    from adamclinic.training import run
+    from adamclinic.engine import run
 
     return [run(replace(config, seed=int(seed))) for seed in seeds]
 
@@ -199,16 +128,18 @@ def gradient_table(histories: list[History] | dict[str, History], epoch: int = 1
         accuracy = history.epochs[-1].val_accuracy
         with np.errstate(all="ignore"):
             ratio = norms[0] / norms[-1]
-        rows.append({
-            "run": name,
-            "|g| layer 1": norms[0],
-            "|g| last layer": norms[-1],
-            "ratio first/last": ratio,
-            "layer 1 moved": moved[0],
-            "last layer moved": moved[-1],
-            "final loss": history.final_loss,
-            "val accuracy": math.nan if accuracy is None else accuracy,
-        })
+        rows.append(
+            {
+                "run": name,
+                "|g| layer 1": norms[0],
+                "|g| last layer": norms[-1],
+                "ratio first/last": ratio,
+                "layer 1 moved": moved[0],
+                "last layer moved": moved[-1],
+                "final loss": history.final_loss,
+                "val accuracy": math.nan if accuracy is None else accuracy,
+            }
+        )
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -229,7 +160,7 @@ class GradientNormView:
     One line per run, in the colour of its loss curve; x is the layer (1 = first hidden layer, the
     last point is the output layer). A line that slopes up steeply from left to right is a gradient
     that vanishes on its way back to the first layers; a flat line is a healthy network. Implements
-    ``adamclinic.widgets.EpochView`` for ``TrainingPanel(views=[...])``.
+    ``adamclinic.panels.EpochView`` for ``TrainingPanel(views=[...])``.
     """
 
     def __init__(self, keep: int = 5, title: str = "Gradient norm per layer"):
@@ -241,8 +172,10 @@ class GradientNormView:
         self._current: bq.Lines | None = None
         self.figure = bq.Figure(
             marks=[],
-            axes=[bq.Axis(scale=self.x_scale, label="layer (1 = first)", tick_format="d", grid_lines="none"),
-                  bq.Axis(scale=self.y_scale, side="left", label="mean gradient norm", tick_format=".0e")],
+            axes=[
+                bq.Axis(scale=self.x_scale, label="layer (1 = first)", tick_format="d", grid_lines="none"),
+                bq.Axis(scale=self.y_scale, side="left", label="mean gradient norm", tick_format=".0e"),
+            ],
             title=title,
             layout=w.Layout(width="460px", height="380px"),
             fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
@@ -251,9 +184,16 @@ class GradientNormView:
         self.widget = self.figure
 
     def start(self, config: TrainConfig, colour: str) -> None:
-        line = bq.Lines(x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour],
-                        marker="circle", marker_size=24, stroke_width=2.5)
-        self.lines = (self.lines + [line])[-self.keep:]
+        line = bq.Lines(
+            x=[],
+            y=[],
+            scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[colour],
+            marker="circle",
+            marker_size=24,
+            stroke_width=2.5,
+        )
+        self.lines = (self.lines + [line])[-self.keep :]
         self._current = line
         self.figure.marks = list(self.lines)
 
@@ -281,7 +221,7 @@ class GradientNormView:
 
 def plot_gradient_norms(histories: list[History], epoch: int = 1) -> bq.Figure:
     """The per-layer gradient norms of finished runs at ``epoch``, one line each, coloured as ``compare`` colours them."""
-    from adamclinic.widgets import PALETTE
+    from adamclinic.panels import PALETTE
 
     view = GradientNormView(keep=len(histories))
     for index, history in enumerate(histories):
@@ -289,13 +229,25 @@ def plot_gradient_norms(histories: list[History], epoch: int = 1) -> bq.Figure:
     return view.figure
 
 
-DEFAULT_SETTINGS = {"depth": 10, "activation": "sigmoid", "initializer": "glorot_uniform", "batch_norm": False,
-                    "residual": False}
+DEFAULT_SETTINGS = {
+    "depth": 10,
+    "activation": "sigmoid",
+    "initializer": "glorot_uniform",
+    "batch_norm": False,
+    "residual": False,
+}
 
 
-def gradient_config(base: TrainConfig, depth: int | None = None, activation: str | None = None,
-                    initializer: str | None = None, batch_norm: bool | None = None, residual: bool | None = None,
-                    clipping: str | None = None, **overrides: Any) -> TrainConfig:
+def gradient_config(
+    base: TrainConfig,
+    depth: int | None = None,
+    activation: str | None = None,
+    initializer: str | None = None,
+    batch_norm: bool | None = None,
+    residual: bool | None = None,
+    clipping: str | None = None,
+    **overrides: Any,
+) -> TrainConfig:
     """``base`` with one or more architecture settings or the clipping changed (the panel's pure function).
 
     Settings left out keep ``base``'s values when ``base`` trains a ``deep_net`` (otherwise the
@@ -304,8 +256,13 @@ def gradient_config(base: TrainConfig, depth: int | None = None, activation: str
     ``overrides`` are other ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``epochs``...).
     """
     settings = dict(getattr(base.build_model, "settings", DEFAULT_SETTINGS))
-    changes = {"depth": depth, "activation": activation, "initializer": initializer, "batch_norm": batch_norm,
-               "residual": residual}
+    changes = {
+        "depth": depth,
+        "activation": activation,
+        "initializer": initializer,
+        "batch_norm": batch_norm,
+        "residual": residual,
+    }
     settings.update({name: value for name, value in changes.items() if value is not None})
     if clipping is not None:
         if clipping not in CLIPPING:
@@ -314,31 +271,43 @@ def gradient_config(base: TrainConfig, depth: int | None = None, activation: str
     return replace(base, build_model=deep_net(**settings), **overrides)
 
 
-def gradients_panel(base: TrainConfig, depth: int = 10, activation: str = "sigmoid",
-                    initializer: str = "glorot_uniform", batch_norm: bool = False, residual: bool = False,
-                    clipping: str = "off", **panel_options: Any):
+def gradients_panel(
+    base: TrainConfig,
+    depth: int = 10,
+    activation: str = "sigmoid",
+    initializer: str = "glorot_uniform",
+    batch_norm: bool = False,
+    residual: bool = False,
+    clipping: str = "off",
+    **panel_options: Any,
+):
     """Lesson 02's panel: depth, activation, initializer, batch norm, residual, clipping, learning rate.
 
     Beside the loss curve, a ``GradientNormView`` redraws every layer's gradient norm after each
     epoch. Each new architecture costs one XLA trace (about a second) the first time it is chosen;
     returning to it later reuses the trace.
     """
-    from adamclinic.widgets import TrainingPanel, log_slider
+    from adamclinic.panels import TrainingPanel, log_slider
 
     style = {"description_width": "initial"}
     controls = {
-        "depth": w.IntSlider(value=depth, min=1, max=20, description="hidden layers", continuous_update=False,
-                             style=style),
-        "activation": w.ToggleButtons(options=list(ACTIVATIONS[:3]), value=activation, description="activation",
-                                      style=style),
-        "initializer": w.Dropdown(options=list(INITIALIZERS), value=initializer, description="initializer",
-                                  style=style),
+        "depth": w.IntSlider(
+            value=depth, min=1, max=20, description="hidden layers", continuous_update=False, style=style
+        ),
+        "activation": w.ToggleButtons(
+            options=list(ACTIVATIONS[:3]), value=activation, description="activation", style=style
+        ),
+        "initializer": w.Dropdown(
+            options=list(INITIALIZERS), value=initializer, description="initializer", style=style
+        ),
         "batch_norm": w.Checkbox(value=batch_norm, description="batch normalization"),
         "residual": w.Checkbox(value=residual, description="residual connections"),
-        "clipping": w.ToggleButtons(options=list(CLIPPING), value=clipping, description="gradient clipping",
-                                    style=style),
-        "learning_rate": log_slider("learning_rate", float(base.learning_rate), 1e-4, 1e-1,
-                                    description="learning rate"),
+        "clipping": w.ToggleButtons(
+            options=list(CLIPPING), value=clipping, description="gradient clipping", style=style
+        ),
+        "learning_rate": log_slider(
+            "learning_rate", float(base.learning_rate), 1e-4, 1e-1, description="learning rate"
+        ),
     }
 
     def make_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:

@@ -37,8 +37,9 @@ class AdamWithoutBiasCorrection(keras.optimizers.Adam):
         self.assign_sub(variable, ops.divide(ops.multiply(m, lr), ops.add(ops.sqrt(v), self.epsilon)))
 
 
-def make_optimizer(kind: str, amsgrad: bool = False, clipnorm: float | None = None,
-                   global_clipnorm: float | None = None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    kind: str, amsgrad: bool = False, clipnorm: float | None = None, global_clipnorm: float | None = None
+) -> keras.optimizers.Optimizer:
     """A fresh optimizer of the given kind; learning rate, betas, ε and weight decay are set per run."""
     clipping = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm}
     if kind == "adam":

@@ -20,9 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import adamclinic
+from adamclinic.paths import REPOSITORY_ROOT
 
-PACKAGE_ROOT = Path(adamclinic.__file__).resolve().parents[2]
 # The few files of /etc a Python process and a Jupyter kernel read; /etc as a whole stays out.
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "passwd", "group", "hosts", "mime.types")
 WORK_MOUNT = "/work/submission"
@@ -52,7 +51,7 @@ def _python_roots() -> list[Path]:
 
 def _read_only_course_parts() -> list[Path]:
     # The editable install points at src/; the course's CSVs are read through adamclinic.data.
-    return [p for p in (PACKAGE_ROOT / "src", PACKAGE_ROOT / "datasets") if p.is_dir()]
+    return [p for p in (REPOSITORY_ROOT / "src", REPOSITORY_ROOT / "datasets") if p.is_dir()]
 
 
 def thread_environment(threads: int) -> dict[str, str]:
@@ -60,16 +59,39 @@ def thread_environment(threads: int) -> dict[str, str]:
     if threads <= 0:
         return {}
     value = str(threads)
-    return {"TF_NUM_INTRAOP_THREADS": value, "TF_NUM_INTEROP_THREADS": value, "OMP_NUM_THREADS": value,
-            "OPENBLAS_NUM_THREADS": value, "MKL_NUM_THREADS": value}
+    return {
+        "TF_NUM_INTRAOP_THREADS": value,
+        "TF_NUM_INTEROP_THREADS": value,
+        "OMP_NUM_THREADS": value,
+        "OPENBLAS_NUM_THREADS": value,
+        "MKL_NUM_THREADS": value,
+    }
 
 
-def command(work: Path, io: Path, inner: list[str], limits: Limits, extra_env: dict[str, str] | None = None) -> list[str]:
+def command(
+    work: Path, io: Path, inner: list[str], limits: Limits, extra_env: dict[str, str] | None = None
+) -> list[str]:
     """The bubblewrap command line that runs ``inner`` with ``work`` and ``io`` as its only writable folders."""
     # /tmp first: a bind made before it (a course cloned under /tmp) would be hidden by the tmpfs.
-    args = [bubblewrap() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev",
-            "--ro-bind", "/usr", "/usr"]
+    args = [
+        bubblewrap() or "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--size",
+        str(limits.tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     for link in ("lib", "lib64", "bin", "sbin"):
         target = Path("/") / link
         if target.is_symlink():
@@ -81,18 +103,24 @@ def command(work: Path, io: Path, inner: list[str], limits: Limits, extra_env: d
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for root in _python_roots() + _read_only_course_parts():
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT,
-             "--clearenv"]
+    args += ["--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT, "--clearenv"]
     for key, value in {**sandbox_environment(), **(extra_env or {})}.items():
         args += ["--setenv", key, value]
     return args + ["--"] + inner
 
 
 def sandbox_environment(home: str = "/tmp") -> dict[str, str]:
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "agg",
-           "JUPYTER_PLATFORM_DIRS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "ADAMCLINIC_SKIP_TENSORFLOW": "1"}  # for the runner itself; the kernel's environment drops it
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERAS_BACKEND": "tensorflow",
+        "MPLBACKEND": "agg",
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "ADAMCLINIC_SKIP_TENSORFLOW": "1",
+    }  # for the runner itself; the kernel's environment drops it
     if os.environ.get("ADAMCLINIC_NO_PACING"):
         env["ADAMCLINIC_NO_PACING"] = os.environ["ADAMCLINIC_NO_PACING"]
     return env
@@ -100,15 +128,20 @@ def sandbox_environment(home: str = "/tmp") -> dict[str, str]:
 
 def set_limits(limits: Limits):
     """A ``preexec_fn`` that puts ``limits`` on the child before it starts (inherited by the kernel)."""
+
     def apply() -> None:
         os.setsid()
         # No RLIMIT_NPROC: it counts every thread of the user on the whole machine (root's, here), and
         # TensorFlow starts many; a cap low enough to stop a fork bomb would break honest training.
-        for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, limits.memory_bytes),
-                             (resource.RLIMIT_FSIZE, limits.file_bytes)):
+        for which, value in (
+            (resource.RLIMIT_CPU, limits.cpu_seconds),
+            (resource.RLIMIT_AS, limits.memory_bytes),
+            (resource.RLIMIT_FSIZE, limits.file_bytes),
+        ):
             try:
                 resource.setrlimit(which, (value, value))
             except (ValueError, OSError):
                 pass
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
     return apply

@@ -14,7 +14,7 @@ release   ``generate_assignment A --force`` rebuilds ``exercises/A`` from ``solu
 submit    hands in the student's work in ``exercises/A`` (``nbgrader submit`` with the exchange's
           ``assignment_dir`` pointed at ``exercises/``), after making sure the assignment is in the
           gradebook and the exchange. The student is the login name unless ``--student`` says otherwise.
-grade     ``collect --update``, then ``adamclinic.class_grading``: every submission autograded by
+grade     ``collect --update``, then ``adamclinic.grading.batch``: every submission autograded by
           nbgrader in its own process with the student's code in a sandbox, in parallel on Dask,
           results written to the gradebook by this process alone; feedback, ``export`` to
           ``grading/reports/grades.csv`` and a per-student report with each status and reason.
@@ -40,33 +40,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-COURSE_ID = "adam-clinic"
-DEFAULT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class GradingError(RuntimeError):
-    """An nbgrader step failed or the course folder is not as expected; the message says what to do."""
-
-
-def nbgrader_command() -> list[str]:
-    """The nbgrader of this Python environment (the script beside ``sys.executable``)."""
-    script = Path(sys.executable).with_name("nbgrader")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "nbgrader"]
-
-
-def nbgrader_environment() -> dict[str, str]:
-    """The environment for nbgrader: this Python's bin folder first on PATH, TensorFlow's logging off.
-
-    nbgrader 0.9 runs ``alembic`` (a script of the same environment) by name from PATH whenever it
-    opens the gradebook; without the virtual environment activated it would not find it.
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if bin_dir not in path.split(os.pathsep):
-        path = bin_dir + (os.pathsep + path if path else "")
-    return dict(os.environ, PATH=path, TF_CPP_MIN_LOG_LEVEL="3")
+from adamclinic.grading.course import (
+    COURSE_ID,
+    GradingError,
+    course_config,
+    nbgrader_command,
+    nbgrader_environment,
+    stamp_new_gradebook,
+)
+from adamclinic.paths import REPOSITORY_ROOT
 
 
 def run_nbgrader(root: Path, *args: str, verbose: bool = False, check: bool = True) -> subprocess.CompletedProcess:
@@ -75,8 +57,12 @@ def run_nbgrader(root: Path, *args: str, verbose: bool = False, check: bool = Tr
     command = nbgrader_command() + list(args)
     try:
         result = subprocess.run(
-            command, cwd=root, env=env, text=True,
-            stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT if not verbose else None,
+            command,
+            cwd=root,
+            env=env,
+            text=True,
+            stdout=None if verbose else subprocess.PIPE,
+            stderr=subprocess.STDOUT if not verbose else None,
         )
     except FileNotFoundError as error:
         raise GradingError(
@@ -114,8 +100,6 @@ def course_api(root: Path, **coursedir: str):
     ``alembic`` subprocess (2.6 s)."""
     from nbgrader.apps.api import NbGraderAPI
 
-    from adamclinic.grading_task import course_config, stamp_new_gradebook
-
     os.environ["PATH"] = nbgrader_environment()["PATH"]  # a gradebook nbgrader opens may run alembic by name
     api = NbGraderAPI(config=course_config(root, {"ExchangeReleaseAssignment": {"force": True}}))
     api.coursedir.root = str(root)
@@ -136,8 +120,10 @@ def run_step(root: Path, step: str, outcome: dict, verbose: bool = False) -> Non
     if not outcome.get("success"):
         tail = "\n".join("    " + line for line in log.splitlines()[-30:])
         raise GradingError(
-            f"nbgrader's {step} failed.\n" + (f"Its last lines:\n{tail}\n" if tail else "")
-            + f"Run it yourself from the course folder to see everything: cd {root} && nbgrader {step} --help")
+            f"nbgrader's {step} failed.\n"
+            + (f"Its last lines:\n{tail}\n" if tail else "")
+            + f"Run it yourself from the course folder to see everything: cd {root} && nbgrader {step} --help"
+        )
 
 
 def ensure_released(root: Path, assignment: str, verbose: bool = False) -> None:
@@ -159,8 +145,10 @@ def release(root: Path, assignment: str, verbose: bool = False) -> None:
     api = course_api(root)
     run_step(root, "generate_assignment", api.generate_assignment(assignment, force=True, create=True), verbose)
     run_step(root, "release_assignment", api.release_assignment(assignment), verbose)
-    print(f"Released {assignment}: exercises/{assignment}/ was regenerated from solutions/{assignment}/ "
-          f"and is in the exchange ({exchange_root(root) / COURSE_ID / 'outbound' / assignment}).")
+    print(
+        f"Released {assignment}: exercises/{assignment}/ was regenerated from solutions/{assignment}/ "
+        f"and is in the exchange ({exchange_root(root) / COURSE_ID / 'outbound' / assignment})."
+    )
     print(f"Students work in exercises/{assignment}/ and hand in with: make submit A={assignment}")
 
 
@@ -178,14 +166,22 @@ def submit(root: Path, assignment: str, student: str | None = None, verbose: boo
     if not any(work.glob("*.ipynb")):
         raise GradingError(f"{work} holds no notebook to hand in. Restore it with: make release A={assignment}")
     ensure_released(root, assignment, verbose=verbose)
-    run_nbgrader(root, "submit", assignment, f"--Exchange.assignment_dir={root / 'exercises'}",
-                 *_in_exercises(), *_student_option(student), verbose=verbose)
+    run_nbgrader(
+        root,
+        "submit",
+        assignment,
+        f"--Exchange.assignment_dir={root / 'exercises'}",
+        *_in_exercises(),
+        *_student_option(student),
+        verbose=verbose,
+    )
     who = student or getpass.getuser()
-    print(f"Submitted exercises/{assignment}/ as student {who!r} "
-          f"(into {exchange_root(root) / COURSE_ID / 'inbound'}).")
+    print(f"Submitted exercises/{assignment}/ as student {who!r} (into {exchange_root(root) / COURSE_ID / 'inbound'}).")
     print(f"Next: grade it with   make grade A={assignment}")
-    print(f"then read the feedback: python -m adamclinic.grading feedback {assignment}"
-          + (f" --student {student}" if student else ""))
+    print(
+        f"then read the feedback: python -m adamclinic.grading feedback {assignment}"
+        + (f" --student {student}" if student else "")
+    )
 
 
 def _read_scores(root: Path, assignment: str, db_url: str | None = None) -> list[dict]:
@@ -205,24 +201,48 @@ def _read_scores(root: Path, assignment: str, db_url: str | None = None) -> list
             for notebook in submission.notebooks:
                 for grade in sorted(notebook.grades, key=lambda g: g.name):
                     parts[grade.name] = (grade.score, grade.max_score, grade.needs_manual_grade)
-            rows.append({"student": submission.student.id, "score": submission.score,
-                         "max_score": submission.max_score, "parts": parts})
+            rows.append(
+                {
+                    "student": submission.student.id,
+                    "score": submission.score,
+                    "max_score": submission.max_score,
+                    "parts": parts,
+                }
+            )
     return rows
 
 
-def grade(root: Path, assignment: str, verbose: bool = False, workers: int = 2, scheduler: str | None = None,
-          db_url: str | None = None, limits: dict | None = None, regrade: bool = False) -> int:
-    """Collect, autograde the class in parallel sandboxes (adamclinic.class_grading), feedback, reports."""
-    from adamclinic.class_grading import ClassGrading, read_report
+def grade(
+    root: Path,
+    assignment: str,
+    verbose: bool = False,
+    workers: int = 2,
+    scheduler: str | None = None,
+    db_url: str | None = None,
+    limits: dict | None = None,
+    regrade: bool = False,
+) -> int:
+    """Collect, autograde the class in parallel sandboxes (adamclinic.grading.batch), feedback, reports."""
+    from adamclinic.grading.batch import ClassGrading, read_report
 
     _check_assignment(root, assignment, "solutions")
     inbound = exchange_root(root) / COURSE_ID / "inbound"
     if any(inbound.glob(f"*+{assignment}+*")):
         run_step(root, "collect", course_api(root).collect(assignment, update=True), verbose)
-    batch = ClassGrading(root, assignment, workers=workers, scheduler=scheduler, db_url=db_url,
-                         limits=limits or {}, regrade=regrade, progress=sys.stderr.isatty())
+    batch = ClassGrading(
+        root,
+        assignment,
+        workers=workers,
+        scheduler=scheduler,
+        db_url=db_url,
+        limits=limits or {},
+        regrade=regrade,
+        progress=sys.stderr.isatty(),
+    )
     if not batch.submitted():
-        raise GradingError(f"Nobody has submitted {assignment} yet. A student hands in with: make submit A={assignment}")
+        raise GradingError(
+            f"Nobody has submitted {assignment} yet. A student hands in with: make submit A={assignment}"
+        )
     status = batch.run()
     report = read_report(batch.report_path)
     for row in _read_scores(root, assignment, db_url):
@@ -230,9 +250,11 @@ def grade(root: Path, assignment: str, verbose: bool = False, workers: int = 2, 
         if entry is None:
             continue
         manual = [name for name, (_, _, needs) in row["parts"].items() if needs]
-        print(f"\n{row['student']}: {row['score']:g} / {row['max_score']:g} points, {entry['status']}"
-              + (f" ({len(manual)} part(s) still to grade by hand)" if manual else "")
-              + (f": {entry['reason']}" if entry["status"] != "graded" and entry["reason"] else ""))
+        print(
+            f"\n{row['student']}: {row['score']:g} / {row['max_score']:g} points, {entry['status']}"
+            + (f" ({len(manual)} part(s) still to grade by hand)" if manual else "")
+            + (f": {entry['reason']}" if entry["status"] != "graded" and entry["reason"] else "")
+        )
         for name, (score, max_score, needs) in row["parts"].items():
             shown = "to grade by hand" if needs else f"{score:g} / {max_score:g}"
             print(f"    {name:32s} {shown}")
@@ -245,15 +267,21 @@ def grade(root: Path, assignment: str, verbose: bool = False, workers: int = 2, 
     problems = sorted(s for s, e in report.items() if e["status"] != "graded")
     if problems:
         listed = ", ".join(f"{student} ({report[student]['status']})" for student in problems)
-        print(f"\nNeeds a look: {listed}. "
-              "Everyone else was graded normally; the report says why.")
+        print(f"\nNeeds a look: {listed}. Everyone else was graded normally; the report says why.")
     return status
 
 
 def feedback(root: Path, assignment: str, student: str | None = None, verbose: bool = False) -> None:
     _check_assignment(root, assignment, "exercises")
-    run_nbgrader(root, "fetch_feedback", assignment, f"--Exchange.assignment_dir={root / 'exercises'}",
-                 *_in_exercises(), *_student_option(student), verbose=verbose)
+    run_nbgrader(
+        root,
+        "fetch_feedback",
+        assignment,
+        f"--Exchange.assignment_dir={root / 'exercises'}",
+        *_in_exercises(),
+        *_student_option(student),
+        verbose=verbose,
+    )
     files = sorted((root / "exercises" / assignment / "feedback").glob("*/*.html"))
     if not files:
         raise GradingError(f"No feedback for {assignment} yet. The instructor (or you) runs: make grade A={assignment}")
@@ -273,14 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["release", "submit", "grade", "feedback"])
     parser.add_argument("assignment", help="e.g. ex01_learning_rate (a folder of solutions/)")
     parser.add_argument("--student", help="student name for submit and feedback (default: your login name)")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                        help="the course folder (default: this repository)")
+    parser.add_argument(
+        "--root", type=Path, default=REPOSITORY_ROOT, help="the course folder (default: this repository)"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="show nbgrader's own output")
     grading = parser.add_argument_group("grade")
-    grading.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                         help="Dask workers of the local cluster, one submission each at a time (default: cores, at most 4)")
-    grading.add_argument("--scheduler", help="grade on an existing Dask cluster (tcp://host:port) instead; its "
-                         "workers must see the course folder at the same path")
+    grading.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="Dask workers of the local cluster, one submission each at a time (default: cores, at most 4)",
+    )
+    grading.add_argument(
+        "--scheduler",
+        help="grade on an existing Dask cluster (tcp://host:port) instead; its "
+        "workers must see the course folder at the same path",
+    )
     grading.add_argument("--db", dest="db_url", help="gradebook database URL (default: the course's SQLite file)")
     grading.add_argument("--cell-timeout", type=int, help="seconds one cell may run (default 300)")
     grading.add_argument("--timeout", type=int, help="seconds one whole notebook may run (default 900)")
@@ -291,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root.resolve()
     assignment = args.assignment.strip("/").split("/")[-1]
     if shutil.which("nbgrader") is None and not Path(sys.executable).with_name("nbgrader").exists():
-        print("nbgrader is not installed in this Python environment. Build the course's environment: make lab",
-              file=sys.stderr)
+        print(
+            "nbgrader is not installed in this Python environment. Build the course's environment: make lab",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.action == "release":
@@ -300,12 +338,26 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "submit":
             submit(root, assignment, args.student, args.verbose)
         elif args.action == "grade":
-            limits = {key: value for key, value in (
-                ("cell_timeout", args.cell_timeout), ("submission_timeout", args.timeout),
-                ("cpu_seconds", args.cpu_seconds),
-                ("memory_bytes", int(args.memory_gb * 2**30) if args.memory_gb else None)) if value is not None}
-            return grade(root, assignment, args.verbose, workers=args.workers, scheduler=args.scheduler,
-                         db_url=args.db_url, limits=limits, regrade=args.regrade)
+            limits = {
+                key: value
+                for key, value in (
+                    ("cell_timeout", args.cell_timeout),
+                    ("submission_timeout", args.timeout),
+                    ("cpu_seconds", args.cpu_seconds),
+                    ("memory_bytes", int(args.memory_gb * 2**30) if args.memory_gb else None),
+                )
+                if value is not None
+            }
+            return grade(
+                root,
+                assignment,
+                args.verbose,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                db_url=args.db_url,
+                limits=limits,
+                regrade=args.regrade,
+            )
         else:
             feedback(root, assignment, args.student, args.verbose)
     except GradingError as error:

@@ -7,7 +7,7 @@ autograded folder. It runs in the Dask worker's process, which stays alive betwe
 is imported once per worker (8 s on a busy machine) rather than once per submission. nbgrader's
 Execute step is the course's ``SandboxedExecute``, so the student's code runs in bubblewrap, in a
 process of its own, never in this worker. The task writes nothing the
-class shares: the batch grader (``adamclinic.class_grading``) alone copies the result into the real
+class shares: the batch grader (``adamclinic.grading.batch``) alone copies the result into the real
 gradebook and the real ``grading/autograded/`` folder, once the task has returned.
 """
 
@@ -17,27 +17,29 @@ import json
 import os
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
-
-def nbgrader_environment() -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3",
-                ADAMCLINIC_SKIP_TENSORFLOW="1")
-
+from adamclinic.grading.course import course_config, nbgrader_environment
 
 # What nbgrader says when it cannot read a submission, and what the student should do about it.
 KNOWN_FAILURES = [
-    (r"NotJSONError|not valid JSON|JSONDecodeError|Expecting value|Unterminated string",
-     "the notebook file is damaged (not valid JSON): download the assignment again, copy the answers in, resubmit"),
-    (r"[Uu]nsupported nbformat|schema_version|nbformat version|NotebookValidationError|ValidationError|old version",
-     "the notebook's format is not one nbgrader reads (its metadata was edited): resubmit a copy of the released notebook"),
-    (r"No notebooks found|No submitted file",
-     "the submission holds none of the assignment's notebooks: submit the released notebook under its own name"),
-    (r"cell .* has been deleted|[Mm]issing (grade|test|solution) cell|MissingEntry",
-     "a graded cell was deleted: resubmit a copy of the released notebook with the answers filled in"),
+    (
+        r"NotJSONError|not valid JSON|JSONDecodeError|Expecting value|Unterminated string",
+        "the notebook file is damaged (not valid JSON): download the assignment again, copy the answers in, resubmit",
+    ),
+    (
+        r"[Uu]nsupported nbformat|schema_version|nbformat version|NotebookValidationError|ValidationError|old version",
+        "the notebook's format is not one nbgrader reads (its metadata was edited): resubmit a copy of the released notebook",
+    ),
+    (
+        r"No notebooks found|No submitted file",
+        "the submission holds none of the assignment's notebooks: submit the released notebook under its own name",
+    ),
+    (
+        r"cell .* has been deleted|[Mm]issing (grade|test|solution) cell|MissingEntry",
+        "a graded cell was deleted: resubmit a copy of the released notebook with the answers filled in",
+    ),
 ]
 
 
@@ -47,36 +49,6 @@ def explain_failure(log: str) -> str:
             return advice
     errors = [line.strip() for line in log.splitlines() if "ERROR" in line or "Error" in line]
     return "nbgrader could not grade it: " + (errors[-1][:300] if errors else "see the grader's log")
-
-
-def stamp_new_gradebook(path: Path) -> None:
-    """Start an SQLite gradebook stamped with nbgrader's schema revision, as nbgrader would.
-
-    nbgrader stamps a new gradebook by running the ``alembic heads`` command, a process that imports
-    nbgrader again: 2.6 s, the longest step before the first submission could start. The same
-    revision, read here from nbgrader's migration scripts, takes milliseconds.
-    """
-    import sqlite3
-    from contextlib import closing
-
-    from alembic.script import ScriptDirectory
-    from nbgrader.dbutil import ALEMBIC_DIR
-
-    revision = ScriptDirectory(ALEMBIC_DIR).get_current_head()
-    with closing(sqlite3.connect(path)) as database, database:
-        database.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
-        database.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (revision,))
-
-
-def course_config(root: Path, overrides: dict[str, dict[str, object]]):
-    """The course's nbgrader configuration (``<root>/nbgrader_config.py``) with ``overrides`` on top."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    for section, values in overrides.items():
-        for key, value in values.items():
-            config[section][key] = value
-    return config
 
 
 def warm_up() -> None:
@@ -119,10 +91,16 @@ def autograde_one(spec: dict) -> dict:
     shutil.copy(spec["template_db"], database)
     judgement = staging / "judgement.json"
     overrides = {
-        "CourseDirectory": {"db_url": f"sqlite:///{database}", "autograded_directory": str(staging / "autograded"),
-                            "feedback_directory": str(staging / "feedback")},
-        "SandboxedExecute": {"judgement_path": str(judgement), "threads": int(spec.get("threads", 0)),
-                             **spec.get("limits", {})},
+        "CourseDirectory": {
+            "db_url": f"sqlite:///{database}",
+            "autograded_directory": str(staging / "autograded"),
+            "feedback_directory": str(staging / "feedback"),
+        },
+        "SandboxedExecute": {
+            "judgement_path": str(judgement),
+            "threads": int(spec.get("threads", 0)),
+            **spec.get("limits", {}),
+        },
     }
     try:
         success, log = run_converter("autograde", root, assignment, student, overrides)
@@ -134,10 +112,14 @@ def autograde_one(spec: dict) -> dict:
     (staging / "nbgrader.log").write_text(log)
     autograded = staging / "autograded" / student / assignment
     feedback = staging / "feedback" / student / assignment
-    outcome = {"student": student, "staging": str(staging), "returncode": 0 if success else 1,
-               "autograded": str(autograded) if any(autograded.glob("*.ipynb")) else None,
-               "feedback": str(feedback) if any(feedback.glob("*.html")) else None,
-               "judgement": json.loads(judgement.read_text()) if judgement.exists() else None}
+    outcome = {
+        "student": student,
+        "staging": str(staging),
+        "returncode": 0 if success else 1,
+        "autograded": str(autograded) if any(autograded.glob("*.ipynb")) else None,
+        "feedback": str(feedback) if any(feedback.glob("*.html")) else None,
+        "judgement": json.loads(judgement.read_text()) if judgement.exists() else None,
+    }
     if not success or outcome["autograded"] is None:
         outcome["failure"] = explain_failure(log)
     return outcome

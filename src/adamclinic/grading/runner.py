@@ -1,14 +1,14 @@
 """Run one student notebook inside the grading sandbox and report what happened, cell by cell.
 
-    python -m adamclinic.notebook_runner IN.ipynb OUT.ipynb REPORT.json --cell-timeout S --deadline S
+    python -m adamclinic.grading.runner IN.ipynb OUT.ipynb REPORT.json --cell-timeout S --deadline S
 
-This is what ``adamclinic.sandboxed_execute`` starts inside bubblewrap in place of nbgrader's own
+This is what ``adamclinic.grading.execute`` starts inside bubblewrap in place of nbgrader's own
 Execute step. It executes every code cell in order, as nbgrader would, and adds what nbgrader lacks:
 
 * a wall-clock limit for the whole notebook (``--deadline``) on top of the per-cell limit: past it,
   the kernel is stopped and every cell not yet run is marked "not run";
 * a kernel that dies (``os._exit``, a crash, a resource limit) stops the run; the rest is "not run";
-* before each hidden test cell, ``adamclinic.integrity.inspect_kernel`` is evaluated as a user
+* before each hidden test cell, ``adamclinic.grading.integrity.inspect_kernel`` is evaluated as a user
   expression and its findings are reported as tampering;
 * each hidden test cell is sent with one extra last line that stores a fresh random token in the
   kernel; a test cell whose reply says "ok" but that never stored its token did not run its own code
@@ -41,16 +41,18 @@ INTEGRITY_MODULE = "_adamclinic_integrity"
 
 
 def install_integrity_expression() -> str:
-    """A user expression that loads adamclinic.integrity into the kernel as a bare module and records
+    """A user expression that loads adamclinic.grading.integrity into the kernel as a bare module and records
     the kernel's baseline. Loading the file's source (rather than importing the package) keeps
     TensorFlow out of kernels that never asked for it."""
-    import adamclinic.integrity
+    import adamclinic.grading.integrity
 
-    with open(adamclinic.integrity.__file__, encoding="utf-8") as handle:
+    with open(adamclinic.grading.integrity.__file__, encoding="utf-8") as handle:
         source = handle.read()
-    return (f"(lambda module: (exec(compile({source!r}, 'adamclinic-integrity', 'exec'), module.__dict__), "
-            f"__import__('sys').modules.setdefault({INTEGRITY_MODULE!r}, module))[1].record_baseline())"
-            f"(__import__('types').ModuleType({INTEGRITY_MODULE!r}))")
+    return (
+        f"(lambda module: (exec(compile({source!r}, 'adamclinic-integrity', 'exec'), module.__dict__), "
+        f"__import__('sys').modules.setdefault({INTEGRITY_MODULE!r}, module))[1].record_baseline())"
+        f"(__import__('types').ModuleType({INTEGRITY_MODULE!r}))"
+    )
 
 
 def is_hidden_test(cell) -> bool:
@@ -80,8 +82,9 @@ def cap_outputs(cell) -> bool:
         chars_seen += size
         kept.append(output)
     if cut:
-        kept.append(nbformat.v4.new_output("stream", name="stdout",
-                                           text="\n[output cut by the grader: too many lines]\n"))
+        kept.append(
+            nbformat.v4.new_output("stream", name="stdout", text="\n[output cut by the grader: too many lines]\n")
+        )
     cell["outputs"] = kept
     return cut
 
@@ -95,9 +98,13 @@ def describe_exit(returncode: int | None) -> str:
         return "the kernel stopped answering"
     if returncode < 0:
         number = -returncode
-        meaning = {signal.SIGXCPU: "the CPU-time limit", signal.SIGKILL: "a kill (often the memory or CPU limit)",
-                   signal.SIGSEGV: "a crash (segmentation fault)", signal.SIGXFSZ: "the file-size limit",
-                   signal.SIGABRT: "an abort"}.get(number, f"signal {number}")
+        meaning = {
+            signal.SIGXCPU: "the CPU-time limit",
+            signal.SIGKILL: "a kill (often the memory or CPU limit)",
+            signal.SIGSEGV: "a crash (segmentation fault)",
+            signal.SIGXFSZ: "the file-size limit",
+            signal.SIGABRT: "an abort",
+        }.get(number, f"signal {number}")
         return f"the kernel was stopped by {meaning}"
     return f"the kernel exited with status {returncode} (os._exit or a crash)"
 
@@ -110,13 +117,23 @@ class GradingRunner(NotebookClient):
     """nbclient's executor with a whole-notebook deadline, kernel checks around test cells and caps."""
 
     def __init__(self, nb, cell_timeout: float, deadline: float, **kwargs):
-        super().__init__(nb, timeout=int(cell_timeout), allow_errors=True, interrupt_on_timeout=True,
-                         error_on_timeout={"ename": "CellTimeoutError",
-                                           "evalue": f"the cell ran longer than {int(cell_timeout)} s",
-                                           "traceback": [f"CellTimeoutError: interrupted after {int(cell_timeout)} s"]},
-                         shutdown_kernel="immediate",
-                         raise_on_iopub_timeout=False, record_timing=False, kernel_name="python3",
-                         extra_arguments=["--HistoryManager.hist_file=:memory:"], **kwargs)
+        super().__init__(
+            nb,
+            timeout=int(cell_timeout),
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout={
+                "ename": "CellTimeoutError",
+                "evalue": f"the cell ran longer than {int(cell_timeout)} s",
+                "traceback": [f"CellTimeoutError: interrupted after {int(cell_timeout)} s"],
+            },
+            shutdown_kernel="immediate",
+            raise_on_iopub_timeout=False,
+            record_timing=False,
+            kernel_name="python3",
+            extra_arguments=["--HistoryManager.hist_file=:memory:"],
+            **kwargs,
+        )
         self.cell_timeout = cell_timeout
         self.deadline = deadline
         self.report: dict = {"cells": {}, "stopped": None}
@@ -143,8 +160,7 @@ class GradingRunner(NotebookClient):
             return None
 
     async def _inspect(self, source: str) -> list[str]:
-        answer = await self._user_expression(
-            f"__import__({INTEGRITY_MODULE!r}).inspect_kernel({source!r})")
+        answer = await self._user_expression(f"__import__({INTEGRITY_MODULE!r}).inspect_kernel({source!r})")
         try:
             found = json.loads(answer) if isinstance(answer, str) else None
         except ValueError:
@@ -196,8 +212,10 @@ class GradingRunner(NotebookClient):
                     self.report["cells"][str(index)] = entry
                     self._stop(index, "kernel_died", describe_exit(code))
                     return
-                except (asyncio.TimeoutError, KernelBusy):
-                    self._stop(index, "timeout", "the kernel stopped answering: a cell ignores interrupts past its time limit")
+                except (TimeoutError, KernelBusy):
+                    self._stop(
+                        index, "timeout", "the kernel stopped answering: a cell ignores interrupts past its time limit"
+                    )
                     return
                 if cap_outputs(cell):
                     entry["output_cut"] = True
@@ -227,17 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=900, help="seconds for the whole notebook")
     args = parser.parse_args(argv)
     nb = nbformat.read(args.input, as_version=4)
-    runner = GradingRunner(nb, args.cell_timeout, time.monotonic() + args.deadline,
-                           resources={"metadata": {"path": os.getcwd()}})
+    runner = GradingRunner(
+        nb, args.cell_timeout, time.monotonic() + args.deadline, resources={"metadata": {"path": os.getcwd()}}
+    )
     try:
         # nbclient waits for a reply after interrupting a stuck cell; the deadline must not.
         asyncio.run(asyncio.wait_for(runner.run(), args.deadline + 10))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         runner._stop(runner.current_index, "timeout", "the notebook ran past its time limit")
     except Exception as error:  # the kernel could not start, or nbclient failed: say so, keep what ran
         runner.report["stopped"] = runner.report["stopped"] or {
-            "kind": "kernel_died", "reason": f"the notebook could not be run ({type(error).__name__}: {error})",
-            "cell": None}
+            "kind": "kernel_died",
+            "reason": f"the notebook could not be run ({type(error).__name__}: {error})",
+            "cell": None,
+        }
     nbformat.write(nb, args.output)
     with open(args.report, "w", encoding="utf-8") as handle:
         json.dump(runner.report, handle)

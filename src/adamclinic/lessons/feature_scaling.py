@@ -22,10 +22,9 @@ import tensorflow as tf
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from adamclinic.data import load_csv, parcels
+from adamclinic.engine import Dataset, TrainConfig, run, seed_everything
 from adamclinic.models import parcel_relu_net
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, TrainConfig, run
-from adamclinic.widgets import TrainingPanel
+from adamclinic.panels import TrainingPanel
 
 FEATURES = ("wall_m", "length_m", "mass_g", "value_usd", "distance_m")
 DISTANCE = FEATURES.index("distance_m")
@@ -46,14 +45,17 @@ def make_scaler(name: str):
 
 def change_unit(data: Dataset, column: int, k: float) -> Dataset:
     """Multiply one input column by 10**k in every split: the same quantity in another unit (km → m is k=3)."""
+
     def scaled(x):
         if x is None:
             return None
         x = np.array(x, dtype="float64")
-        x[:, column] *= 10.0 ** k
+        x[:, column] *= 10.0**k
         return x
-    return replace(data, x_train=scaled(data.x_train), x_val=scaled(data.x_val),
-                   name=f"{data.name}, column {column} x 1e{k:g}")
+
+    return replace(
+        data, x_train=scaled(data.x_train), x_val=scaled(data.x_val), name=f"{data.name}, column {column} x 1e{k:g}"
+    )
 
 
 def fit_scaler(data: Dataset, scaler: str, on: str = "train") -> tuple[Dataset, Callable[[np.ndarray], np.ndarray]]:
@@ -72,9 +74,12 @@ def fit_scaler(data: Dataset, scaler: str, on: str = "train") -> tuple[Dataset, 
     else:
         raise ValueError(f"on must be 'train' or 'everything'; got {on!r}.")
     transform = lambda x: fitted.transform(np.asarray(x, dtype="float64")).astype("float32")  # noqa: E731
-    scaled = replace(data, x_train=transform(data.x_train),
-                     x_val=None if data.x_val is None else transform(data.x_val),
-                     name=f"{data.name}, {scaler} fitted on {on}")
+    scaled = replace(
+        data,
+        x_train=transform(data.x_train),
+        x_val=None if data.x_val is None else transform(data.x_val),
+        name=f"{data.name}, {scaler} fitted on {on}",
+    )
     return scaled, transform
 
 
@@ -113,9 +118,15 @@ def scaled_config(base: TrainConfig, k: int = 0, scaler: str = "none") -> TrainC
 def scaler_panel(base: TrainConfig, k: int = 0, scaler: str = "none", **panel_options: Any) -> TrainingPanel:
     """Section 2's panel: the unit of ``distance_m`` (10**k metres) and the scaler fitted on the training rows."""
     controls = {
-        "k": w.IntSlider(value=k, min=-6, max=3, description="distance unit: 10^k ×",
-                         continuous_update=False, style={"description_width": "initial"},
-                         layout=w.Layout(width="420px")),
+        "k": w.IntSlider(
+            value=k,
+            min=-6,
+            max=3,
+            description="distance unit: 10^k ×",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        ),
         "scaler": w.ToggleButtons(options=list(SCALERS), value=scaler, description="scaler"),
     }
 
@@ -125,20 +136,33 @@ def scaler_panel(base: TrainConfig, k: int = 0, scaler: str = "none", **panel_op
     return TrainingPanel(base, controls, make_config=make_config, show_validation=True, **panel_options)
 
 
-def spread_config(base: TrainConfig, k: float, optimizer: str = "adam",
-                  build_model: Callable[[], keras.Model] | None = None) -> TrainConfig:
+def spread_config(
+    base: TrainConfig, k: float, optimizer: str = "adam", build_model: Callable[[], keras.Model] | None = None
+) -> TrainConfig:
     """``base`` on the standardized parcels with ``distance_m`` multiplied by 10**k, trained by
     ``optimizer`` at its ``GOOD_RATE`` (and by another network, if ``build_model`` is given)."""
-    return replace(base, data=spread_parcels(k), optimizer=optimizer, learning_rate=GOOD_RATE[optimizer],
-                   build_model=build_model or base.build_model, note=f"distance_m ×1e{k}")
+    return replace(
+        base,
+        data=spread_parcels(k),
+        optimizer=optimizer,
+        learning_rate=GOOD_RATE[optimizer],
+        build_model=build_model or base.build_model,
+        note=f"distance_m ×1e{k}",
+    )
 
 
 def spread_panel(base: TrainConfig, k: int = 0, optimizer: str = "adam", **panel_options: Any) -> TrainingPanel:
     """Section 3's panel: the size of one standardized feature (10**k) and the optimizer (Adam or SGD)."""
     controls = {
-        "k": w.IntSlider(value=k, min=-4, max=5, description="distance_m × 10^k",
-                         continuous_update=False, style={"description_width": "initial"},
-                         layout=w.Layout(width="420px")),
+        "k": w.IntSlider(
+            value=k,
+            min=-4,
+            max=5,
+            description="distance_m × 10^k",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        ),
         "optimizer": w.ToggleButtons(options=["adam", "sgd"], value=optimizer, description="optimizer"),
     }
 
@@ -150,13 +174,15 @@ def spread_panel(base: TrainConfig, k: int = 0, optimizer: str = "adam", **panel
 
 # What the network sees at initialization ----------------------------------------------------------
 
+
 def _fresh_model(build_model: Callable[[], keras.Model], seed: int) -> keras.Model:
     seed_everything(seed)
     return build_model()
 
 
-def first_layer_at_init(build_model: Callable[[], keras.Model], data: Dataset, column: int = DISTANCE,
-                        seed: int = 0) -> dict[str, float]:
+def first_layer_at_init(
+    build_model: Callable[[], keras.Model], data: Dataset, column: int = DISTANCE, seed: int = 0
+) -> dict[str, float]:
     """What the first layer's pre-activations ``z = x W + b`` look like before any training.
 
     Glorot initialization sizes ``W`` for inputs of size about 1, so ``z`` has a spread of about 1 when
@@ -176,8 +202,14 @@ def first_layer_at_init(build_model: Callable[[], keras.Model], data: Dataset, c
     }
 
 
-def first_step_output_change(build_model: Callable[[], keras.Model], data: Dataset, optimizer: str = "adam",
-                             learning_rate: float | None = None, seed: int = 0, batch_size: int = 32) -> float:
+def first_step_output_change(
+    build_model: Callable[[], keras.Model],
+    data: Dataset,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> float:
     """How far one optimizer step from initialization moves the network's outputs (median |Δf| over a batch).
 
     Adam moves each weight by about the learning rate, so a first-layer weight attached to an input of
@@ -203,9 +235,14 @@ def first_layer_table(build_model: Callable[[], keras.Model], ks=(0, 2, 4), seed
     rows = []
     for k in ks:
         data = spread_parcels(k)
-        rows.append({"k": k, **first_layer_at_init(build_model, data, seed=seed),
-                     "one Adam step moves outputs by": first_step_output_change(build_model, data, "adam", seed=seed),
-                     "one SGD step moves outputs by": first_step_output_change(build_model, data, "sgd", seed=seed)})
+        rows.append(
+            {
+                "k": k,
+                **first_layer_at_init(build_model, data, seed=seed),
+                "one Adam step moves outputs by": first_step_output_change(build_model, data, "adam", seed=seed),
+                "one SGD step moves outputs by": first_step_output_change(build_model, data, "sgd", seed=seed),
+            }
+        )
     return pd.DataFrame(rows).set_index("k")
 
 
@@ -256,11 +293,20 @@ def leak_experiment(setting: str, scaler: str = "StandardScaler", splits: int = 
         data, x_held, y_held = leak_splits(setting, split)
         for procedure, on in (("fit on everything (leak)", "everything"), ("fit on training rows", "train")):
             scaled, transform = fit_scaler(data, scaler, on=on)
-            history = run(TrainConfig(scaled, parcel_relu_net, learning_rate=1e-3, epochs=epochs,
-                                      batch_size=batch_size, seed=split))
+            history = run(
+                TrainConfig(
+                    scaled, parcel_relu_net, learning_rate=1e-3, epochs=epochs, batch_size=batch_size, seed=split
+                )
+            )
             held_pred = history.predict(transform(x_held)).ravel()
-            records.append({"split": split, "procedure": procedure, "reported test MSE": history.val_loss[-1],
-                            "held-out MSE": float(np.mean((held_pred - y_held) ** 2))})
+            records.append(
+                {
+                    "split": split,
+                    "procedure": procedure,
+                    "reported test MSE": history.val_loss[-1],
+                    "held-out MSE": float(np.mean((held_pred - y_held) ** 2)),
+                }
+            )
     return pd.DataFrame(records)
 
 
@@ -273,23 +319,26 @@ def leak_effect(table: pd.DataFrame, column: str = "reported test MSE") -> pd.Se
 def leak_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean scores per procedure over the splits, and the difference between the two procedures."""
     means = table.groupby("procedure")[["reported test MSE", "held-out MSE"]].mean()
-    means.loc["leak minus leak-free"] = (means.loc["fit on everything (leak)"]
-                                          - means.loc["fit on training rows"])
+    means.loc["leak minus leak-free"] = means.loc["fit on everything (leak)"] - means.loc["fit on training rows"]
     return means.round(4)
 
 
 # Judging a student's preparation (exercise 03) ------------------------------------------------------
 
+
 def parcel_frames(train_rows: int = 1024, test_rows: int = 256) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The parcels as two tables (training rows first, then test rows), columns ``FEATURES`` and ``cost``,
     in the same rows as ``parcels()``."""
     frame = load_csv("parcels")
-    return (frame.iloc[:train_rows].reset_index(drop=True),
-            frame.iloc[train_rows:train_rows + test_rows].reset_index(drop=True))
+    return (
+        frame.iloc[:train_rows].reset_index(drop=True),
+        frame.iloc[train_rows : train_rows + test_rows].reset_index(drop=True),
+    )
 
 
-def shifted_frames(split: int = 0, train_rows: int = 256, test_rows: int = 128
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def shifted_frames(
+    split: int = 0, train_rows: int = 256, test_rows: int = 128
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Tables for catching a scaler that sees test rows: training rows that travelled under 500 km, and two
     test sets of the same size, one of other short trips and one of trips of 500 km or more (a shifted
     distribution). A leak-free preparation gives the same training inputs with either test set."""
@@ -298,23 +347,25 @@ def shifted_frames(split: int = 0, train_rows: int = 256, test_rows: int = 128
     near = rng.permutation(np.flatnonzero(frame["distance_m"].to_numpy() < 5e5))
     far = rng.permutation(np.flatnonzero(frame["distance_m"].to_numpy() >= 5e5))
     pick = lambda rows: frame.iloc[rows].reset_index(drop=True)  # noqa: E731
-    return pick(near[:train_rows]), pick(near[train_rows:train_rows + test_rows]), pick(far[:test_rows])
+    return pick(near[:train_rows]), pick(near[train_rows : train_rows + test_rows]), pick(far[:test_rows])
 
 
 def _inputs(data: Any, split: str) -> np.ndarray:
     return np.asarray(getattr(data, f"x_{split}"), dtype="float64")
 
 
-def train_inputs_change_with_test_rows(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset],
-                                       train_frame: pd.DataFrame, *test_frames: pd.DataFrame) -> float:
+def train_inputs_change_with_test_rows(
+    prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset], train_frame: pd.DataFrame, *test_frames: pd.DataFrame
+) -> float:
     """The largest change in the prepared training inputs when only the test rows change (0 when the
     scaler learns from the training rows alone; a scaler fitted on training and test rows moves them)."""
     prepared = [_inputs(prepare(train_frame.copy(), test.copy()), "train") for test in test_frames]
     return float(max(np.max(np.abs(x - prepared[0])) for x in prepared[1:]))
 
 
-def copied_rows_mismatch(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset],
-                         train_frame: pd.DataFrame, rows: int = 40) -> float:
+def copied_rows_mismatch(
+    prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset], train_frame: pd.DataFrame, rows: int = 40
+) -> float:
     """Give ``prepare`` test rows that are copies of the first ``rows`` training rows: the largest difference
     between a copy's prepared inputs and its original's (0 when both splits go through one fitted scaler;
     a second scaler fitted on the test rows maps them elsewhere)."""
@@ -322,15 +373,22 @@ def copied_rows_mismatch(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset
     return float(np.max(np.abs(_inputs(data, "val") - _inputs(data, "train")[:rows])))
 
 
-def unit_change_effect(prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset], train_frame: pd.DataFrame,
-                       test_frame: pd.DataFrame, column: str = "distance_m", factor: float = 1000.0) -> float:
+def unit_change_effect(
+    prepare: Callable[[pd.DataFrame, pd.DataFrame], Dataset],
+    train_frame: pd.DataFrame,
+    test_frame: pd.DataFrame,
+    column: str = "distance_m",
+    factor: float = 1000.0,
+) -> float:
     """The largest change in the prepared inputs (both splits) when ``column`` is given in another unit in
     both tables (metres to millimetres). A scaler fitted on the training rows divides the unit out (0);
     raw inputs, or statistics fixed in advance or learned from other rows, do not."""
+
     def in_other_unit(frame):
         frame = frame.copy()
         frame[column] = frame[column] * factor
         return frame
+
     before = prepare(train_frame.copy(), test_frame.copy())
     after = prepare(in_other_unit(train_frame), in_other_unit(test_frame))
     return float(max(np.max(np.abs(_inputs(after, split) - _inputs(before, split))) for split in ("train", "val")))
@@ -364,5 +422,6 @@ def scaler_final_losses(scaler: str, k: int = 0, seeds=(0, 1, 2), epochs: int = 
 def adam_output_step_growth(k: float = 2, seed: int = 0) -> float:
     """How many times farther one Adam step moves ``parcel_relu_net``'s outputs when the standardized
     ``distance_m`` is multiplied by 10**k (about 10**k: the output step is ``lr * |x|``)."""
-    return (first_step_output_change(parcel_relu_net, spread_parcels(k), "adam", seed=seed)
-            / first_step_output_change(parcel_relu_net, spread_parcels(0), "adam", seed=seed))
+    return first_step_output_change(parcel_relu_net, spread_parcels(k), "adam", seed=seed) / first_step_output_change(
+        parcel_relu_net, spread_parcels(0), "adam", seed=seed
+    )

@@ -2,7 +2,7 @@
 six mystery patients with a menu of treatments.
 
 Every panel wraps ``diagnosed_run(config) -> History`` (the engine's ``run`` followed by
-``adamclinic.diagnostics.diagnose``); tests call ``treat`` and ``diagnose`` directly.
+``adamclinic.clinic.diagnose``); tests call ``treat`` and ``diagnose`` directly.
 """
 
 from __future__ import annotations
@@ -17,28 +17,48 @@ import keras
 import numpy as np
 import pandas as pd
 
-from adamclinic.corruption import balanced_class_weight
-from adamclinic.diagnostics import CAUSES, HEALTHY, Report, diagnose
-from adamclinic.patients import ZOO, Patient, digit_images
-from adamclinic.training import Dataset, History, TrainConfig, run
-from adamclinic.widgets import TrainingPanel, log_slider
+from adamclinic.clinic import CAUSES, HEALTHY, Report, diagnose
+from adamclinic.clinic.patients import ZOO, Patient, digit_images
+from adamclinic.data import balanced_class_weight
+from adamclinic.engine import Dataset, History, TrainConfig, run
+from adamclinic.panels import TrainingPanel, log_slider
 
 CHECKLIST = pd.DataFrame(
     [
-        ("1. the data, before training", "NaN or infinite inputs; each input column's size; the targets' size; "
-         "the label mix", "NaN inputs; unscaled inputs; unscaled targets; an imbalanced label mix"),
-        ("2. the start", "the initial loss against the loss of a constant prediction (ln K for K balanced classes); "
-         "each layer's gradient norm", "exploding gradients (huge loss, first layer's gradient far above the last); "
-         "vanishing gradients (first layer's orders of magnitude below)"),
-        ("3. the first epochs", "does the loss jump up? how far do the weights move?", "learning rate too high "
-         "(loss jumps, weights move many times their size); too low (weights move a few percent, loss creeps)"),
+        (
+            "1. the data, before training",
+            "NaN or infinite inputs; each input column's size; the targets' size; the label mix",
+            "NaN inputs; unscaled inputs; unscaled targets; an imbalanced label mix",
+        ),
+        (
+            "2. the start",
+            "the initial loss against the loss of a constant prediction (ln K for K balanced classes); "
+            "each layer's gradient norm",
+            "exploding gradients (huge loss, first layer's gradient far above the last); "
+            "vanishing gradients (first layer's orders of magnitude below)",
+        ),
+        (
+            "3. the first epochs",
+            "does the loss jump up? how far do the weights move?",
+            "learning rate too high "
+            "(loss jumps, weights move many times their size); too low (weights move a few percent, loss creeps)",
+        ),
         ("4. the spikes", "sudden jumps later in training, with β2 below β1²", "β2 too low"),
-        ("5. the end", "a training loss stuck at the loss of guessing; one class predicted for every row",
-         "labels not matching inputs or output layer (stuck at ln K); majority-class prediction"),
-        ("6. restarts and modes", "a jump where a new fit began; the loss in inference mode on training rows",
-         "optimizer state lost on recompile; batch-norm statistics (train and inference disagree)"),
-        ("7. validation", "training loss falling while validation bottoms out and rises",
-         "overfitting: Adam is fine, the objective is wrong"),
+        (
+            "5. the end",
+            "a training loss stuck at the loss of guessing; one class predicted for every row",
+            "labels not matching inputs or output layer (stuck at ln K); majority-class prediction",
+        ),
+        (
+            "6. restarts and modes",
+            "a jump where a new fit began; the loss in inference mode on training rows",
+            "optimizer state lost on recompile; batch-norm statistics (train and inference disagree)",
+        ),
+        (
+            "7. validation",
+            "training loss falling while validation bottoms out and rises",
+            "overfitting: Adam is fine, the objective is wrong",
+        ),
     ],
     columns=["step", "look at", "what it tells you"],
 ).set_index("step")
@@ -55,17 +75,25 @@ def diagnosed_run(config: TrainConfig, **run_options: Any) -> tuple[History, Rep
 
 def _standardized_inputs(data: Dataset) -> Dataset:
     mean, sd = data.x_train.mean(axis=0), data.x_train.std(axis=0) + 1e-12
-    return replace(data, x_train=(data.x_train - mean) / sd,
-                   x_val=None if data.x_val is None else (data.x_val - mean) / sd, name=data.name + ", standardized")
+    return replace(
+        data,
+        x_train=(data.x_train - mean) / sd,
+        x_val=None if data.x_val is None else (data.x_val - mean) / sd,
+        name=data.name + ", standardized",
+    )
 
 
 def _standardized_targets(data: Dataset) -> Dataset:
     mean, sd = data.y_train.mean(), data.y_train.std()
-    return replace(data, y_train=(data.y_train - mean) / sd,
-                   y_val=None if data.y_val is None else (data.y_val - mean) / sd, name=data.name + ", y standardized")
+    return replace(
+        data,
+        y_train=(data.y_train - mean) / sd,
+        y_val=None if data.y_val is None else (data.y_val - mean) / sd,
+        name=data.name + ", y standardized",
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def relu_he_version(build_model: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
     """The same layer widths and output, with ReLU hidden units and He initialisation."""
     template = build_model()
@@ -85,9 +113,9 @@ def relu_he_version(build_model: Callable[[], keras.Model]) -> Callable[[], kera
 
 
 def _original_labels(data: Dataset) -> Dataset:
-    from adamclinic.patients import two_classes
+    from adamclinic.clinic.patients import two_classes
 
-    # The misaligned patients are made from these tables (adamclinic.patients.misaligned keeps the name).
+    # The misaligned patients are made from these tables (adamclinic.clinic.patients.misaligned keeps the name).
     sources = {"digits[:512], labels misaligned": digit_images, "overlapping_classes, labels misaligned": two_classes}
     if data.name not in sources:
         raise ValueError("These labels are not a misaligned patient's; there is nothing to re-pair.")
@@ -125,8 +153,14 @@ LESSON_PATIENTS: dict[str, Patient] = {
     "E": _ZOO["two classes, 3% minority"],
     "F": _ZOO["regression, β2 0.3, batch 8"],
 }
-CURES = {"A": "ReLU + He initialisation", "B": "standardize the inputs", "C": "standardize the targets",
-         "D": "re-pair labels with their inputs", "E": "class weights", "F": "β2 = 0.999"}
+CURES = {
+    "A": "ReLU + He initialisation",
+    "B": "standardize the inputs",
+    "C": "standardize the targets",
+    "D": "re-pair labels with their inputs",
+    "E": "class weights",
+    "F": "β2 = 0.999",
+}
 STORIES = {
     "A": "a regression net, eight hidden layers deep: 'deeper must be better'.",
     "B": "parcel costs from size, weight and price, fed in as measured.",
@@ -186,14 +220,21 @@ def learning_rate_clinic_panel(base: TrainConfig, value: float = 1.0) -> Trainin
 def patient_panel(letter: str, treatment: str = "no treatment") -> TrainingPanel:
     """A mystery patient: a treatment menu, the live curves, and the diagnosis behind a checkbox."""
     box = DiagnosisBox(hidden=True)
-    menu = w.Dropdown(options=list(TREATMENTS), value=treatment, description="treatment",
-                      style={"description_width": "initial"})
+    menu = w.Dropdown(
+        options=list(TREATMENTS), value=treatment, description="treatment", style={"description_width": "initial"}
+    )
 
     def make_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         return replace(treat(base, values["treatment"]), note=f"patient {letter}, {values['treatment']}")
 
-    panel = TrainingPanel(mystery(letter), {"treatment": menu}, make_config=make_config, train_fn=box.train,
-                          show_validation=True, title=f"Patient {letter}")
+    panel = TrainingPanel(
+        mystery(letter),
+        {"treatment": menu},
+        make_config=make_config,
+        train_fn=box.train,
+        show_validation=True,
+        title=f"Patient {letter}",
+    )
     return _with_box(panel, box)
 
 
@@ -222,12 +263,23 @@ def setup_changes(fixed: Any, original: TrainConfig, may_change: tuple[str, ...]
     """What ``fixed`` changed in ``original`` beyond the fields in ``may_change`` (an empty list: nothing)."""
     if not isinstance(fixed, TrainConfig):
         return [f"expected a training configuration (TrainConfig), got {type(fixed).__name__}"]
-    watched = {"data": "the data", "build_model": "the network", "learning_rate": "the learning rate",
-               "epochs": "the number of epochs", "batch_size": "the batch size", "loss": "the loss",
-               "optimizer": "the optimizer", "beta_2": "β2"}
-    return [f"{label} ({name})" for name, label in watched.items()
-            if name not in may_change and getattr(fixed, name) is not getattr(original, name)
-            and getattr(fixed, name) != getattr(original, name)]
+    watched = {
+        "data": "the data",
+        "build_model": "the network",
+        "learning_rate": "the learning rate",
+        "epochs": "the number of epochs",
+        "batch_size": "the batch size",
+        "loss": "the loss",
+        "optimizer": "the optimizer",
+        "beta_2": "β2",
+    }
+    return [
+        f"{label} ({name})"
+        for name, label in watched.items()
+        if name not in may_change
+        and getattr(fixed, name) is not getattr(original, name)
+        and getattr(fixed, name) != getattr(original, name)
+    ]
 
 
 def judge_fix(config: TrainConfig, seeds=EXERCISE_SEEDS) -> dict[str, list]:

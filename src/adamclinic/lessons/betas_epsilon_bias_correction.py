@@ -1,6 +1,6 @@
 """Lesson 04's measurements of Adam's β1, β2, ε and bias correction, and its panels.
 
-The engine (``adamclinic.training``) reports one loss per epoch. Two of this lesson's effects live at
+The engine (``adamclinic.engine.training``) reports one loss per epoch. Two of this lesson's effects live at
 the level of single steps (a spike in one update, the size of the very first step), so this module
 adds a step-by-step trace of exactly the same run the engine trains: same initial weights, same
 batches in the same order, a real ``keras.optimizers.Adam`` (or its no-bias-correction variant)
@@ -33,10 +33,8 @@ import pandas as pd
 import tensorflow as tf
 
 from adamclinic.data import smooth_regression
-from adamclinic.optimizers import make_optimizer
-from adamclinic.seeding import seed_everything
-from adamclinic.training import Dataset, TrainConfig
-from adamclinic.widgets import PALETTE, TrainingPanel, log_slider
+from adamclinic.engine import Dataset, StepTrace, TrainConfig, make_optimizer, seed_everything, step_trace
+from adamclinic.panels import PALETTE, TrainingPanel, log_slider
 
 # ---------------------------------------------------------------------------------------------
 # Data and a quadratic-loss model
@@ -61,92 +59,8 @@ def linear_model(inputs: int = 10) -> keras.Model:
 
 
 # ---------------------------------------------------------------------------------------------
-# Step-by-step trace of an engine run
+# Step-by-step trace of an engine run (``adamclinic.engine.step_trace``)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepTrace:
-    """Per optimizer step: the batch loss, the global size of the update ``||Δw||`` and the largest
-    single-weight move ``max |Δw_i|``. ``learning_rate`` is the run's (constant) rate."""
-
-    config: TrainConfig
-    loss: np.ndarray
-    update_norm: np.ndarray
-    largest_update: np.ndarray
-
-    @property
-    def learning_rate(self) -> float:
-        return float(self.config.learning_rate)
-
-    @property
-    def epoch_loss(self) -> np.ndarray:
-        """The mean batch loss per epoch: what the engine reports for the same run."""
-        steps = len(self.config.data.x_train) // self.config.batch_size
-        usable = (len(self.loss) // steps) * steps
-        return self.loss[:usable].reshape(-1, steps).mean(axis=1)
-
-    @property
-    def largest_step_in_learning_rates(self) -> float:
-        """The largest move of any weight in any step, in units of the learning rate."""
-        finite = self.largest_update[np.isfinite(self.largest_update)]
-        return float(finite.max() / self.learning_rate) if len(finite) else math.inf
-
-    @property
-    def diverged(self) -> bool:
-        return not bool(np.all(np.isfinite(self.loss)))
-
-
-class _StepTracer:
-    """One model, one optimizer, one XLA-compiled run per structure; β's and ε are variables."""
-
-    def __init__(self, config: TrainConfig, steps: int):
-        self.build_model = config.build_model
-        self.model = config.build_model()
-        self.loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
-        self.optimizer = make_optimizer(config.optimizer, config.amsgrad)
-        self.tunable = {}
-        for name in ("beta_1", "beta_2", "epsilon"):
-            variable = keras.Variable(0.0, trainable=False, name=name)
-            setattr(self.optimizer, name, variable)
-            self.tunable[name] = variable
-        self.optimizer.build(self.model.trainable_variables)
-        self._run = tf.function(self._run_fn, jit_compile=True, reduce_retracing=True)
-
-    def _run_fn(self, x_batches, y_batches, rate):
-        variables = self.model.trainable_variables
-        steps = tf.shape(x_batches)[0]
-        self.optimizer.learning_rate = rate
-
-        def one_step(step, losses, norms, largest):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(self.loss_fn(y_batches[step], self.model(x_batches[step], training=True)))
-            grads = tape.gradient(loss, variables)
-            before = [tf.identity(v) for v in variables]
-            self.optimizer.apply(grads, variables)
-            deltas = [tf.reshape(v - b, [-1]) for v, b in zip(variables, before)]
-            delta = tf.concat(deltas, axis=0)
-            return (step + 1, losses.write(step, loss), norms.write(step, tf.norm(delta)),
-                    largest.write(step, tf.reduce_max(tf.abs(delta))))
-
-        arrays = [tf.TensorArray(tf.float32, size=steps) for _ in range(3)]
-        _, losses, norms, largest = tf.while_loop(lambda step, *_: step < steps, one_step,
-                                                  (tf.constant(0), *arrays))
-        return losses.stack(), norms.stack(), largest.stack()
-
-    def reset(self, config: TrainConfig) -> None:
-        seed_everything(config.seed)
-        self.model.set_weights(self.build_model().get_weights())
-        skip = [self.optimizer._learning_rate, *self.tunable.values()]
-        for variable in self.optimizer.variables:
-            if not any(variable is s for s in skip):
-                variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-        for name, variable in self.tunable.items():
-            variable.assign(getattr(config, name))
-
-
-_tracers: dict[tuple, _StepTracer] = {}
-_tracer_lock = threading.Lock()
 
 
 def batches_of(config: TrainConfig, epochs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -165,27 +79,9 @@ def batches_of(config: TrainConfig, epochs: int | None = None) -> tuple[np.ndarr
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def step_trace(config: TrainConfig, epochs: int | None = None) -> StepTrace:
-    """Train ``config`` as the engine does (same initial weights, same batches) and record every step.
-
-    Needs a constant learning rate. ``epochs`` trains only the first few epochs of the run.
-    """
-    if not isinstance(config.learning_rate, (int, float)):
-        raise TypeError("step_trace needs a constant learning rate.")
-    x_batches, y_batches = batches_of(config, epochs)
-    key = (config.build_model, config.loss, config.optimizer, config.amsgrad, x_batches.shape, y_batches.shape)
-    with _tracer_lock:
-        if key not in _tracers:
-            _tracers[key] = _StepTracer(config, len(x_batches))
-        tracer = _tracers[key]
-    tracer.reset(config)
-    losses, norms, largest = tracer._run(tf.constant(x_batches), tf.constant(y_batches),
-                                         tf.constant(float(config.learning_rate)))
-    return StepTrace(config, losses.numpy(), norms.numpy(), largest.numpy())
-
-
-def spike_table(base: TrainConfig, beta_2s: Sequence[float], seeds: Sequence[int] = range(5),
-                threshold: float = 10.0) -> pd.DataFrame:
+def spike_table(
+    base: TrainConfig, beta_2s: Sequence[float], seeds: Sequence[int] = range(5), threshold: float = 10.0
+) -> pd.DataFrame:
     """For each β2: the largest move of any single weight in any step (in learning rates), and how many
     steps moved some weight by more than ``threshold`` learning rates, over the given seeds."""
     rows = []
@@ -193,10 +89,15 @@ def spike_table(base: TrainConfig, beta_2s: Sequence[float], seeds: Sequence[int
         traces = [step_trace(replace(base, beta_2=beta_2, seed=seed)) for seed in seeds]
         largest = [t.largest_step_in_learning_rates for t in traces]
         spikes = [int(np.sum(t.largest_update > threshold * t.learning_rate)) for t in traces]
-        rows.append({"β2": beta_2, "β2 < β1²": beta_2 < base.beta_1 ** 2,
-                     "largest step / lr (min over seeds)": min(largest),
-                     "largest step / lr (max over seeds)": max(largest),
-                     f"steps > {threshold:g} lr (per run, mean)": float(np.mean(spikes))})
+        rows.append(
+            {
+                "β2": beta_2,
+                "β2 < β1²": beta_2 < base.beta_1**2,
+                "largest step / lr (min over seeds)": min(largest),
+                "largest step / lr (max over seeds)": max(largest),
+                f"steps > {threshold:g} lr (per run, mean)": float(np.mean(spikes)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -206,20 +107,28 @@ def oscillation_report(histories: Sequence[Any]) -> pd.DataFrame:
     On a quadratic bowl with full-batch steps, plain descent never makes the loss rise; every rise is an
     overshoot past the bottom.
     """
-    return pd.DataFrame([
-        {"run": h.config.label(), "final loss": h.final_loss, "lowest loss": float(np.min(h.loss)),
-         "steps where the loss rose": int(np.sum(np.diff(h.loss) > 0))}
-        for h in histories
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "run": h.config.label(),
+                "final loss": h.final_loss,
+                "lowest loss": float(np.min(h.loss)),
+                "steps where the loss rose": int(np.sum(np.diff(h.loss) > 0)),
+            }
+            for h in histories
+        ]
+    )
 
 
-def step_ratio_without_bias_correction(step: np.ndarray | int, beta_1: float = 0.9, beta_2: float = 0.999) -> np.ndarray:
+def step_ratio_without_bias_correction(
+    step: np.ndarray | int, beta_1: float = 0.9, beta_2: float = 0.999
+) -> np.ndarray:
     """How much bigger step ``t`` is without bias correction, for a steady gradient: (1 - β1^t) / sqrt(1 - β2^t).
 
     At t = 1 it is (1 - β1) / sqrt(1 - β2) (3.16 with the defaults); it peaks near t = 10 and tends to 1.
     """
     t = np.asarray(step, dtype="float64")
-    return (1 - beta_1 ** t) / np.sqrt(1 - beta_2 ** t)
+    return (1 - beta_1**t) / np.sqrt(1 - beta_2**t)
 
 
 def first_step_ratio(base: TrainConfig) -> float:
@@ -256,13 +165,18 @@ def bias_correction_factor(step: np.ndarray | int, beta_1: float = 0.9, beta_2: 
 def bias_correction_table(steps: Sequence[int], beta_1: float = 0.9, beta_2: float = 0.999) -> pd.DataFrame:
     """Per step: Keras's bias-correction factor c_t and how many times bigger the step is without it."""
     steps = np.asarray(steps)
-    return pd.DataFrame({"step": steps,
-                         "c_t (correction factor)": bias_correction_factor(steps, beta_1, beta_2).round(3),
-                         "step without correction / with": step_ratio_without_bias_correction(steps, beta_1, beta_2).round(2)})
+    return pd.DataFrame(
+        {
+            "step": steps,
+            "c_t (correction factor)": bias_correction_factor(steps, beta_1, beta_2).round(3),
+            "step without correction / with": step_ratio_without_bias_correction(steps, beta_1, beta_2).round(2),
+        }
+    )
 
 
-def large_epsilon_comparison(base: TrainConfig, epsilon: float = 1e4, learning_rate: float = 100.0,
-                             steps: int = 300) -> pd.DataFrame:
+def large_epsilon_comparison(
+    base: TrainConfig, epsilon: float = 1e4, learning_rate: float = 100.0, steps: int = 300
+) -> pd.DataFrame:
     """Check ``sgd_equivalent`` numerically on ``base``'s model and batches.
 
     Three rows, each comparing an Adam with this huge ε against ``keras.optimizers.SGD`` with the
@@ -340,8 +254,10 @@ def large_epsilon_comparison(base: TrainConfig, epsilon: float = 1e4, learning_r
         sgd.apply(grads, sgd_steps)
         for v, a in zip(variables, adam_steps):
             v.assign_add(a)
-        return (tf.concat([tf.reshape(a, [-1]) for a in adam_steps], 0),
-                tf.concat([tf.reshape(b, [-1]) for b in sgd_steps], 0))
+        return (
+            tf.concat([tf.reshape(a, [-1]) for a in adam_steps], 0),
+            tf.concat([tf.reshape(b, [-1]) for b in sgd_steps], 0),
+        )
 
     deviation = 0.0
     factors = bias_correction_factor(np.arange(1, steps + 1), base.beta_1, base.beta_2)
@@ -354,14 +270,25 @@ def large_epsilon_comparison(base: TrainConfig, epsilon: float = 1e4, learning_r
 
     label = f"Adam(lr={learning_rate:g}, ε={epsilon:g})"
     sgd_label = f"SGD(lr={sgd_settings['learning_rate']:.3g}, momentum={sgd_settings['momentum']:g})"
-    return pd.DataFrame([
-        {"comparison": f"{label} without bias correction vs {sgd_label}, own trajectories",
-         "measure": "weight gap / distance travelled", "value": relative_gap(no_bc_weights, sgd_weights)},
-        {"comparison": f"{label} vs {sgd_label}, same gradients",
-         "measure": "largest |Adam step - c_t SGD step| / largest |c_t SGD step|", "value": deviation},
-        {"comparison": f"{label} vs {sgd_label}, own trajectories",
-         "measure": "weight gap / distance travelled", "value": relative_gap(adam_weights, sgd_weights)},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "comparison": f"{label} without bias correction vs {sgd_label}, own trajectories",
+                "measure": "weight gap / distance travelled",
+                "value": relative_gap(no_bc_weights, sgd_weights),
+            },
+            {
+                "comparison": f"{label} vs {sgd_label}, same gradients",
+                "measure": "largest |Adam step - c_t SGD step| / largest |c_t SGD step|",
+                "value": deviation,
+            },
+            {
+                "comparison": f"{label} vs {sgd_label}, own trajectories",
+                "measure": "weight gap / distance travelled",
+                "value": relative_gap(adam_weights, sgd_weights),
+            },
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,7 +317,7 @@ class ReddiRun:
     @property
     def end(self) -> float:
         """Where the run ends: the mean of x over the last period of the problem (x wobbles within one)."""
-        return float(np.mean(self.x[-self._period():]))
+        return float(np.mean(self.x[-self._period() :]))
 
     def _period(self) -> int:
         big = np.flatnonzero(self.gradients == self.gradients.max())
@@ -436,12 +363,14 @@ class _ReddiSolver:
             self.x.assign(tf.clip_by_value(self.x, -1.0, 1.0))  # projection onto the feasible set
             return step + 1, xs.write(step, self.x.value)
 
-        _, xs = tf.while_loop(lambda step, _: step < steps, one_step,
-                              (tf.constant(0), tf.TensorArray(tf.float32, size=steps)))
+        _, xs = tf.while_loop(
+            lambda step, _: step < steps, one_step, (tf.constant(0), tf.TensorArray(tf.float32, size=steps))
+        )
         return xs.stack()
 
-    def run(self, gradients: np.ndarray, rates: np.ndarray, x0: float, beta_1: float, beta_2: float,
-            epsilon: float) -> np.ndarray:
+    def run(
+        self, gradients: np.ndarray, rates: np.ndarray, x0: float, beta_1: float, beta_2: float, epsilon: float
+    ) -> np.ndarray:
         with self.lock:
             self.x.assign(x0)
             skip = [self.optimizer._learning_rate, *self.tunable.values()]
@@ -456,9 +385,18 @@ class _ReddiSolver:
 _reddi_solvers: dict[bool, _ReddiSolver] = {}
 
 
-def reddi_trajectory(C: float = 3.0, beta_1: float = 0.0, beta_2: float | None = None, amsgrad: bool = False,
-                     steps: int = 3000, alpha: float = 0.5, x0: float = 0.0, epsilon: float = 1e-7,
-                     period: int = 3, small: float = -1.0) -> ReddiRun:
+def reddi_trajectory(
+    C: float = 3.0,
+    beta_1: float = 0.0,
+    beta_2: float | None = None,
+    amsgrad: bool = False,
+    steps: int = 3000,
+    alpha: float = 0.5,
+    x0: float = 0.0,
+    epsilon: float = 1e-7,
+    period: int = 3,
+    small: float = -1.0,
+) -> ReddiRun:
     """Solve the Reddi-Kale-Kumar online problem with Keras's Adam (or AMSGrad) and step size α/√t.
 
     ``beta_2=None`` takes the paper's choice 1 / (1 + C²), with β1 = 0; for this setting the paper
@@ -484,17 +422,28 @@ BIAS_CORRECTION = {"on": "adam", "off": "adam without bias correction"}
 
 
 def _selection_slider(options: Sequence[Any], value: Any, description: str) -> w.SelectionSlider:
-    return w.SelectionSlider(options=list(options), value=value, description=description, continuous_update=False,
-                             style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+    return w.SelectionSlider(
+        options=list(options),
+        value=value,
+        description=description,
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="420px"),
+    )
 
 
-def _figure(marks: list, x_scale, y_scale, x_label: str, y_label: str, title: str, y_format: str = ".0e",
-            width: str = "680px") -> bq.Figure:
+def _figure(
+    marks: list, x_scale, y_scale, x_label: str, y_label: str, title: str, y_format: str = ".0e", width: str = "680px"
+) -> bq.Figure:
     return bq.Figure(
         marks=marks,
-        axes=[bq.Axis(scale=x_scale, label=x_label, grid_lines="none"),
-              bq.Axis(scale=y_scale, side="left", label=y_label, tick_format=y_format)],
-        title=title, legend_location="top-right", animation_duration=0,
+        axes=[
+            bq.Axis(scale=x_scale, label=x_label, grid_lines="none"),
+            bq.Axis(scale=y_scale, side="left", label=y_label, tick_format=y_format),
+        ],
+        title=title,
+        legend_location="top-right",
+        animation_duration=0,
         layout=w.Layout(width=width, height="380px"),
         fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
     )
@@ -518,15 +467,24 @@ class StepSizeView:
         self.traces: list[StepTrace] = []
         self._trace: StepTrace | None = None
         self._line: bq.Lines | None = None
-        self.widget = _figure([], self.x_scale, self.y_scale, "epoch", "largest |Δw| / lr",
-                              "Largest single-weight step", y_format=".0e", width="520px")
+        self.widget = _figure(
+            [],
+            self.x_scale,
+            self.y_scale,
+            "epoch",
+            "largest |Δw| / lr",
+            "Largest single-weight step",
+            y_format=".0e",
+            width="520px",
+        )
 
     def start(self, config: TrainConfig, colour: str) -> None:
         self._trace = step_trace(config)
-        self.traces = (self.traces + [self._trace])[-self.keep:]
-        self._line = bq.Lines(x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour],
-                              stroke_width=1.5)
-        self.lines = (self.lines + [self._line])[-self.keep:]
+        self.traces = (self.traces + [self._trace])[-self.keep :]
+        self._line = bq.Lines(
+            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour], stroke_width=1.5
+        )
+        self.lines = (self.lines + [self._line])[-self.keep :]
         self.widget.marks = list(self.lines)
 
     def update(self, metrics: Any) -> None:
@@ -534,7 +492,7 @@ class StepSizeView:
         if trace is None or line is None:
             return
         per_epoch = len(trace.config.data.x_train) // trace.config.batch_size
-        chunk = trace.largest_update[(metrics.epoch - 1) * per_epoch: metrics.epoch * per_epoch] / trace.learning_rate
+        chunk = trace.largest_update[(metrics.epoch - 1) * per_epoch : metrics.epoch * per_epoch] / trace.learning_rate
         size = max(1, min(self.bin_steps, per_epoch))
         bins = chunk[: len(chunk) // size * size].reshape(-1, size)
         peaks = np.nanmax(np.where(np.isfinite(bins), bins, np.nan), axis=1) if len(bins) else np.array([])
@@ -551,8 +509,13 @@ class StepSizeView:
 
 def moments_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     """The panel's controls to a config: β1, β2, ε as they are, the bias-correction toggle to an optimizer."""
-    return replace(base, beta_1=values["beta_1"], beta_2=values["beta_2"], epsilon=values["epsilon"],
-                   optimizer=BIAS_CORRECTION[values["bias correction"]])
+    return replace(
+        base,
+        beta_1=values["beta_1"],
+        beta_2=values["beta_2"],
+        epsilon=values["epsilon"],
+        optimizer=BIAS_CORRECTION[values["bias correction"]],
+    )
 
 
 def moments_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
@@ -564,8 +527,7 @@ def moments_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
         "epsilon": log_slider("epsilon", base.epsilon, 1e-8, 10.0, description="ε"),
         "bias correction": w.ToggleButtons(options=list(BIAS_CORRECTION), value="on", description="bias correction"),
     }
-    return TrainingPanel(base, controls, make_config=moments_config, views=[StepSizeView(base.epochs)],
-                         **panel_options)
+    return TrainingPanel(base, controls, make_config=moments_config, views=[StepSizeView(base.epochs)], **panel_options)
 
 
 def beta_1_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
@@ -581,9 +543,17 @@ def plot_step_sizes(traces: Sequence[StepTrace], title: str = "Largest single-we
     for index, trace in enumerate(traces):
         y = trace.largest_update / trace.learning_rate
         keep = np.isfinite(y) & (y > 0)
-        marks.append(bq.Lines(x=np.arange(1, len(y) + 1)[keep], y=y[keep], scales={"x": x_scale, "y": y_scale},
-                              colors=[PALETTE[index % len(PALETTE)]], labels=[trace.config.label()],
-                              display_legend=True, stroke_width=1.0))
+        marks.append(
+            bq.Lines(
+                x=np.arange(1, len(y) + 1)[keep],
+                y=y[keep],
+                scales={"x": x_scale, "y": y_scale},
+                colors=[PALETTE[index % len(PALETTE)]],
+                labels=[trace.config.label()],
+                display_legend=True,
+                stroke_width=1.0,
+            )
+        )
     return _figure(marks, x_scale, y_scale, "step", "largest |Δw| / lr", title)
 
 
@@ -596,17 +566,39 @@ class ReddiPanel:
 
     def __init__(self, C: float = 3.0, steps: int = 3000):
         self.steps = steps
-        self.C = w.FloatSlider(value=C, min=2.5, max=10.0, step=0.5, description="C", continuous_update=False,
-                               style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+        self.C = w.FloatSlider(
+            value=C,
+            min=2.5,
+            max=10.0,
+            step=0.5,
+            description="C",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        )
         self.beta_2 = _selection_slider(REDDI_BETA_2, "paper", "β2")
         x_scale, y_scale = bq.LogScale(), bq.LinearScale(min=-1.05, max=1.05)
         self.lines = {
-            amsgrad: bq.Lines(x=[], y=[], scales={"x": x_scale, "y": y_scale}, colors=[PALETTE[i]],
-                              labels=["AMSGrad" if amsgrad else "Adam"], display_legend=True, stroke_width=1.5)
+            amsgrad: bq.Lines(
+                x=[],
+                y=[],
+                scales={"x": x_scale, "y": y_scale},
+                colors=[PALETTE[i]],
+                labels=["AMSGrad" if amsgrad else "Adam"],
+                display_legend=True,
+                stroke_width=1.5,
+            )
             for i, amsgrad in enumerate((False, True))
         }
-        self.figure = _figure(list(self.lines.values()), x_scale, y_scale, "step t", "x after step t",
-                              "Reddi, Kale & Kumar's problem: the best point is x = -1", y_format=".1f")
+        self.figure = _figure(
+            list(self.lines.values()),
+            x_scale,
+            y_scale,
+            "step t",
+            "x after step t",
+            "Reddi, Kale & Kumar's problem: the best point is x = -1",
+            y_format=".1f",
+        )
         self.status = w.HTML()
         self.runs: dict[bool, ReddiRun] = {}
         for control in (self.C, self.beta_2):
@@ -616,15 +608,17 @@ class ReddiPanel:
     def update(self) -> dict[bool, ReddiRun]:
         steps = np.arange(1, self.steps + 1)
         shown = np.unique(np.geomspace(1, self.steps, 600).astype(int)) - 1  # a log-spaced sample of the steps
-        beta_2 = 1 / (1 + self.C.value ** 2) if self.beta_2.value == "paper" else self.beta_2.value
+        beta_2 = 1 / (1 + self.C.value**2) if self.beta_2.value == "paper" else self.beta_2.value
         for amsgrad, line in self.lines.items():
             run_ = reddi_trajectory(C=self.C.value, beta_2=beta_2, amsgrad=amsgrad, steps=self.steps)
             self.runs[amsgrad] = run_
             with line.hold_sync():
                 line.x, line.y = steps[shown], run_.x[shown]
-        self.status.value = (f"C = {self.C.value:g}, β1 = 0, β2 = {beta_2:.3g}, step 0.5/√t: "
-                             f"Adam ends at x = {self.runs[False].end:+.3f} (average regret {self.runs[False].average_regret:.3f}), "
-                             f"AMSGrad at x = {self.runs[True].end:+.3f} (average regret {self.runs[True].average_regret:.3f})")
+        self.status.value = (
+            f"C = {self.C.value:g}, β1 = 0, β2 = {beta_2:.3g}, step 0.5/√t: "
+            f"Adam ends at x = {self.runs[False].end:+.3f} (average regret {self.runs[False].average_regret:.3f}), "
+            f"AMSGrad at x = {self.runs[True].end:+.3f} (average regret {self.runs[True].average_regret:.3f})"
+        )
         return self.runs
 
     def _ipython_display_(self) -> None:
@@ -651,7 +645,7 @@ def spikes_and_validation_loss(config: TrainConfig, seeds: Sequence[int] = (0, 1
 
     A run whose loss or validation loss is not finite reports ``inf`` for both, so it fails any bar.
     """
-    from adamclinic.training import run
+    from adamclinic.engine import run
 
     largest, val_losses = [], []
     for seed in seeds:
@@ -661,12 +655,28 @@ def spikes_and_validation_loss(config: TrainConfig, seeds: Sequence[int] = (0, 1
         broken = trace.diverged or not math.isfinite(val)
         largest.append(math.inf if broken else trace.largest_step_in_learning_rates)
         val_losses.append(math.inf if broken else val)
-    return {"largest step / lr": np.asarray(largest, dtype=float), "final validation loss": np.asarray(val_losses, dtype=float)}
+    return {
+        "largest step / lr": np.asarray(largest, dtype=float),
+        "final validation loss": np.asarray(val_losses, dtype=float),
+    }
 
 
-def reddi_ends(beta_1: float = 0.0, beta_2: float | None = None, epsilon: float = 1e-7, amsgrad: bool = False,
-               C: float = 3.0, starts: Sequence[float] = (-1.0, 0.0, 1.0), steps: int = 3000) -> np.ndarray:
+def reddi_ends(
+    beta_1: float = 0.0,
+    beta_2: float | None = None,
+    epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    C: float = 3.0,
+    starts: Sequence[float] = (-1.0, 0.0, 1.0),
+    steps: int = 3000,
+) -> np.ndarray:
     """Where Keras's Adam with these settings ends on the Reddi-Kale-Kumar problem, from each start:
     the best point is -1, the worst +1 (step size 0.5/√t, projected onto [-1, 1])."""
-    return np.array([reddi_trajectory(C=C, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
-                                      steps=steps, x0=x0).end for x0 in starts])
+    return np.array(
+        [
+            reddi_trajectory(
+                C=C, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, steps=steps, x0=x0
+            ).end
+            for x0 in starts
+        ]
+    )

@@ -10,7 +10,7 @@ What happens, in order:
    ``generate_assignment`` into a scratch release, while the Dask cluster starts and its workers
    import nbgrader. The real gradebook is told about the assignment (the same ``generate_assignment``,
    skipped when it already holds the assignment unchanged) while the first tasks run.
-3. One Dask task per submission (``adamclinic.grading_task.autograde_one``) runs nbgrader in a child
+3. One Dask task per submission (``adamclinic.grading.task.autograde_one``) runs nbgrader in a child
    process on a private copy of the template, with the student's code in bubblewrap. By default the
    tasks go to a ``LocalCluster`` of ``--workers`` single-threaded workers; ``--scheduler`` sends them
    to an existing Dask cluster whose workers see the course folder at the same path.
@@ -45,9 +45,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adamclinic.grading_task import autograde_one, nbgrader_environment, stamp_new_gradebook, warm_up
+from adamclinic.grading.course import (
+    COURSE_ID,
+    GradingError,
+    course_config,
+    nbgrader_environment,
+    stamp_new_gradebook,
+)
+from adamclinic.grading.task import autograde_one, warm_up
 
-COURSE_ID = "adam-clinic"
 STATUSES = ("graded", "error", "timeout", "flagged")
 
 
@@ -80,16 +86,19 @@ class ClassGrading:
         return self.reports / f"{self.assignment}-report.csv"
 
     def submitted(self) -> list[str]:
-        return sorted(p.parent.name for p in (self.root / "grading" / "submitted").glob(f"*/{self.assignment}")
-                      if p.is_dir())
+        return sorted(
+            p.parent.name for p in (self.root / "grading" / "submitted").glob(f"*/{self.assignment}") if p.is_dir()
+        )
 
     # ------------------------------------------------------------------ fingerprints and the journal
 
     def fingerprint(self, student: str) -> str:
         """Changes when the submission, the hidden tests or the grader's limits change."""
         digest = hashlib.sha256(json.dumps(sorted(self.limits.items())).encode())
-        for folder in (self.root / "grading" / "submitted" / student / self.assignment,
-                       self.root / "solutions" / self.assignment):
+        for folder in (
+            self.root / "grading" / "submitted" / student / self.assignment,
+            self.root / "solutions" / self.assignment,
+        ):
             for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
                 digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
         return digest.hexdigest()
@@ -119,8 +128,6 @@ class ClassGrading:
         """nbgrader's Python API on this course (one import of nbgrader for the whole batch)."""
         from nbgrader.apps.api import NbGraderAPI
 
-        from adamclinic.grading_task import course_config
-
         api = NbGraderAPI(config=course_config(self.root, {}))
         api.coursedir.root = str(self.root)
         api.coursedir.db_url = db_url or self.gradebook_url
@@ -130,8 +137,6 @@ class ClassGrading:
 
     def _call(self, what: str, outcome: dict) -> None:
         if not outcome.get("success"):
-            from adamclinic.grading import GradingError
-
             log = ((outcome.get("log") or "") + (outcome.get("error") or "")).strip().splitlines()
             raise GradingError(f"nbgrader's {what} failed for {self.assignment}:\n    " + "\n    ".join(log[-20:]))
 
@@ -199,8 +204,9 @@ class ClassGrading:
                             copy = real.find_grade(grade.name, notebook.name, self.assignment, student)
                             copy.auto_score, copy.needs_manual_grade = grade.auto_score, grade.needs_manual_grade
                         for comment in notebook.comments:
-                            real.find_comment(comment.name, notebook.name, self.assignment,
-                                              student).auto_comment = comment.auto_comment
+                            real.find_comment(
+                                comment.name, notebook.name, self.assignment, student
+                            ).auto_comment = comment.auto_comment
             else:  # nothing could be run: every autograded part scores zero, written answers too
                 for notebook in submission.notebooks:
                     notebook.flagged = status == "flagged"
@@ -209,8 +215,10 @@ class ClassGrading:
             real.db.commit()
             submission = real.find_submission(self.assignment, student)
             score, max_score = submission.score, submission.max_score
-        for made, folder in ((outcome.get("autograded"), target),
-                             (outcome.get("feedback"), self.root / "grading" / "feedback" / student / self.assignment)):
+        for made, folder in (
+            (outcome.get("autograded"), target),
+            (outcome.get("feedback"), self.root / "grading" / "feedback" / student / self.assignment),
+        ):
             if folder.exists():
                 shutil.rmtree(folder)
             if made:
@@ -236,12 +244,14 @@ class ClassGrading:
         if not students:
             print(f"No submission of {self.assignment} in {self.root / 'grading' / 'submitted'}.")
             return 0
-        from adamclinic import sandbox
+        from adamclinic.grading import sandbox
 
         if sandbox.bubblewrap() is None:
-            print("warning: bubblewrap (bwrap) is not installed, so submissions run in separate processes with "
-                  "resource limits but can read any file the grader can. Install it: apt-get install bubblewrap",
-                  file=sys.stderr)
+            print(
+                "warning: bubblewrap (bwrap) is not installed, so submissions run in separate processes with "
+                "resource limits but can read any file the grader can. Install it: apt-get install bubblewrap",
+                file=sys.stderr,
+            )
         staging = self.root / "grading" / ".staging" / self.assignment
         shutil.rmtree(staging, ignore_errors=True)  # left by a killed run; nothing there is a result
         staging.mkdir(parents=True)
@@ -249,10 +259,13 @@ class ClassGrading:
         fingerprints = {s: self.fingerprint(s) for s in students}
         todo = [s for s in students if done.get(s, {}).get("fingerprint") != fingerprints[s]]
         skipped = len(students) - len(todo)
-        print(f"Grading {len(todo)} submission(s) of {self.assignment}"
-              + (f" ({skipped} already graded and unchanged)" if skipped else "")
-              + (f" on the Dask cluster at {self.scheduler}" if self.scheduler
-                 else f" with {self.workers} worker(s)") + ".", flush=True)
+        print(
+            f"Grading {len(todo)} submission(s) of {self.assignment}"
+            + (f" ({skipped} already graded and unchanged)" if skipped else "")
+            + (f" on the Dask cluster at {self.scheduler}" if self.scheduler else f" with {self.workers} worker(s)")
+            + ".",
+            flush=True,
+        )
         grader_failed = False
         if todo:
             grader_failed = self._grade_on_cluster(todo, staging, fingerprints)
@@ -301,8 +314,14 @@ class ClassGrading:
             # two cores it cost a tenth of the batch (python -m adamclinic.bench grading), and a grader
             # has no use for it.
             with dask.config.set({"distributed.worker.profile.enabled": False}):
-                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR, memory_limit=0)
+                cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                    memory_limit=0,
+                )
             client = Client(cluster)
         client.run(warm_up, on_error="ignore")  # only a head start: a task imports what it needs
         return client, cluster
@@ -312,21 +331,39 @@ class ClassGrading:
         # Each local worker's kernel gets its share of the cores, so two TensorFlow runs do not fight
         # over both (see the grading benchmark in the README); a remote cluster sets its own.
         threads = 0 if self.scheduler else max(1, (os.cpu_count() or 1) // self.workers)
-        return [{"root": str(self.root), "assignment": self.assignment, "student": s, "template_db": str(template),
-                 "staging": str(staging / f"{s}-{uuid.uuid4().hex[:8]}"), "limits": self.limits,
-                 "threads": threads, "notebooks": notebooks} for s in students]
+        return [
+            {
+                "root": str(self.root),
+                "assignment": self.assignment,
+                "student": s,
+                "template_db": str(template),
+                "staging": str(staging / f"{s}-{uuid.uuid4().hex[:8]}"),
+                "limits": self.limits,
+                "threads": threads,
+                "notebooks": notebooks,
+            }
+            for s in students
+        ]
 
     def _grade(self, client, students, template, staging, fingerprints) -> bool:
         from dask.distributed import as_completed
         from tqdm import tqdm
 
         failed = False
-        futures = [client.submit(autograde_one, spec, key=f"autograde-{self.assignment}-{spec['student']}-"
-                                 f"{uuid.uuid4().hex[:6]}", pure=False, retries=1)
-                   for spec in self._specs(students, template, staging)]
+        futures = [
+            client.submit(
+                autograde_one,
+                spec,
+                key=f"autograde-{self.assignment}-{spec['student']}-{uuid.uuid4().hex[:6]}",
+                pure=False,
+                retries=1,
+            )
+            for spec in self._specs(students, template, staging)
+        ]
         self.record_assignment(template)  # while the first submissions are graded
-        bar = tqdm(total=len(futures), unit="submission", disable=not self.progress, file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(futures), unit="submission", disable=not self.progress, file=sys.stderr, dynamic_ncols=True
+        )
         for count, future in enumerate(as_completed(futures), start=1):
             try:
                 outcome = future.result()
@@ -338,12 +375,23 @@ class ClassGrading:
             status, reasons = self._status(outcome)
             score, max_score = self.commit(outcome, status, reasons)
             student = outcome["student"]
-            self._append_journal({"student": student, "fingerprint": fingerprints[student], "status": status,
-                                  "reason": "; ".join(reasons), "score": score, "max_score": max_score,
-                                  "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+            self._append_journal(
+                {
+                    "student": student,
+                    "fingerprint": fingerprints[student],
+                    "status": status,
+                    "reason": "; ".join(reasons),
+                    "score": score,
+                    "max_score": max_score,
+                    "graded_at": datetime.datetime.now(datetime.UTC).isoformat(),
+                }
+            )
             bar.update(1)
-            tqdm.write(f"[{count}/{len(futures)}] {student}: {score:g} / {max_score:g} ({status})"
-                       + (f": {reasons[0]}" if reasons and status != "graded" else ""), file=sys.stdout)
+            tqdm.write(
+                f"[{count}/{len(futures)}] {student}: {score:g} / {max_score:g} ({status})"
+                + (f": {reasons[0]}" if reasons and status != "graded" else ""),
+                file=sys.stdout,
+            )
         bar.close()
         return failed
 
@@ -379,23 +427,34 @@ class ClassGrading:
             writer.writerow(["student", "score", "max_score", "status", "reason"])
             for student in students:
                 entry = journal.get(student, {})
-                writer.writerow([student, entry.get("score", ""), entry.get("max_score", ""),
-                                 entry.get("status", "error"), entry.get("reason", "not graded")])
+                writer.writerow(
+                    [
+                        student,
+                        entry.get("score", ""),
+                        entry.get("max_score", ""),
+                        entry.get("status", "error"),
+                        entry.get("reason", "not graded"),
+                    ]
+                )
         counts = {s: sum(1 for st in students if journal.get(st, {}).get("status") == s) for s in STATUSES}
-        print(f"\n{self.assignment}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-              + f". Report: {self.report_path}")
+        print(
+            f"\n{self.assignment}: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+            + f". Report: {self.report_path}"
+        )
 
 
 def _layout(record) -> dict:
     """What ``generate_assignment`` records of an assignment: notebooks, graded cells, source checksums."""
-    return {notebook.name: sorted((cell.name, cell.cell_type, cell.locked, cell.checksum)
-                                  for cell in notebook.source_cells)
-            + sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
-            + sorted(cell.name for cell in notebook.solution_cells) + sorted(cell.name for cell in notebook.task_cells)
-            for notebook in record.notebooks}
+    return {
+        notebook.name: sorted((cell.name, cell.cell_type, cell.locked, cell.checksum) for cell in notebook.source_cells)
+        + sorted((cell.name, cell.max_score) for cell in notebook.grade_cells)
+        + sorted(cell.name for cell in notebook.solution_cells)
+        + sorted(cell.name for cell in notebook.task_cells)
+        for notebook in record.notebooks
+    }
 
 
 def read_report(path: Path) -> dict[str, dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return {row["student"]: row for row in csv.DictReader(handle)}
-

@@ -25,7 +25,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import ipywidgets as w
@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from adamclinic.data import digits
-from adamclinic.training import Dataset, EpochMetrics, History, TrainConfig, run
-from adamclinic.widgets import TrainingPanel, log_slider
+from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, run
+from adamclinic.panels import TrainingPanel, log_slider
 
 CHANCE_LOSS = math.log(10.0)  # cross-entropy of guessing 1/10 for each digit: about 2.303
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
@@ -85,8 +85,13 @@ class SeededDropout(keras.layers.Layer):
 
     def build(self, input_shape):
         stream = int(np.random.randint(0, 2**31 - 1))
-        self.state = self.add_weight(shape=(2,), dtype="int32", trainable=False, name="dropout_stream",
-                                     initializer=keras.initializers.Constant([stream, 0]))
+        self.state = self.add_weight(
+            shape=(2,),
+            dtype="int32",
+            trainable=False,
+            name="dropout_stream",
+            initializer=keras.initializers.Constant([stream, 0]),
+        )
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
@@ -97,7 +102,7 @@ class SeededDropout(keras.layers.Layer):
         return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
 
 
-@lru_cache(maxsize=None)
+@cache
 def classifier(width: int = 256, dropout: float = 0.0, coupled_l2: bool = False) -> Callable[[], keras.Model]:
     """A builder for 64 → width → width → 10 (ReLU, softmax), with optional dropout and coupled L2.
 
@@ -120,7 +125,7 @@ def classifier(width: int = 256, dropout: float = 0.0, coupled_l2: bool = False)
     return build
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_subset(rows: int = 256) -> Dataset:
     """The first ``rows`` of the 1440 training digits; always the same 357 validation digits."""
     full = digits()
@@ -158,9 +163,10 @@ class _EitherEvent:
         return any(e.is_set() for e in self.events)
 
 
-def run_regularized(config: TrainConfig, cancel: threading.Event | None = None,
-                    on_epoch: Callable[[EpochMetrics], None] | None = None) -> History:
-    """``adamclinic.training.run`` with coupled L2 and early stopping from a ``RegularizedConfig``.
+def run_regularized(
+    config: TrainConfig, cancel: threading.Event | None = None, on_epoch: Callable[[EpochMetrics], None] | None = None
+) -> History:
+    """``adamclinic.engine.training.run`` with coupled L2 and early stopping from a ``RegularizedConfig``.
 
     Early stopping watches the validation loss and stops once it has not improved for ``patience``
     epochs. The engine keeps the last weights, not the best; ``best_epoch(history)`` says where the
@@ -273,12 +279,22 @@ class ValidationPanel(TrainingPanel):
     """A ``TrainingPanel`` that draws validation dashed, trains with ``run_regularized`` and reports
     the best validation epoch in its status line."""
 
-    def __init__(self, base: TrainConfig, controls: dict[str, w.ValueWidget],
-                 make_config: Callable[[TrainConfig, dict[str, Any]], TrainConfig] | None = None,
-                 **panel_options: Any):
+    def __init__(
+        self,
+        base: TrainConfig,
+        controls: dict[str, w.ValueWidget],
+        make_config: Callable[[TrainConfig, dict[str, Any]], TrainConfig] | None = None,
+        **panel_options: Any,
+    ):
         panel_options.setdefault("title", "Training (solid) and validation (dashed) loss")
-        super().__init__(_as_regularized(base), controls, make_config=make_config, train_fn=run_regularized,
-                         show_validation=True, **panel_options)
+        super().__init__(
+            _as_regularized(base),
+            controls,
+            make_config=make_config,
+            train_fn=run_regularized,
+            show_validation=True,
+            **panel_options,
+        )
 
     @staticmethod
     def _verdict(history: History) -> str:
@@ -287,13 +303,21 @@ class ValidationPanel(TrainingPanel):
             return verdict
         s = curve_summary(history)
         stopped = len(history.epochs) < history.config.epochs and not history.cancelled
-        return (verdict + f"; validation best {s['best val loss']:.3g} at epoch {s['best epoch']}, "
-                f"last {s['final val loss']:.3g}" + (" (early stopping)" if stopped else ""))
+        return (
+            verdict + f"; validation best {s['best val loss']:.3g} at epoch {s['best epoch']}, "
+            f"last {s['final val loss']:.3g}" + (" (early stopping)" if stopped else "")
+        )
 
 
 def _selection(options: tuple, value: Any, description: str) -> w.SelectionSlider:
-    return w.SelectionSlider(options=list(options), value=value, description=description, continuous_update=False,
-                             style={"description_width": "initial"}, layout=w.Layout(width="420px"))
+    return w.SelectionSlider(
+        options=list(options),
+        value=value,
+        description=description,
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="420px"),
+    )
 
 
 def learning_rate_validation_panel(base: TrainConfig, **panel_options: Any) -> ValidationPanel:
@@ -304,35 +328,57 @@ def learning_rate_validation_panel(base: TrainConfig, **panel_options: Any) -> V
 
 def capacity_panel(base: TrainConfig, **panel_options: Any) -> ValidationPanel:
     """Model-size and data-size sliders (training rows in multiples of the batch size 32)."""
-    controls = {"width": _selection(WIDTHS, base.build_model.width, "units per hidden layer"),
-                "rows": _selection(ROWS, len(base.data.x_train), "training rows")}
-    return ValidationPanel(base, controls, make_config=lambda b, v: capacity_config(b, v["width"], v["rows"]),
-                           **panel_options)
+    controls = {
+        "width": _selection(WIDTHS, base.build_model.width, "units per hidden layer"),
+        "rows": _selection(ROWS, len(base.data.x_train), "training rows"),
+    }
+    return ValidationPanel(
+        base, controls, make_config=lambda b, v: capacity_config(b, v["width"], v["rows"]), **panel_options
+    )
 
 
-def weight_decay_panel(base: TrainConfig, kind: str = "AdamW (decoupled)", strength: float = 1.0,
-                       **panel_options: Any) -> ValidationPanel:
+def weight_decay_panel(
+    base: TrainConfig, kind: str = "AdamW (decoupled)", strength: float = 1.0, **panel_options: Any
+) -> ValidationPanel:
     """Coupled L2 inside Adam versus AdamW's decoupled decay, at one nominal strength."""
-    controls = {"kind": w.ToggleButtons(options=list(WEIGHT_DECAY_KINDS), value=kind, description="decay"),
-                "strength": log_slider("strength", strength, 1e-5, 10.0, description="strength (L2 λ or AdamW wd)")}
-    return ValidationPanel(base, controls,
-                           make_config=lambda b, v: weight_decay_config(b, v["kind"], v["strength"]), **panel_options)
+    controls = {
+        "kind": w.ToggleButtons(options=list(WEIGHT_DECAY_KINDS), value=kind, description="decay"),
+        "strength": log_slider("strength", strength, 1e-5, 10.0, description="strength (L2 λ or AdamW wd)"),
+    }
+    return ValidationPanel(
+        base, controls, make_config=lambda b, v: weight_decay_config(b, v["kind"], v["strength"]), **panel_options
+    )
 
 
 def dropout_panel(base: TrainConfig, rate: float = 0.5, **panel_options: Any) -> ValidationPanel:
     """A dropout-rate slider (0 to 0.8)."""
-    slider = w.FloatSlider(value=rate, min=0.0, max=0.8, step=0.1, description="dropout rate",
-                           continuous_update=False, style={"description_width": "initial"})
-    return ValidationPanel(base, {"rate": slider}, make_config=lambda b, v: dropout_config(b, v["rate"]),
-                           **panel_options)
+    slider = w.FloatSlider(
+        value=rate,
+        min=0.0,
+        max=0.8,
+        step=0.1,
+        description="dropout rate",
+        continuous_update=False,
+        style={"description_width": "initial"},
+    )
+    return ValidationPanel(
+        base, {"rate": slider}, make_config=lambda b, v: dropout_config(b, v["rate"]), **panel_options
+    )
 
 
 def early_stopping_panel(base: TrainConfig, patience: int = 10, **panel_options: Any) -> ValidationPanel:
     """A patience slider: stop once the validation loss has not improved for that many epochs."""
-    slider = w.IntSlider(value=patience, min=1, max=50, description="patience (epochs)", continuous_update=False,
-                         style={"description_width": "initial"})
-    return ValidationPanel(base, {"patience": slider},
-                           make_config=lambda b, v: early_stopping_config(b, v["patience"]), **panel_options)
+    slider = w.IntSlider(
+        value=patience,
+        min=1,
+        max=50,
+        description="patience (epochs)",
+        continuous_update=False,
+        style={"description_width": "initial"},
+    )
+    return ValidationPanel(
+        base, {"patience": slider}, make_config=lambda b, v: early_stopping_config(b, v["patience"]), **panel_options
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -370,8 +416,13 @@ def final_val_losses(config: TrainConfig, seeds=(0, 1, 2)) -> np.ndarray:
     return np.asarray(losses, dtype=float)
 
 
-def fixed_setting_changes(candidate: Any, reference: TrainConfig, keep_epochs: bool = True,
-                          keep_rows: bool = True, keep_learning_rate: bool = False) -> list[str]:
+def fixed_setting_changes(
+    candidate: Any,
+    reference: TrainConfig,
+    keep_epochs: bool = True,
+    keep_rows: bool = True,
+    keep_learning_rate: bool = False,
+) -> list[str]:
     """What ``candidate`` changed among the settings an exercise keeps fixed (empty: nothing).
 
     Always fixed: the validation digits, the loss, the batch size and the network's width. ``keep_rows``

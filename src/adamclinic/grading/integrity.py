@@ -4,7 +4,7 @@ tampered with that would make the test pass without judging the work?
 ``inspect_kernel`` is evaluated as a Jupyter *user expression* (``eval`` in the kernel, after the
 previous cell and before the test cell). User expressions bypass IPython's input transformers, so a
 student's transformer that turns every later cell into ``pass`` cannot hide from it, and the runner
-(``adamclinic.notebook_runner``) treats a missing or unreadable answer as tampering too.
+(``adamclinic.grading.runner``) treats a missing or unreadable answer as tampering too.
 
 It checks, and names in its answer:
 
@@ -28,18 +28,78 @@ import sys
 import types
 
 _WATCHED_FUNCTIONS = {
-    "numpy": ("allclose", "isclose", "array_equal", "array_equiv", "isfinite", "isnan", "all", "any", "asarray",
-              "mean", "max", "min", "abs", "sum"),
-    "numpy.testing": ("assert_allclose", "assert_array_equal", "assert_equal", "assert_almost_equal",
-                      "assert_array_almost_equal", "assert_array_less", "assert_approx_equal"),
+    "numpy": (
+        "allclose",
+        "isclose",
+        "array_equal",
+        "array_equiv",
+        "isfinite",
+        "isnan",
+        "all",
+        "any",
+        "asarray",
+        "mean",
+        "max",
+        "min",
+        "abs",
+        "sum",
+    ),
+    "numpy.testing": (
+        "assert_allclose",
+        "assert_array_equal",
+        "assert_equal",
+        "assert_almost_equal",
+        "assert_array_almost_equal",
+        "assert_array_less",
+        "assert_approx_equal",
+    ),
     "math": ("isclose", "isfinite", "isnan", "fabs"),
-    "builtins": ("abs", "all", "any", "bool", "float", "int", "isinstance", "len", "max", "min", "round", "sum",
-                 "str", "repr", "sorted", "AssertionError"),
+    "builtins": (
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "float",
+        "int",
+        "isinstance",
+        "len",
+        "max",
+        "min",
+        "round",
+        "sum",
+        "str",
+        "repr",
+        "sorted",
+        "AssertionError",
+    ),
 }
-_SHELL_METHODS = ("showtraceback", "_showtraceback", "showsyntaxerror", "run_cell", "run_cell_async",
-                  "run_ast_nodes", "run_code", "transform_cell", "transform_ast", "user_expressions", "ex", "ev")
-_LYING_DUNDERS = ("__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__float__", "__int__", "__index__",
-                  "__array__", "__array_ufunc__", "__array_function__")
+_SHELL_METHODS = (
+    "showtraceback",
+    "_showtraceback",
+    "showsyntaxerror",
+    "run_cell",
+    "run_cell_async",
+    "run_ast_nodes",
+    "run_code",
+    "transform_cell",
+    "transform_ast",
+    "user_expressions",
+    "ex",
+    "ev",
+)
+_LYING_DUNDERS = (
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "__array__",
+    "__array_ufunc__",
+    "__array_function__",
+)
 
 
 def _library_file(obj) -> str | None:
@@ -135,7 +195,9 @@ def _lying_objects(namespace: dict, names: set[str]) -> list[str]:
         if value is None or isinstance(value, (types.ModuleType, types.FunctionType, type)):
             continue
         cls = type(value)
-        if cls.__module__ != "__main__" and not _is_student_code(getattr(sys.modules.get(cls.__module__), "__file__", None)):
+        if cls.__module__ != "__main__" and not _is_student_code(
+            getattr(sys.modules.get(cls.__module__), "__file__", None)
+        ):
             continue
         own = {attr for klass in cls.__mro__ if klass.__module__ == "__main__" for attr in vars(klass)}
         lies = [d for d in _LYING_DUNDERS if d in own]

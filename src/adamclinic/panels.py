@@ -1,6 +1,6 @@
 """Slider panels around the training engine, with a loss plot that redraws while the model trains.
 
-A panel wraps a pure function: ``config -> history`` (``adamclinic.training.run``). Its controls only
+A panel wraps a pure function: ``config -> history`` (``adamclinic.engine.training.run``). Its controls only
 choose the config; tests call the function directly, and a headless run of a lesson still trains
 each panel once at its default values (``show_panel`` trains synchronously before returning).
 
@@ -24,7 +24,7 @@ import bqplot as bq
 import ipywidgets as w
 from IPython.display import display
 
-from adamclinic.training import EpochMetrics, History, TrainConfig, run
+from adamclinic.engine import EpochMetrics, History, TrainConfig, run
 
 # Colours for successive runs (colour-blind safe, Okabe-Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -62,8 +62,14 @@ class LossPlot:
     With ``show_validation`` each run also gets a dashed line of its validation loss, in its colour.
     """
 
-    def __init__(self, epochs: int, keep: int = 5, title: str = "Training loss", y_label: str = "loss",
-                 show_validation: bool = False):
+    def __init__(
+        self,
+        epochs: int,
+        keep: int = 5,
+        title: str = "Training loss",
+        y_label: str = "loss",
+        show_validation: bool = False,
+    ):
         self.keep = keep
         self.show_validation = show_validation
         self.x_scale = bq.LinearScale(min=0.0, max=float(epochs))
@@ -89,8 +95,14 @@ class LossPlot:
 
     def _line(self, label: str, colour: str, dashed: bool = False) -> bq.Lines:
         return bq.Lines(
-            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour], labels=[label],
-            display_legend=True, stroke_width=2.0 if dashed else 2.5, line_style="dashed" if dashed else "solid",
+            x=[],
+            y=[],
+            scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[colour],
+            labels=[label],
+            display_legend=True,
+            stroke_width=2.0 if dashed else 2.5,
+            line_style="dashed" if dashed else "solid",
         )
 
     def new_line(self, label: str) -> bq.Lines:
@@ -103,8 +115,9 @@ class LossPlot:
         self.lines = (self.lines + [line])[-self.keep :]
         kept = {id(line) for line in self.lines}
         self._validation = {key: val for key, val in self._validation.items() if key in kept}
-        self.figure.marks = [mark for line in self.lines
-                             for mark in (line, self._validation.get(id(line))) if mark is not None]
+        self.figure.marks = [
+            mark for line in self.lines for mark in (line, self._validation.get(id(line))) if mark is not None
+        ]
         return line
 
     def extend(self, line: bq.Lines, metrics: EpochMetrics) -> None:
@@ -162,7 +175,7 @@ class TrainingPanel:
         min_seconds_per_epoch: float = 0.02,
         title: str = "Training loss",
         show_validation: bool = False,
-        views: Sequence["EpochView"] = (),
+        views: Sequence[EpochView] = (),
     ):
         self.base = base
         self.controls = controls
@@ -184,11 +197,13 @@ class TrainingPanel:
         self._worker: threading.Thread | None = None
         for control in controls.values():
             control.observe(self._on_change, names="value")
-        self.widget = w.VBox([
-            w.HBox([w.VBox(list(controls.values())), self.clear_button]),
-            w.HBox([self.plot.figure] + [view.widget for view in self.views]),
-            self.status,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([w.VBox(list(controls.values())), self.clear_button]),
+                w.HBox([self.plot.figure] + [view.widget for view in self.views]),
+                self.status,
+            ]
+        )
 
     def clear(self) -> None:
         """Remove every run from the plots."""
@@ -300,17 +315,23 @@ def show_panel(panel: TrainingPanel) -> None:
     panel.train_now()
 
 
-def learning_rate_panel(base: TrainConfig, value: float | None = None, low: float = 1e-5, high: float = 10.0,
-                        **panel_options: Any) -> TrainingPanel:
+def learning_rate_panel(
+    base: TrainConfig, value: float | None = None, low: float = 1e-5, high: float = 10.0, **panel_options: Any
+) -> TrainingPanel:
     """Lesson 01's panel: one log-scale learning-rate slider."""
-    slider = log_slider("learning_rate", value if value is not None else float(base.learning_rate), low, high,
-                        description="learning rate")
+    slider = log_slider(
+        "learning_rate",
+        value if value is not None else float(base.learning_rate),
+        low,
+        high,
+        description="learning rate",
+    )
     return TrainingPanel(base, {"learning_rate": slider}, **panel_options)
 
 
 def schedule_panel(base: TrainConfig, peak: float = 0.1, kind: str = "constant", **panel_options: Any) -> TrainingPanel:
     """Lesson 01's schedule panel: a peak-rate slider and a choice of schedule."""
-    from adamclinic.schedules import SCHEDULE_KINDS, make_schedule
+    from adamclinic.engine import SCHEDULE_KINDS, make_schedule
 
     controls = {
         "peak": log_slider("peak", peak, 1e-4, 3.0, description="peak learning rate"),
@@ -330,19 +351,43 @@ def plot_sweep(sweep: Any, suggestion: float | None = None) -> bq.Figure:
     scales = {"x": x_scale, "y": y_scale}
     positive = sweep.losses > 0
     marks = [
-        bq.Lines(x=sweep.learning_rates[positive], y=sweep.losses[positive], scales=scales,
-                 colors=["#BBBBBB"], labels=["batch loss"], display_legend=True),
-        bq.Lines(x=sweep.learning_rates, y=sweep.smoothed, scales=scales, colors=[PALETTE[0]],
-                 labels=["smoothed"], display_legend=True, stroke_width=2.5),
+        bq.Lines(
+            x=sweep.learning_rates[positive],
+            y=sweep.losses[positive],
+            scales=scales,
+            colors=["#BBBBBB"],
+            labels=["batch loss"],
+            display_legend=True,
+        ),
+        bq.Lines(
+            x=sweep.learning_rates,
+            y=sweep.smoothed,
+            scales=scales,
+            colors=[PALETTE[0]],
+            labels=["smoothed"],
+            display_legend=True,
+            stroke_width=2.5,
+        ),
     ]
     if suggestion is not None:
         low, high = float(sweep.smoothed.min()), float(sweep.smoothed.max())
-        marks.append(bq.Lines(x=[suggestion, suggestion], y=[low, high], scales=scales, colors=[PALETTE[1]],
-                              line_style="dashed", labels=[f"suggested {suggestion:.2g}"], display_legend=True))
+        marks.append(
+            bq.Lines(
+                x=[suggestion, suggestion],
+                y=[low, high],
+                scales=scales,
+                colors=[PALETTE[1]],
+                line_style="dashed",
+                labels=[f"suggested {suggestion:.2g}"],
+                display_legend=True,
+            )
+        )
     return bq.Figure(
         marks=marks,
-        axes=[bq.Axis(scale=x_scale, label="learning rate", tick_format=".0e"),
-              bq.Axis(scale=y_scale, side="left", label="loss", tick_format=".0e")],
+        axes=[
+            bq.Axis(scale=x_scale, label="learning rate", tick_format=".0e"),
+            bq.Axis(scale=y_scale, side="left", label="loss", tick_format=".0e"),
+        ],
         title="Learning-rate range test",
         legend_location="top-left",
         layout=w.Layout(width="680px", height="380px"),
@@ -350,8 +395,9 @@ def plot_sweep(sweep: Any, suggestion: float | None = None) -> bq.Figure:
     )
 
 
-def compare(configs: Sequence[TrainConfig], title: str = "Training loss",
-            show_validation: bool = False) -> tuple[LossPlot, list[History]]:
+def compare(
+    configs: Sequence[TrainConfig], title: str = "Training loss", show_validation: bool = False
+) -> tuple[LossPlot, list[History]]:
     """Train several configs one after another into one plot (a static comparison, no controls)."""
     epochs = max(c.epochs for c in configs)
     plot = LossPlot(epochs, keep=len(configs), title=title, show_validation=show_validation)
@@ -364,3 +410,54 @@ def compare(configs: Sequence[TrainConfig], title: str = "Training loss",
         histories.append(history)
         status.value = "<br>".join(f"<b>{h.config.label()}</b>: {h.status()}" for h in histories)
     return plot, histories
+
+
+def tagged(config: TrainConfig, tag: str) -> TrainConfig:
+    """``config`` with a plot label saying what was done to the data ("5% outliers, Huber loss")."""
+    return replace(config, note=tag)
+
+
+class ScoreBoard:
+    """An extra view beside a panel's loss plot: a table of held-out scores, filled in when a run ends.
+
+    ``score(history) -> dict`` is computed after the run (the engine reports only loss and accuracy
+    per epoch); ``ScoreBoard.wrap(run)`` gives the panel a training function that does that.
+    """
+
+    def __init__(self, score):
+        self.score = score
+        self.widget = w.HTML(value="", layout=w.Layout(width="330px"))
+        self.rows: list[str] = []
+
+    def start(self, config: TrainConfig, colour: str) -> None:
+        self._colour = colour
+
+    def update(self, metrics: EpochMetrics) -> None:
+        pass
+
+    def clear(self) -> None:
+        self.rows = []
+        self.widget.value = ""
+
+    def record(self, history: History) -> None:
+        if history.diverged:
+            cells = "loss became NaN"
+        else:
+            cells = "<br>".join(f"{name}: <b>{value:.3g}</b>" for name, value in self.score(history).items())
+        self.rows = (
+            self.rows
+            + [
+                f"<p style='border-left:6px solid {self._colour};padding-left:6px'>"
+                f"<b>{history.config.label() or 'run'}</b> · {history.config.data.name}<br>{cells}</p>"
+            ]
+        )[-5:]
+        self.widget.value = "<h4>Held-out scores</h4>" + "".join(reversed(self.rows))
+
+    def wrap(self, train_fn=run):
+        def train_and_score(config, cancel=None, on_epoch=None):
+            history = train_fn(config, cancel=cancel, on_epoch=on_epoch)
+            if not history.cancelled:
+                self.record(history)
+            return history
+
+        return train_and_score

@@ -3,7 +3,7 @@
 The course's nbgrader configuration puts ``SandboxedExecute`` where nbgrader's ``Execute`` was in
 ``Autograde.autograde_preprocessors``. nbgrader's own process (trusted: it holds the gradebook and the
 hidden tests) never runs student code; it hands the sanitized notebook (test cells already restored
-from the gradebook) to ``adamclinic.notebook_runner`` inside ``adamclinic.sandbox``, takes back only
+from the gradebook) to ``adamclinic.grading.runner`` inside ``adamclinic.grading.sandbox``, takes back only
 the outputs, and decides which hidden test cells earn their points:
 
 * a test cell earns its points only if the runner saw it reply "ok", saw it finish its own code, and
@@ -32,8 +32,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
-from adamclinic import sandbox
-from adamclinic.notebook_runner import is_hidden_test, not_run_error
+from adamclinic.grading import sandbox
+from adamclinic.grading.runner import is_hidden_test, not_run_error
 
 MAX_RESULT_BYTES = 64 * 2**20
 
@@ -72,7 +72,8 @@ class SandboxedExecute(NbGraderPreprocessor):
     memory_bytes = Integer(4 * 2**30, help="address space of each process in the sandbox").tag(config=True)
     require_bubblewrap = Bool(False, help="fail rather than run without bubblewrap").tag(config=True)
     threads = Integer(0, help="CPU threads for TensorFlow and BLAS in the kernel (0: as many as it likes)").tag(
-        config=True)
+        config=True
+    )
     judgement_path = Unicode("", help="where to write the judgement JSON (empty: nowhere)").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
@@ -85,7 +86,11 @@ class SandboxedExecute(NbGraderPreprocessor):
             nbformat.write(nb, io / "in.ipynb")
             outcome = self._run(work, io)
             executed, report = self._read(io, nb, outcome)
-            log = (io / "runner.log").read_bytes()[-2000:].decode(errors="replace") if (io / "runner.log").exists() else ""
+            log = (
+                (io / "runner.log").read_bytes()[-2000:].decode(errors="replace")
+                if (io / "runner.log").exists()
+                else ""
+            )
             outcome["log"] = [line for line in log.splitlines() if line.strip()][-3:]
         judgement = self._judge(nb, executed, report, outcome)
         judgement["seconds"] = round(time.monotonic() - started, 2)
@@ -104,9 +109,18 @@ class SandboxedExecute(NbGraderPreprocessor):
         if not in_box and self.require_bubblewrap:
             raise RuntimeError("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         io_path = sandbox.IO_MOUNT if in_box else str(io)
-        inner = [sys.executable, "-m", "adamclinic.notebook_runner", f"{io_path}/in.ipynb", f"{io_path}/out.ipynb",
-                 f"{io_path}/report.json", "--cell-timeout", str(self.cell_timeout),
-                 "--deadline", str(self.submission_timeout)]
+        inner = [
+            sys.executable,
+            "-m",
+            "adamclinic.grading.runner",
+            f"{io_path}/in.ipynb",
+            f"{io_path}/out.ipynb",
+            f"{io_path}/report.json",
+            "--cell-timeout",
+            str(self.cell_timeout),
+            "--deadline",
+            str(self.submission_timeout),
+        ]
         extra = sandbox.thread_environment(self.threads)
         if in_box:
             cmd, cwd, env = sandbox.command(work, io, inner, limits, extra), None, None
@@ -114,8 +128,15 @@ class SandboxedExecute(NbGraderPreprocessor):
             cmd, cwd, env = inner, work, {**sandbox.sandbox_environment(home=str(work)), **extra}
         log = io / "runner.log"
         with open(log, "wb") as sink:
-            process = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
-                                       preexec_fn=sandbox.set_limits(limits))
+            process = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                preexec_fn=sandbox.set_limits(limits),
+            )
             try:
                 process.wait(timeout=self.submission_timeout + 60)
                 killed = False
@@ -134,7 +155,8 @@ class SandboxedExecute(NbGraderPreprocessor):
         except Exception:
             return None, None
         same_cells = len(executed.cells) == len(sent.cells) and all(
-            a.cell_type == b.cell_type and a.source == b.source for a, b in zip(executed.cells, sent.cells))
+            a.cell_type == b.cell_type and a.source == b.source for a, b in zip(executed.cells, sent.cells)
+        )
         if not same_cells or not isinstance(report, dict):
             return None, {"changed": True}
         return executed, report
@@ -151,8 +173,13 @@ class SandboxedExecute(NbGraderPreprocessor):
                 status, reason = "flagged", "the notebook's cells changed while it ran"
                 flagged.append(reason)
             else:
-                status, reason = "error", ("the sandbox returned no result (the notebook could not be run): "
-                                           + " | ".join(outcome.get("log", [])))
+                status, reason = (
+                    "error",
+                    (
+                        "the sandbox returned no result (the notebook could not be run): "
+                        + " | ".join(outcome.get("log", []))
+                    ),
+                )
             for cell in nb.cells:
                 if cell.cell_type == "code":
                     cell.outputs = [not_run_error(reason)]
@@ -177,8 +204,9 @@ class SandboxedExecute(NbGraderPreprocessor):
                 tampering.append("the test cell replied 'ok' without running its own code to the end")
             if tampering:
                 flagged.append(f"{name}: {'; '.join(tampering)}")
-                cell.outputs = [error_output("Flagged", "zero points, for the instructor to review: "
-                                             + "; ".join(tampering))]
+                cell.outputs = [
+                    error_output("Flagged", "zero points, for the instructor to review: " + "; ".join(tampering))
+                ]
             elif entry.get("status") == "ok" and entry.get("finished"):
                 for output in cell.outputs:  # a passing test's warnings are not failures
                     if output.get("output_type") == "stream" and output.get("name") == "stderr":

@@ -1,0 +1,41 @@
+"""The clinic's instrument: watch a Keras run and name why it fails, with the evidence and the fix.
+
+Two ways in, one report:
+
+- with stock Keras, add ``ClinicMonitor(x_train, y_train)`` to ``model.fit(callbacks=[...])`` and call
+  ``diagnose(monitor)``. The monitor keeps the same monitor across several ``fit`` calls, so a
+  recompile between them shows up as a new start;
+- with the course's engine, call ``diagnose(history)`` on the ``History`` that ``adamclinic.engine.training.run``
+  returns. The engine already records every epoch's loss, validation loss and per-layer gradient norms
+  in its compiled loop; the rest is measured after the run from the seed's initial weights and the final
+  weights, so watching costs the engine nothing while it trains.
+
+Both paths fill one ``RunRecord`` (plain numbers, JSON-friendly), and ``diagnose`` reads only that: the
+rules below never see the model or the code, just what a practitioner could measure. Each rule returns
+a ``Finding`` with a score in [0, 1]; the report ranks them, and a run with no finding scoring at least
+``THRESHOLD`` gets "no problem found".
+
+Why a callback that does almost nothing per epoch: the probes run once when training starts (the loss
+and each layer's gradient) and once when it ends (the loss in training and in inference mode, the
+predictions), on at most ``probe_rows`` rows. Per epoch the monitor only copies two numbers out of
+Keras's logs. ``monitor.seconds`` is the time spent inside it.
+"""
+
+from adamclinic.clinic.monitor import ClinicMonitor, monitored_fit
+from adamclinic.clinic.record import PROBE_ROWS, RunRecord, record_from_history
+from adamclinic.clinic.rules import CAUSES, HEALTHY, RULES, THRESHOLD, Finding, Report, diagnose
+
+__all__ = [
+    "CAUSES",
+    "HEALTHY",
+    "PROBE_ROWS",
+    "RULES",
+    "THRESHOLD",
+    "ClinicMonitor",
+    "Finding",
+    "Report",
+    "RunRecord",
+    "diagnose",
+    "monitored_fit",
+    "record_from_history",
+]

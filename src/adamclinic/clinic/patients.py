@@ -1,0 +1,500 @@
+"""The clinic's patients: labelled training setups, broken in known ways or healthy.
+
+``ZOO`` is the labelled set the diagnostic tool (``adamclinic.clinic``) is scored on: at least two
+patients per cause, built from different data and architectures, and healthy runs that must get "no
+problem found". Most patients train on the course's engine; the ``fit`` ones train with stock
+``model.compile`` + ``model.fit`` watched by a ``ClinicMonitor`` (recompiling is a ``fit`` matter).
+
+``python -m adamclinic.clinic.patients`` trains the whole zoo (seed 0; ``--seed N`` for another) and prints each
+patient's label, the tool's verdict and its findings, then the top-1 accuracy and the false alarms.
+``--write`` also stores the recorded runs in ``tests/data/clinic_zoo.json``, which
+``tests/test_diagnostics.py`` scores (and re-trains a few of, to check they still match).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from adamclinic.clinic import (
+    HEALTHY,
+    ClinicMonitor,
+    Report,
+    RunRecord,
+    diagnose,
+    monitored_fit,
+    record_from_history,
+)
+from adamclinic.data import digits, overlapping_classes, parcels, smooth_regression
+from adamclinic.engine import Dataset, TrainConfig, run
+from adamclinic.models import binary_relu_net, deep_net, digits_relu_net, mlp, small_relu_net
+from adamclinic.paths import REPOSITORY_ROOT
+
+# Architectures (module-level builders, so the engine reuses one trace per architecture) ------------
+
+
+def wide_binary_net() -> keras.Model:
+    """8-256-256-1 ReLU with a sigmoid output: far more weights than 128 overlapping rows can pin down."""
+    return mlp("wide_binary_net", 8, (256, 256), "relu", output_activation="sigmoid")
+
+
+def deep_sigmoid_regression_net() -> keras.Model:
+    """Eight hidden sigmoid layers of 32 on the 10 regression inputs."""
+    return mlp("deep_sigmoid_regression_net", 10, (32,) * 8, "sigmoid")
+
+
+def tanh_binary_net() -> keras.Model:
+    """8-64-1: one hidden tanh layer and a sigmoid output."""
+    return mlp("tanh_binary_net", 8, (64,), "tanh", output_activation="sigmoid")
+
+
+def digits_tanh_net() -> keras.Model:
+    """64-32-32-10: two tanh layers and a softmax."""
+    return mlp("digits_tanh_net", 64, (32, 32), "tanh", outputs=10, output_activation="softmax")
+
+
+def digits_linear_output_net() -> keras.Model:
+    """64-64-10 ReLU with a linear output: scores, not probabilities."""
+    return mlp("digits_linear_output_net", 64, (64,), "relu", outputs=10)
+
+
+def linear_binary_net() -> keras.Model:
+    """8-32-1 tanh with a linear output: a score, not a probability."""
+    return mlp("linear_binary_net", 8, (32,), "tanh")
+
+
+def digits_regression_net() -> keras.Model:
+    """64-64-1 ReLU with a linear output, for a regression target computed from the digits."""
+    return mlp("digits_regression_net", 64, (64,), "relu")
+
+
+def parcel_net() -> keras.Model:
+    return small_relu_net(inputs=5)
+
+
+def large_init_relu_net() -> keras.Model:
+    """Eight hidden ReLU layers of 64 initialised with N(0, 1): each layer multiplies the signal by ~5.7."""
+    layers = [keras.Input((10,))]
+    layers += [
+        keras.layers.Dense(64, activation="relu", kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))
+        for _ in range(8)
+    ]
+    layers.append(keras.layers.Dense(1, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0)))
+    return keras.Sequential(layers, name="large_init_relu_net")
+
+
+def batch_norm_net(
+    inputs: int, outputs: int, output_activation: str | None, momentum: float
+) -> Callable[[], keras.Model]:
+    return _batch_norm_net(inputs, outputs, output_activation, momentum)
+
+
+@functools.cache
+def _batch_norm_net(inputs: int, outputs: int, output_activation: str | None, momentum: float):
+    def build() -> keras.Model:
+        # Batch norm after the ReLU: its input has a large positive mean that the moving mean must learn.
+        return keras.Sequential(
+            [
+                keras.Input((inputs,)),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.BatchNormalization(momentum=momentum),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.BatchNormalization(momentum=momentum),
+                keras.layers.Dense(outputs, activation=output_activation),
+            ],
+            name=f"batch_norm_net_{inputs}_{outputs}",
+        )
+
+    build.__name__ = f"batch_norm_net(momentum={momentum})"
+    return build
+
+
+# Data --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def regression() -> Dataset:
+    return smooth_regression()
+
+
+@functools.cache
+def digit_images(rows: int = 512) -> Dataset:
+    full = digits()
+    return Dataset(full.x_train[:rows], full.y_train[:rows], full.x_val, full.y_val, name=f"digits[:{rows}]")
+
+
+@functools.cache
+def two_classes(rows: int = 1024) -> Dataset:
+    pool, held_out = overlapping_classes()
+    features = [c for c in pool.columns if c != "label"]
+    return Dataset(
+        pool[features].to_numpy()[:rows],
+        pool["label"].to_numpy()[:rows],
+        held_out[features].to_numpy(),
+        held_out["label"].to_numpy(),
+        name="overlapping_classes",
+    )
+
+
+def imbalanced_two_classes(minority_share: float, rows: int = 1024, seed: int = 0) -> Dataset:
+    from adamclinic.data import imbalanced
+
+    pool, held_out = overlapping_classes()
+    return imbalanced(pool, held_out, minority_share, rows=rows, seed=seed)
+
+
+def misaligned(data: Dataset, seed: int = 0) -> Dataset:
+    """The labels shuffled on their own: each input now sits next to another row's label."""
+    order = np.random.default_rng(seed).permutation(len(data.y_train))
+    return replace(data, y_train=data.y_train[order], name=data.name + ", labels misaligned")
+
+
+def with_nan(data: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    from adamclinic.data import with_missing
+
+    return with_missing(data, fraction, seed=seed)
+
+
+def rescaled_columns(data: Dataset, factors: np.ndarray) -> Dataset:
+    factors = np.asarray(factors, dtype="float32")
+    return replace(
+        data,
+        x_train=data.x_train * factors,
+        x_val=None if data.x_val is None else data.x_val * factors,
+        name=data.name + ", columns in mixed units",
+    )
+
+
+def shifted_targets(data: Dataset, scale: float, offset: float) -> Dataset:
+    return replace(
+        data,
+        y_train=data.y_train * scale + offset,
+        y_val=None if data.y_val is None else data.y_val * scale + offset,
+        name=data.name + ", raw targets",
+    )
+
+
+@functools.cache
+def standardized_parcels() -> Dataset:
+    data = parcels()
+    mean, sd = data.x_train.mean(axis=0), data.x_train.std(axis=0)
+    return Dataset(
+        (data.x_train - mean) / sd, data.y_train, (data.x_val - mean) / sd, data.y_val, name="parcels, scaled"
+    )
+
+
+@functools.cache
+def digit_prices() -> Dataset:
+    """A regression on the digits: a made-up price of 500 + 100 × the digit, in dollars."""
+    data = digit_images(512)
+    return Dataset(data.x_train, 500 + 100 * data.y_train, data.x_val, 500 + 100 * data.y_val, name="digit prices")
+
+
+# Patients ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Patient:
+    """A labelled setup: ``cause`` is a key of ``adamclinic.clinic.CAUSES`` or ``"healthy"``.
+
+    ``make`` returns the engine config; ``fit`` (for the ``model.fit`` patients) trains and returns
+    the watching ``ClinicMonitor`` itself.
+    """
+
+    name: str
+    cause: str
+    make: Callable[[], TrainConfig]
+    fit: Callable[[TrainConfig], ClinicMonitor] | None = None
+    story: str = ""
+
+    def config(self, seed: int = 0) -> TrainConfig:
+        return replace(self.make(), seed=seed)
+
+    def record(self, seed: int = 0) -> RunRecord:
+        config = self.config(seed)
+        if self.fit is not None:
+            return self.fit(config).record
+        return record_from_history(run(config))
+
+    def diagnose(self, seed: int = 0) -> Report:
+        return diagnose(self.record(seed))
+
+
+def recompiled_fit(after: int) -> Callable[[TrainConfig], ClinicMonitor]:
+    return functools.partial(monitored_fit, recompile_after=after)
+
+
+SCC = "sparse_categorical_crossentropy"
+BCE = "binary_crossentropy"
+MIXED_UNITS = np.array([1e-3, 1e-2, 1.0, 10.0, 1e2, 1e3, 1e4, 1.0, 1e-1, 1e5])
+
+
+def _zoo() -> list[Patient]:
+    R, B = regression, two_classes
+    return [
+        # learning rate too high
+        Patient(
+            "regression, lr 1.0",
+            "learning_rate_too_high",
+            lambda: TrainConfig(R(), small_relu_net, learning_rate=1.0, epochs=20),
+        ),
+        Patient(
+            "digits, lr 0.3",
+            "learning_rate_too_high",
+            lambda: TrainConfig(digit_images(), digits_relu_net, learning_rate=0.3, epochs=20, loss=SCC),
+        ),
+        Patient(
+            "two classes (fit), tanh net, lr 3.0",
+            "learning_rate_too_high",
+            lambda: TrainConfig(B(), tanh_binary_net, learning_rate=3.0, epochs=15, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # learning rate too low
+        Patient(
+            "regression, lr 1e-5",
+            "learning_rate_too_low",
+            lambda: TrainConfig(R(), small_relu_net, learning_rate=1e-5, epochs=20),
+        ),
+        Patient(
+            "digits, tanh net, lr 3e-6",
+            "learning_rate_too_low",
+            lambda: TrainConfig(digit_images(), digits_tanh_net, learning_rate=3e-6, epochs=20, loss=SCC),
+        ),
+        Patient(
+            "two classes (fit), lr 1e-5",
+            "learning_rate_too_low",
+            lambda: TrainConfig(B(), binary_relu_net, learning_rate=1e-5, epochs=15, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # vanishing gradients
+        Patient(
+            "digits, 10 sigmoid layers",
+            "vanishing_gradients",
+            lambda: TrainConfig(digit_images(), deep_net(10, "sigmoid"), epochs=20, loss=SCC),
+        ),
+        Patient(
+            "regression, 8 sigmoid layers",
+            "vanishing_gradients",
+            lambda: TrainConfig(R(), deep_sigmoid_regression_net, epochs=20),
+        ),
+        # exploding gradients
+        Patient(
+            "regression, 8 ReLU layers at N(0, 1)",
+            "exploding_gradients",
+            lambda: TrainConfig(R(), large_init_relu_net, epochs=20),
+        ),
+        Patient(
+            "digits, 10 linear layers at N(0, 1), SGD",
+            "exploding_gradients",
+            lambda: TrainConfig(
+                digit_images(),
+                deep_net(10, "linear", "normal(1)"),
+                optimizer="sgd",
+                learning_rate=1e-3,
+                epochs=20,
+                loss=SCC,
+            ),
+        ),
+        # unscaled inputs
+        Patient("parcels, raw units", "unscaled_inputs", lambda: TrainConfig(parcels(), parcel_net, epochs=20)),
+        Patient(
+            "regression, columns in mixed units",
+            "unscaled_inputs",
+            lambda: TrainConfig(rescaled_columns(R(), MIXED_UNITS), small_relu_net, epochs=20),
+        ),
+        # unscaled targets
+        Patient(
+            "regression, targets in dollars",
+            "unscaled_targets",
+            lambda: TrainConfig(shifted_targets(R(), 300.0, 2000.0), small_relu_net, epochs=20),
+        ),
+        Patient(
+            "digit prices", "unscaled_targets", lambda: TrainConfig(digit_prices(), digits_regression_net, epochs=20)
+        ),
+        # β2 too low
+        Patient(
+            "regression, β2 0.3, batch 8",
+            "beta_2_too_low",
+            lambda: TrainConfig(R(), small_relu_net, beta_2=0.3, batch_size=8, learning_rate=3e-3, epochs=20),
+        ),
+        Patient(
+            "digits, β2 0.3",
+            "beta_2_too_low",
+            lambda: TrainConfig(
+                digit_images(), digits_relu_net, beta_2=0.3, batch_size=16, learning_rate=3e-3, epochs=20, loss=SCC
+            ),
+        ),
+        # NaN inputs
+        Patient(
+            "regression, 1% missing inputs",
+            "nan_inputs",
+            lambda: TrainConfig(with_nan(R(), 0.01), small_relu_net, epochs=10, check_inputs=False),
+        ),
+        Patient(
+            "two classes (fit), 2% missing inputs",
+            "nan_inputs",
+            lambda: TrainConfig(with_nan(B(), 0.02), tanh_binary_net, epochs=10, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # constant prediction of the majority class
+        Patient(
+            "two classes, 3% minority",
+            "majority_class",
+            lambda: TrainConfig(imbalanced_two_classes(0.03), binary_relu_net, epochs=20, loss=BCE),
+        ),
+        Patient(
+            "two classes (fit), tanh net, 5% minority",
+            "majority_class",
+            lambda: TrainConfig(imbalanced_two_classes(0.05, seed=1), tanh_binary_net, epochs=15, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # stuck at the loss of guessing
+        Patient(
+            "digits, labels misaligned",
+            "chance_plateau",
+            lambda: TrainConfig(misaligned(digit_images()), digits_relu_net, epochs=20, loss=SCC),
+        ),
+        Patient(
+            "two classes (fit), labels misaligned",
+            "chance_plateau",
+            lambda: TrainConfig(misaligned(B()), tanh_binary_net, epochs=15, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # the output layer does not match the loss
+        Patient(
+            "digits, linear output",
+            "output_loss_mismatch",
+            lambda: TrainConfig(digit_images(), digits_linear_output_net, epochs=15, loss=SCC),
+        ),
+        Patient(
+            "two classes (fit), linear output",
+            "output_loss_mismatch",
+            lambda: TrainConfig(B(), linear_binary_net, epochs=15, loss=BCE),
+            fit=monitored_fit,
+        ),
+        # optimizer state lost on recompile
+        Patient(
+            "regression (fit), recompiled at epoch 10",
+            "recompile_reset",
+            lambda: TrainConfig(R(), small_relu_net, learning_rate=1e-2, epochs=20),
+            fit=recompiled_fit(10),
+        ),
+        Patient(
+            "digits (fit), tanh net recompiled at epoch 10",
+            "recompile_reset",
+            lambda: TrainConfig(digit_images(), digits_tanh_net, learning_rate=1e-2, epochs=20, loss=SCC),
+            fit=recompiled_fit(10),
+        ),
+        # training and inference modes disagree
+        Patient(
+            "regression, batch norm momentum 0.999",
+            "train_eval_mismatch",
+            lambda: TrainConfig(R(), batch_norm_net(10, 1, None, 0.999), epochs=10),
+        ),
+        Patient(
+            "digits (fit), batch norm momentum 0.999",
+            "train_eval_mismatch",
+            lambda: TrainConfig(digit_images(), batch_norm_net(64, 10, "softmax", 0.999), epochs=8, loss=SCC),
+            fit=monitored_fit,
+        ),
+        # overfitting
+        Patient(
+            "digits, 256 rows, wide net, 60 epochs",
+            "overfitting",
+            lambda: TrainConfig(digit_images(256), digits_wide_net, epochs=60, loss=SCC),
+        ),
+        Patient(
+            "two classes, 128 rows, wide net",
+            "overfitting",
+            lambda: TrainConfig(two_classes(128), wide_binary_net, epochs=60, loss=BCE),
+        ),
+        # healthy
+        Patient("regression, defaults", HEALTHY, lambda: TrainConfig(R(), small_relu_net, epochs=20)),
+        Patient("digits, defaults", HEALTHY, lambda: TrainConfig(digit_images(), digits_relu_net, epochs=15, loss=SCC)),
+        Patient("two classes, defaults", HEALTHY, lambda: TrainConfig(B(), binary_relu_net, epochs=15, loss=BCE)),
+        Patient("parcels, standardized", HEALTHY, lambda: TrainConfig(standardized_parcels(), parcel_net, epochs=20)),
+        Patient(
+            "digits (fit), tanh net",
+            HEALTHY,
+            lambda: TrainConfig(digit_images(), digits_tanh_net, epochs=15, loss=SCC),
+            fit=monitored_fit,
+        ),
+        Patient(
+            "all digits, 10 ReLU layers, He init",
+            HEALTHY,
+            lambda: TrainConfig(digit_images(1440), deep_net(10, "relu", "he_normal"), epochs=10, loss=SCC),
+        ),
+    ]
+
+
+def digits_wide_net() -> keras.Model:
+    return mlp("digits_wide_net", 64, (256, 256), "relu", outputs=10, output_activation="softmax")
+
+
+ZOO: list[Patient] = _zoo()
+
+
+def scorecard(reports: dict[str, tuple[str, Report]]) -> dict[str, float]:
+    """Top-1 accuracy over every patient, and how many healthy runs got a problem named."""
+    hits = sum(report.top == cause for cause, report in reports.values())
+    false_alarms = sum(cause == HEALTHY and report.top != HEALTHY for cause, report in reports.values())
+    return {
+        "patients": len(reports),
+        "top1_accuracy": hits / len(reports),
+        "false_alarms": false_alarms,
+        "healthy": sum(cause == HEALTHY for cause, _ in reports.values()),
+    }
+
+
+def stored_path() -> Path:
+    """Where the zoo's recorded runs are kept (``tests/data/clinic_zoo.json``), written by ``--write``."""
+    return REPOSITORY_ROOT / "tests" / "data" / "clinic_zoo.json"
+
+
+def record_zoo(seed: int = 0, patients: list[Patient] | None = None) -> dict[str, dict]:
+    """Train every patient once; by name: its label and its ``RunRecord`` as a plain dict."""
+    return {p.name: {"cause": p.cause, "record": asdict(p.record(seed))} for p in (patients or ZOO)}
+
+
+def load_zoo(path: Path | None = None) -> tuple[int, dict[str, tuple[str, RunRecord]]]:
+    """The stored zoo: its seed and, by patient name, (label, ``RunRecord``)."""
+    stored = json.loads((path or stored_path()).read_text(encoding="utf-8"))
+    return stored["seed"], {
+        name: (entry["cause"], RunRecord(**entry["record"])) for name, entry in stored["patients"].items()
+    }
+
+
+def main(argv: list[str]) -> dict[str, float]:
+    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+    recorded = record_zoo(seed)
+    if "--write" in argv:
+        path = stored_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Compact, one patient per line: small in git and readable in a diff.
+        lines = ",\n".join(
+            f"  {json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in recorded.items()
+        )
+        path.write_text(f'{{"seed": {seed}, "patients": {{\n{lines}\n}}}}\n', encoding="utf-8")
+    reports = {}
+    for name, entry in recorded.items():
+        report = diagnose(RunRecord(**entry["record"]))
+        reports[name] = (entry["cause"], report)
+        mark = "ok " if report.top == entry["cause"] else "XX "
+        print(
+            f"{mark}{name:48s} label={entry['cause']:24s} tool={report.top:24s} "
+            f"{[f'{f.cause}:{f.score:.2f}' for f in report.findings]}"
+        )
+    card = scorecard(reports)
+    print(card)
+    return card
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

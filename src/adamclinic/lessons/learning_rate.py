@@ -1,0 +1,331 @@
+"""Lesson 01, the learning rate: the range test, what one step does, and the checks ex01's hidden tests run.
+
+Three parts: the learning-rate range test as a Keras callback (``LRRangeTest``, ``lr_range_test``,
+``suggest_learning_rate``); small probes of a single Adam step and of dead ReLU units
+(``first_step_sizes``, ``dead_relu_fraction``); and the measurements ex01's hidden tests make in the
+student's kernel, retraining from the student's settings with fixed seeds (``final_losses``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from adamclinic.data import smooth_regression
+from adamclinic.engine import (
+    Dataset,
+    History,
+    LearningRate,
+    TrainConfig,
+    learning_rate_table,
+    run,
+    seed_everything,
+)
+from adamclinic.models import small_relu_net
+
+# ---------------------------------------------------------------------------------------------
+# The learning-rate range test (Smith, 2017): sweep the rate up exponentially, watch the loss.
+#
+# ``LRRangeTest`` is a Keras callback for any ``model.fit``: at every batch it sets the optimizer's
+# learning rate a fixed factor higher, records that batch's loss, stops training once the smoothed loss
+# blows up, and at the end puts back the weights and optimizer state the model had before the sweep,
+# so the sweep costs nothing but time. ``lr_range_test`` runs one on a fresh model from a
+# ``TrainConfig``; ``suggest_learning_rate`` turns the sweep into a rate.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The rates tried, the raw loss of the batch at each, and its smoothed (bias-corrected EMA) value."""
+
+    learning_rates: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    stopped_early: bool
+
+
+def smooth(losses: np.ndarray, beta: float = 0.9) -> np.ndarray:
+    """Exponential moving average with Adam-style bias correction, so the first values are not pulled to 0."""
+    out = np.empty(len(losses))
+    average = 0.0
+    for i, value in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * value
+        out[i - 1] = average / (1 - beta**i)
+    return out
+
+
+class LRRangeTest(keras.callbacks.Callback):
+    """Raise the learning rate from ``min_lr`` to ``max_lr`` over ``num_steps`` batches, geometrically.
+
+    Training stops when the smoothed loss exceeds ``blowup`` times its lowest value (or is not
+    finite). Keras 3 passes ``on_train_batch_end`` the running mean of the epoch's losses, not the
+    batch's own loss; with equal batches the batch's loss is recovered exactly from two
+    consecutive means: ``k * mean_k - (k - 1) * mean_(k-1)``.
+    """
+
+    def __init__(
+        self, min_lr: float = 1e-6, max_lr: float = 10.0, num_steps: int = 100, blowup: float = 4.0, beta: float = 0.9
+    ):
+        super().__init__()
+        if not 0 < min_lr < max_lr:
+            raise ValueError(f"Need 0 < min_lr < max_lr; got {min_lr} and {max_lr}.")
+        if num_steps < 2:
+            raise ValueError("num_steps must be at least 2.")
+        self.min_lr, self.max_lr, self.num_steps = min_lr, max_lr, num_steps
+        self.blowup, self.beta = blowup, beta
+
+    def rate_at(self, step: int) -> float:
+        return self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.num_steps - 1))
+
+    def on_train_begin(self, logs=None):
+        self.learning_rates: list[float] = []
+        self.losses: list[float] = []
+        self.stopped_early = False
+        self._step = 0
+        self._average = 0.0
+        self._best = math.inf
+        self._saved_weights = self.model.get_weights()
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self._saved_optimizer = [v.numpy() for v in optimizer.variables]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches_this_epoch = 0
+        self._previous_mean = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.rate_at(self._step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        running_mean = float(logs["loss"])
+        k = self._batches_this_epoch + 1
+        loss = k * running_mean - (k - 1) * self._previous_mean
+        self._batches_this_epoch, self._previous_mean = k, running_mean
+        self.learning_rates.append(self.rate_at(self._step))
+        self.losses.append(loss)
+        self._step += 1
+        self._average = self.beta * self._average + (1 - self.beta) * loss
+        smoothed = self._average / (1 - self.beta**self._step)
+        self._best = min(self._best, smoothed)
+        if not math.isfinite(smoothed) or smoothed > self.blowup * self._best:
+            self.stopped_early = True
+            self.model.stop_training = True
+        elif self._step >= self.num_steps:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.model.set_weights(self._saved_weights)
+        for variable, value in zip(self.model.optimizer.variables, self._saved_optimizer):
+            variable.assign(value)
+
+    def sweep(self) -> Sweep:
+        losses = np.array(self.losses)
+        return Sweep(np.array(self.learning_rates), losses, smooth(losses, self.beta), self.stopped_early)
+
+
+def lr_range_test(config: TrainConfig, min_lr: float = 1e-6, max_lr: float = 10.0, num_steps: int = 100) -> Sweep:
+    """Run a range test on a fresh model built from ``config`` (its data, model, betas, batch size, seed)."""
+    seed_everything(config.seed)
+    model = config.build_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(min_lr, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon),
+        loss=config.loss,
+    )
+    finder = LRRangeTest(min_lr, max_lr, num_steps)
+    steps_per_epoch = len(config.data.x_train) // config.batch_size
+    model.fit(
+        config.data.x_train,
+        config.data.y_train,
+        batch_size=config.batch_size,
+        epochs=math.ceil(num_steps / steps_per_epoch),
+        shuffle=True,
+        callbacks=[finder],
+        verbose=0,
+    )
+    return finder.sweep()
+
+
+def suggest_learning_rate(sweep: Sweep) -> float:
+    """A safe pick: ten times below the rate where the smoothed loss was lowest.
+
+    At the minimum the loss is about to blow up, so the rate there is already too high for a whole
+    run; a decade lower keeps most of the speed with a margin.
+    """
+    if len(sweep.smoothed) == 0:
+        raise ValueError("The sweep is empty: run the range test first.")
+    return float(sweep.learning_rates[int(np.nanargmin(sweep.smoothed))] / 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small measurements the lessons show and the tests assert: what one Adam step does, which units died.
+# ---------------------------------------------------------------------------------------------
+
+
+def first_step_sizes(
+    build_model: Callable[[], keras.Model],
+    data: Dataset,
+    loss_scales: Sequence[float],
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """How far one optimizer step moves the weights when the loss is multiplied by each scale.
+
+    Multiplying the loss by ``s`` multiplies every gradient by ``s``. Plain SGD's step grows with it;
+    Adam's first step is ``lr * m_hat / (sqrt(v_hat) + eps)`` = ``lr * g / |g|`` (up to ε), so it
+    moves each weight by about ``lr`` whatever ``s`` is. Returns the median and largest absolute
+    weight change per optimizer and scale.
+    """
+    xb = tf.constant(data.x_train[:batch_size])
+    yb = tf.constant(data.y_train[:batch_size])
+    seed_everything(seed)
+    model = build_model()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
+    grads = tape.gradient(loss, model.trainable_variables)
+    rows = []
+    for name, make_optimizer in (("Adam", keras.optimizers.Adam), ("SGD", keras.optimizers.SGD)):
+        for scale in loss_scales:
+            # The step is applied to variables that start at zero, so the new values are the update
+            # itself: subtracting two float32 weights of size 0.1 cannot resolve a step below 1e-8.
+            steps = [keras.Variable(np.zeros(v.shape, dtype="float32")) for v in model.trainable_variables]
+            make_optimizer(learning_rate=learning_rate).apply([scale * g for g in grads], steps)
+            moves = np.concatenate([np.abs(v.numpy()).ravel() for v in steps])
+            moved = moves[moves > 0]
+            rows.append(
+                {
+                    "optimizer": name,
+                    "loss scale": scale,
+                    "median |Δw|": float(np.median(moved)),
+                    "largest |Δw|": float(moves.max()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def dead_relu_fraction(history: History, x: np.ndarray) -> float:
+    """The fraction of hidden ReLU units that output zero for every row of ``x`` after training.
+
+    A dead unit passes no gradient, so nothing can bring it back: a network whose units are all dead
+    predicts one constant, and its loss stops at the loss of predicting that constant.
+    """
+    if history.final_weights is None:
+        raise ValueError("This history has no final weights; train it with adamclinic.engine.training.run.")
+    model = history.config.build_model()
+    model.set_weights(history.final_weights)
+    dead, total = 0, 0
+    activations = np.asarray(x, dtype="float32")
+    for layer in model.layers:
+        activations = np.asarray(layer(activations))
+        if getattr(layer, "activation", None) is keras.activations.relu:
+            alive = (activations > 0).any(axis=0)
+            dead += int((~alive).sum())
+            total += alive.size
+    if total == 0:
+        raise ValueError("The model has no ReLU layers.")
+    return dead / total
+
+
+def prediction_spread(history: History, x: np.ndarray) -> float:
+    """The standard deviation of the trained model's predictions over ``x`` (0 for a constant prediction)."""
+    model = history.config.build_model()
+    model.set_weights(history.final_weights)
+    return float(np.std(np.asarray(model(np.asarray(x, dtype="float32")))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers the hidden tests of the exercises use to judge a student's work.
+#
+# The bars themselves (how low a loss must get) are constants in the test cells, where an instructor
+# reads and tunes them; these functions only retrain and measure. They never trust a number the
+# student computed: every loss is measured again by ``adamclinic.engine.training.run`` from the student's
+# settings, with fixed seeds, so the same notebook always earns the same score.
+# ---------------------------------------------------------------------------------------------
+
+
+GRADING_SEEDS = (0, 1, 2)
+
+
+def final_losses(learning_rate: LearningRate, seeds=GRADING_SEEDS, epochs: int = 30) -> np.ndarray:
+    """Train lesson 01's net (``small_relu_net`` on ``smooth_regression``) once per seed; the final losses.
+
+    A run that diverged reports ``inf``, so it fails any bar.
+    """
+    data = smooth_regression()
+    losses = []
+    for seed in seeds:
+        history = run(TrainConfig(data, small_relu_net, learning_rate=learning_rate, epochs=epochs, seed=seed))
+        loss = history.final_loss
+        losses.append(loss if math.isfinite(loss) else math.inf)
+    return np.asarray(losses, dtype=float)
+
+
+def peak_rate(schedule: LearningRate, total_steps: int) -> float:
+    """The highest learning rate a float or schedule reaches over ``total_steps`` optimizer steps."""
+    return float(np.max(learning_rate_table(schedule, total_steps)))
+
+
+def decades_apart(a: float, b: float) -> float:
+    """How far apart two positive rates are, in decades (powers of ten)."""
+    return abs(math.log10(float(a)) - math.log10(float(b)))
+
+
+def grid_step(learning_rates) -> float:
+    """The spacing of an evenly log-spaced grid of rates, in decades."""
+    rates = np.asarray(learning_rates, dtype=float)
+    return float(np.median(np.diff(np.log10(rates))))
+
+
+def reference_steepest_descent_lr(learning_rates, smoothed_losses) -> float:
+    """The reference answer of ex01's steepest-descent rule (see the solution notebook)."""
+    rates = np.asarray(learning_rates, dtype=float)
+    losses = np.asarray(smoothed_losses, dtype=float)
+    end = int(np.nanargmin(losses)) + 1
+    slopes = np.gradient(losses[:end], np.log10(rates[:end]))
+    return float(rates[int(np.argmin(slopes))])
+
+
+def synthetic_sweep(
+    steepest_at: float,
+    minimum_at: float,
+    start: float = 1e-6,
+    stop: float = 10.0,
+    points_per_decade: int = 10,
+    width: float = 0.5,
+    tail=None,
+    flat_noise: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A hand-made range-test curve whose steepest descent is exactly at ``steepest_at``.
+
+    On an evenly log-spaced grid of rates (``points_per_decade`` per decade; both ends included
+    when they fall on the grid) the loss falls from 1.0 to 0.1 along a tanh step centred on
+    ``steepest_at`` (``width`` decades wide), keeps creeping down until ``minimum_at`` and then
+    rises quadratically, as a loss that blows up. ``tail`` replaces the values after the minimum
+    (for example a noisy rise with a steep drop or ``inf`` in it). ``flat_noise`` adds small
+    deterministic noise to the plateau before the descent.
+    """
+    decades = math.log10(stop) - math.log10(start)
+    x = np.log10(start) + np.arange(int(round(decades * points_per_decade)) + 1) / points_per_decade
+    centre, bottom = math.log10(steepest_at), math.log10(minimum_at)
+    loss = 0.55 - 0.45 * np.tanh((x - centre) / width)
+    # a slow creep down to the minimum, then a blow-up
+    loss = loss - 0.02 * np.clip(x - centre, 0, bottom - centre) / max(bottom - centre, 1e-9)
+    loss = loss + 2.0 * np.clip(x - bottom, 0, None) ** 2
+    if flat_noise:
+        plateau = x < centre - 3 * width
+        loss[plateau] += flat_noise * np.random.default_rng(seed).uniform(-1, 1, int(plateau.sum()))
+    if tail is not None:
+        after = np.flatnonzero(x > bottom + 1e-9)
+        tail = np.asarray(tail, dtype=float)[: len(after)]
+        loss[after[: len(tail)]] = tail
+        loss = loss[: after[0] + len(tail)] if len(tail) < len(after) else loss
+        x = x[: len(loss)]
+    return 10.0**x, loss
