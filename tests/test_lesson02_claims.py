@@ -14,6 +14,7 @@ from adamclinic.data import digits
 from adamclinic.engine import run
 from adamclinic.lessons.vanishing_exploding_gradients import (
     GradientNormView,
+    adam_steps,
     deep_net,
     gradient_config,
     gradient_table,
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow  # every test here trains real models (make check 
 
 SEEDS = range(5)
 CHANCE = math.log(10)  # 2.303: the loss of predicting the class frequencies
+EPSILON = 1e-7  # Keras's Adam ε, which every run here uses; it is added per weight
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def runs(base):
         "sigmoid": base,
         "sigmoid sgd": gradient_config(base, optimizer="sgd", learning_rate=0.1),
         "sigmoid x15": gradient_config(base, depth=15),
+        "sigmoid 20 epochs": gradient_config(base, epochs=20),
         "sigmoid 100 epochs": gradient_config(base, epochs=100),
         "relu he": gradient_config(base, activation="relu", initializer="he_normal"),
         "batch norm": gradient_config(base, batch_norm=True),
@@ -71,9 +74,32 @@ def runs(base):
     return get
 
 
+@pytest.fixture(scope="module")
+def steps(base):
+    """``adam_steps`` tables (the first epoch, step by step) by (name, seed), computed once: about 1 s each."""
+    configs = {"sigmoid": base, "exploding": gradient_config(base, activation="relu", initializer="normal(1)")}
+    cache = {}
+
+    def get(name, seed):
+        if (name, seed) not in cache:
+            cache[name, seed] = adam_steps(replace(configs[name], seed=seed))
+        return cache[name, seed]
+
+    return get
+
+
 def ratio(history, epoch=1):
     norms = history.layer_grad_norms[epoch - 1]
     return norms[0] / norms[-1]
+
+
+def kernels(history):
+    return [w for w in history.final_weights if w.ndim >= 2]
+
+
+def per_weight(history, layer=0, epoch=1):
+    """A kernel's mean gradient norm divided by the square root of its number of weights: the RMS per weight."""
+    return history.layer_grad_norms[epoch - 1, layer] / math.sqrt(kernels(history)[layer].size)
 
 
 # Section 3: vanishing, measured -----------------------------------------------------------------
@@ -115,6 +141,59 @@ def test_at_15_layers_the_gradient_is_below_epsilon_and_adam_stops_too(runs, see
     assert 2e-10 < history.layer_grad_norms[0, 0] < 1e-9  # measured 2.7e-10 .. 9.1e-10
     assert weight_movement(history)[0] < 5e-4  # measured 1e-4 .. 4e-4
     assert abs(history.final_loss - CHANCE) < 0.01
+    # "6e-12 to 2e-11 per weight, 5 000 to 20 000 times below eps; about a thousand times (750 to 1 800) below the
+    # 10-layer net's first layer"
+    assert 5e-12 < per_weight(history) < 2.2e-11  # measured 5.9e-12 .. 2.02e-11
+    assert per_weight(history) < EPSILON / 4500
+    assert 500 < runs("sigmoid", seed).layer_grad_norms[0, 0] / history.layer_grad_norms[0, 0] < 2500  # 750 .. 1800
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_first_layers_gradient_per_weight_is_below_epsilon_so_adam_does_not_rescale_it(runs, steps, seed):
+    """Section 3: the first kernel's norm (4-7e-7) is 0.9-1.6e-8 per weight (2048 weights), its median √v̂
+    0.6-1.0e-8: ten times below eps. Its median step in epoch 1 is 0.3-0.4% of lr, the output layer's 32-42%;
+    layers whose per-weight gradient is over 1e-6 step 0.2-0.5 lr."""
+    history = runs("sigmoid", seed)
+    assert 3.5e-7 < history.layer_grad_norms[0, 0] < 7.5e-7  # measured 3.95e-7 .. 7.05e-7
+    assert kernels(history)[0].size == 64 * 32
+    assert 8e-9 < per_weight(history) < 1.7e-8  # measured 8.7e-9 .. 1.56e-8
+    table = steps("sigmoid", seed)  # the same run's first epoch, retrained step by step
+    first, last = table.iloc[0], table.iloc[-1]
+    assert first["per-weight |g|"] == pytest.approx(per_weight(history), rel=0.02)
+    assert first["median √v̂"] < EPSILON / 9  # measured 5.6e-9 .. 9.9e-9
+    assert 0.002 < first["median step / lr"] < 0.005  # measured 0.0028 .. 0.0043
+    assert 0.28 < last["median step / lr"] < 0.45  # measured 0.318 .. 0.417
+    # "layers 5 to 11, above 1e-6 per weight, step 0.2 to 0.5 lr; layers 1 and 2, below eps, 0.3% to 2.5%"
+    above = table.loc[table["per-weight |g|"] > 10 * EPSILON, "median step / lr"]
+    assert list(above.index) == [5, 6, 7, 8, 9, 10, 11] and 0.18 < above.min() and above.max() < 0.55  # 0.211 .. 0.503
+    gradients = table["per-weight |g|"]
+    assert gradients[11] / gradients[5] > 3e3  # "four orders of magnitude": measured about 1e4
+    below = table.loc[table["per-weight |g|"] < EPSILON, "median step / lr"]
+    assert list(below.index) == [1, 2] and below.max() < 0.03  # measured 0.0028 .. 0.0254
+
+
+def test_below_epsilon_adam_is_sgd_at_a_learning_rate_of_thousands():
+    """Section 3: Keras's step is lr·√(1-β2^t)·m̂/(√v̂·√(1-β2^t) + ε); far below ε that is SGD on m̂ at a learning
+    rate of lr·√(1-β2^t)/ε: about 300 at step 1, 2 000 after the first epoch (45 steps), 10^4 in the limit.
+    The effective ε, ε/√(1-β2^t), is 3.2e-6 at step 1 and 4.8e-7 after the first epoch."""
+    rate = [1e-3 * math.sqrt(1 - 0.999**t) / EPSILON for t in (1, 45)]
+    assert 300 < rate[0] < 330 and 2000 < rate[1] < 2200 and 1e-3 / EPSILON == pytest.approx(1e4)
+    assert 3.1e-6 < EPSILON / math.sqrt(1 - 0.999) < 3.2e-6 and 4.7e-7 < EPSILON / math.sqrt(1 - 0.999**45) < 4.9e-7
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_first_layer_moves_late_as_its_gradient_grows(runs, seed):
+    """Section 3: by epoch 30 the first layer's gradient is 13 to 7e5 times its epoch-1 size; after 20 epochs the
+    layer has moved only 16-39% of its size. Section 3 (100 epochs): after 30 epochs its weights' norm has grown
+    16-63%, the output layer's stays within 6%."""
+    history = runs("sigmoid", seed)
+    growth = history.layer_grad_norms[29, 0] / history.layer_grad_norms[0, 0]
+    assert 10 < growth < 1e6  # measured 12.9, 902, 4.1e5, 7.3e5, 31.7
+    assert 0.14 < weight_movement(runs("sigmoid 20 epochs", seed))[0] < 0.42  # measured 0.160 .. 0.388
+    start = [w for w in initial_weights(history.config) if w.ndim >= 2]
+    grown = [np.linalg.norm(b) / np.linalg.norm(a) for a, b in zip(start, kernels(history))]
+    assert 1.12 < grown[0] < 1.7  # measured 1.16 .. 1.63
+    assert 0.94 < grown[-1] < 1.07  # measured 0.98 .. 1.06
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -199,6 +278,18 @@ def test_clipping_barely_helps_adam(runs, seed):
     assert 300 < clipped < 4300  # measured 336 .. 4195
     assert 200 < global_clipped < 4500  # measured 220 .. 4384
     assert clipped > 100 * CHANCE
+    # clipnorm=1 leaves each kernel a gradient of norm at most 1: 0.02 to 0.06 per weight, still far above eps
+    sizes = [w.size for w in kernels(runs("exploding clipnorm", seed))]
+    assert all(0.02 < 1 / math.sqrt(n) < 0.06 for n in sizes)  # 2048, 1024 and 320 weights: 0.022 .. 0.056
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_under_adam_a_huge_gradient_still_gives_steps_below_the_learning_rate(steps, seed):
+    """Section 6: every weight's gradient is 1e4 to 1e5 (RMS per weight, layer by layer), yet in the first epoch
+    each layer's median step is 0.03 to 0.5 learning rates."""
+    table = steps("exploding", seed)
+    assert 1e4 < table["per-weight |g|"].min() and table["per-weight |g|"].max() < 1e5  # measured 1.1e4 .. 7.5e4
+    assert 0.02 < table["median step / lr"].min() and table["median step / lr"].max() < 0.6  # 0.028 .. 0.523
 
 
 @pytest.mark.parametrize("seed", SEEDS)

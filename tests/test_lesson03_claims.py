@@ -8,12 +8,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from adamclinic.data import load_csv, parcels
-from adamclinic.engine import TrainConfig, run
+from adamclinic.engine import TrainConfig, run, seed_everything, step_trace
 from adamclinic.lessons.feature_scaling import (
+    DISTANCE,
     SCALERS,
     first_layer_at_init,
+    first_layer_gradient,
     first_layer_table,
     leak_effect,
     leak_experiment,
@@ -27,6 +30,16 @@ from adamclinic.models import parcel_relu_net, parcel_tanh_net
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
 SEEDS = range(5)
+EPSILON = 1e-7  # Keras's Adam ε, added to each weight's own running gradient size
+
+
+def rms(values):
+    return float(np.sqrt(np.mean(np.square(values))))
+
+
+def distance_gradient(k, seed, build_model=parcel_relu_net):
+    """The gradient of the first-layer weights that read distance_m (one per unit), at initialization."""
+    return first_layer_gradient(build_model, spread_parcels(k), seed=seed)[DISTANCE]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +124,17 @@ def test_adam_k4_seed_3_is_a_blow_up_not_a_plateau(runs):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_adams_step_stays_near_the_learning_rate_however_large_the_gradient(base, seed):
+    """Section 3: the distance weights' gradients are about 1e2 (k=2) and 1e6 (k=4) per weight at initialization;
+    yet the largest step any weight takes in the first epoch is 1.0 to 1.2 learning rates, at k = 0, 2 and 4."""
+    assert 1e2 < rms(distance_gradient(2, seed)) < 1e3  # measured 1.4e2 .. 7.4e2
+    assert 1e6 < rms(distance_gradient(4, seed)) < 1e7  # measured 1.3e6 .. 7.4e6
+    for k in (0, 2, 4):
+        trace = step_trace(replace(spread_config(base, k, "adam"), seed=seed), epochs=1)
+        assert 0.95 < trace.largest_step_in_learning_rates < 1.3  # measured 1.001 .. 1.211
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_sgd_diverges_where_adam_does_not(runs, seed):
     """Section 3: SGD (lr 1e-2) trains at k=0 (about 0.045), and at k=4 is NaN in the first epoch."""
     assert 0.04 < runs("spread", 0, "sgd", parcel_relu_net, seed).final_loss < 0.05  # 0.043 .. 0.046
@@ -131,6 +155,24 @@ def test_a_tiny_feature_is_lost_too(runs, seed):
     k4 = runs("spread", -4, "adam", parcel_relu_net, seed).final_loss
     assert 0.34 < k3 < 0.42 and 0.34 < k4 < 0.42  # 0.370 .. 0.389 and 0.376 .. 0.392
     assert abs(k3 - k4) < 0.03
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_tiny_features_weights_are_rescaled_but_cannot_grow_enough(runs, seed):
+    """Section 3: at k=-3 and k=-4 the distance weights' gradients are about 1e-4 and 1e-5 per weight (1000 and
+    10 000 times smaller than at k=0), still 80 times eps or more, so Adam scales them up: over the 960 steps
+    (at most about 0.96 at 0.001 a step) those weights move by 0.82-0.87 (RMS per weight)."""
+    g = {k: rms(distance_gradient(k, seed)) for k in (0, -3, -4)}
+    assert 7e-5 < g[-3] < 1.6e-4 and 7e-6 < g[-4] < 1.6e-5  # measured 7.8e-5 .. 1.5e-4 and 7.8e-6 .. 1.5e-5
+    assert 700 < g[0] / g[-3] < 1500 and 9 < g[-3] / g[-4] < 11  # 880 .. 1320, and 10.0
+    assert g[-4] > 75 * EPSILON
+    seed_everything(seed)
+    start = parcel_relu_net().get_weights()[0][DISTANCE]
+    for k in (-3, -4):
+        history = runs("spread", k, "adam", parcel_relu_net, seed)
+        assert len(history.epochs) * 32 == 960
+        moved = rms(history.final_weights[0][DISTANCE] - start)
+        assert 0.78 < moved < 0.9 < 960 * history.config.learning_rate  # 0.842 .. 0.870 (k=-3), 0.820 .. 0.845 (k=-4)
 
 
 def test_at_init_one_large_feature_dominates_and_saturates_the_first_layer():
@@ -164,6 +206,25 @@ def test_tanh_net_saturated_by_a_large_feature_stalls(runs, seed):
     stuck = runs("spread", 4, "adam", parcel_tanh_net, seed)
     assert 0.78 < stuck.final_loss < 0.82  # 0.795 .. 0.804
     assert stuck.final_loss > 0.7 * stuck.loss[0] or stuck.loss[0] < 1.2  # it barely moved after epoch 1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_behind_saturated_tanh_units_the_gradient_is_exactly_zero(seed):
+    """Section 4: at k=4, on the first batch, 87-97% of the tanh net's first-layer weights have a gradient of
+    exactly 0; at k=0 none do."""
+    zero = {k: np.mean(first_layer_gradient(parcel_tanh_net, spread_parcels(k), seed=seed) == 0) for k in (0, 4)}
+    assert 0.85 < zero[4] < 0.98  # measured 0.875 .. 0.969
+    assert zero[0] == 0
+
+
+def test_float32_tanh_has_slope_exactly_zero_beyond_about_8():
+    """Section 4: in float32, tanh's slope is exactly 0 once |z| is above about 8 (7.91)."""
+    z = tf.constant([7.5, 7.9, 8.0, -8.0, 20.0])
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        y = tf.math.tanh(z)
+    slope = tape.gradient(y, z).numpy()
+    assert slope[0] > 0 and slope[1] > 0 and np.all(slope[2:] == 0)
 
 
 def test_the_leak_is_negligible_on_small_iid_data():

@@ -202,6 +202,29 @@ def first_layer_at_init(
     }
 
 
+def _first_batch_gradients(model: keras.Model, data: Dataset, batch_size: int) -> tuple[list, np.ndarray]:
+    # The mean-squared-error gradient on the first ``batch_size`` training rows, and those rows.
+    xb = np.asarray(data.x_train[:batch_size], dtype="float32")
+    yb = np.asarray(data.y_train[:batch_size], dtype="float32")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
+    return tape.gradient(loss, model.trainable_variables), xb
+
+
+def first_layer_gradient(
+    build_model: Callable[[], keras.Model], data: Dataset, seed: int = 0, batch_size: int = 32
+) -> np.ndarray:
+    """The first layer's kernel gradient at initialization (one row per input column, one column per
+    unit), on the batch that ``first_step_output_change`` steps with.
+
+    Adam adds its ε (1e-7) to each weight's own running gradient size, so these per-weight values, not a
+    layer's norm, say whether Adam can rescale a gradient: far above ε it can; near or below ε it cannot,
+    and a gradient of exactly 0 (behind a saturated tanh unit) gives a step of exactly 0.
+    """
+    grads, _ = _first_batch_gradients(_fresh_model(build_model, seed), data, batch_size)
+    return np.asarray(grads[0])
+
+
 def first_step_output_change(
     build_model: Callable[[], keras.Model],
     data: Dataset,
@@ -212,18 +235,14 @@ def first_step_output_change(
 ) -> float:
     """How far one optimizer step from initialization moves the network's outputs (median |Δf| over a batch).
 
-    Adam moves each weight by about the learning rate, so a first-layer weight attached to an input of
-    size ``|x|`` changes the output by about ``lr * |x|``: per-weight rescaling fixes the step in weight
-    space, not in function space. SGD's weight step itself grows with ``|x|``, so its output change grows
-    like ``|x|**2``.
+    Adam moves each weight by at most about the learning rate (every gradient here is far above its ε),
+    so a first-layer weight attached to an input of size ``|x|`` changes the output by about ``lr * |x|``:
+    per-weight rescaling fixes the step in weight space, not in function space. SGD's weight step itself
+    grows with ``|x|``, so its output change grows like ``|x|**2``.
     """
     learning_rate = GOOD_RATE[optimizer] if learning_rate is None else learning_rate
     model = _fresh_model(build_model, seed)
-    xb = np.asarray(data.x_train[:batch_size], dtype="float32")
-    yb = np.asarray(data.y_train[:batch_size], dtype="float32")
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
-    grads = tape.gradient(loss, model.trainable_variables)
+    grads, xb = _first_batch_gradients(model, data, batch_size)
     before = np.asarray(model(xb))
     maker = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer]
     maker(learning_rate=learning_rate).apply(grads, model.trainable_variables)

@@ -8,6 +8,9 @@ the second run reuses the first run's XLA trace (a fresh lambda per run would re
 The measurements read only what a run already records: the per-kernel gradient norms the engine
 reports every epoch (``History.layer_grad_norms``), and how far each kernel travelled from its
 initial value (``weight_movement``), the initial value being rebuilt exactly as the engine builds it.
+One looks inside Adam instead: ``adam_steps`` trains a run's first epochs again, step by step, and
+reports each layer's gradient *per weight* (the scale Adam's ε acts on), Adam's running size of it,
+and the steps the weights take, in learning rates.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ipywidgets as w
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, seed_everything
 from adamclinic.models import ACTIVATIONS, INITIALIZERS, deep_net
@@ -75,6 +79,81 @@ def weight_movement(history: History) -> np.ndarray:
     end = _kernels(history.final_weights)
     with np.errstate(all="ignore"):  # a diverged run's NaN weights give NaN, quietly
         return np.array([np.linalg.norm(b - a) / np.linalg.norm(a) for a, b in zip(start, end)])
+
+
+def adam_steps(config: TrainConfig, epochs: int = 1) -> pd.DataFrame:
+    """What Adam does with each weight's gradient, layer by layer, in the first ``epochs`` epochs of ``config``.
+
+    Trains those epochs again exactly as the engine does (the run's initial weights, its batches in its
+    order, a stock ``keras.optimizers.Adam`` with the run's settings) and records every step. One row per
+    kernel (1 = the first hidden layer, the last row is the output layer), each value averaged over the steps:
+
+    - ``gradient norm``: the kernel's gradient norm, the number ``History.layer_grad_norms`` reports;
+    - ``per-weight |g|``: the same gradient per weight (root mean square over the kernel's weights,
+      the norm divided by the square root of their number). Adam's ε is added per weight, so this,
+      not the norm, is what to compare with ε;
+    - ``median √v̂``: Adam's running size of one weight's gradient (bias-corrected), median over the kernel;
+    - ``median step / lr``: how far one weight moves in one step, median over the kernel, in learning rates
+      (the change of the float32 weight, as training really applies it).
+
+    Where ``√v̂`` is far above ε Adam's step is a sizeable fraction of the learning rate whatever the
+    gradient's size; where it is far below, the step is ``lr · √(1 - β2^t) · m̂ / ε`` (SGD on the averaged
+    gradient ``m̂``) and shrinks with the gradient.
+    """
+    if config.optimizer != "adam" or not isinstance(config.learning_rate, (int, float)) or config.class_weight:
+        raise ValueError("adam_steps measures plain Adam at a constant learning rate, without class weights.")
+    seed_everything(config.seed)
+    model = config.build_model()
+    optimizer = keras.optimizers.Adam(
+        learning_rate=float(config.learning_rate),
+        beta_1=config.beta_1,
+        beta_2=config.beta_2,
+        epsilon=config.epsilon,
+        clipnorm=config.clipnorm,
+        global_clipnorm=config.global_clipnorm,
+    )
+    variables = model.trainable_variables
+    optimizer.build(variables)
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    velocities = [optimizer._velocities[optimizer._get_variable_index(k)] for k in kernels]
+    loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
+        grads = tape.gradient(loss, variables)
+        before = [tf.identity(k) for k in kernels]
+        optimizer.apply(grads, variables)
+        kernel_grads = [g for g, v in zip(grads, variables) if len(v.shape) >= 2]
+        return kernel_grads, [k - b for k, b in zip(kernels, before)], [tf.identity(v) for v in velocities]
+
+    x = np.asarray(config.data.x_train, dtype="float32")
+    y = np.asarray(config.data.y_train)
+    n, size = len(x), config.batch_size
+    rng = np.random.default_rng(config.seed)  # the engine's batch order, epoch by epoch
+    records, t = [], 0
+    for _ in range(epochs):
+        order = rng.permutation(n) if config.shuffle else np.arange(n)
+        for batch in order[: (n // size) * size].reshape(-1, size):
+            grads, moves, velocity = step(tf.constant(x[batch]), tf.constant(y[batch]))
+            t += 1
+            correction = math.sqrt(1 - config.beta_2**t)  # v̂ = v / (1 - β2^t)
+            records.append(
+                [
+                    (
+                        np.linalg.norm(g),
+                        np.sqrt(np.mean(np.square(g))),
+                        np.median(np.sqrt(v)) / correction,
+                        np.median(np.abs(d)) / config.learning_rate,
+                    )
+                    for g, d, v in ((g.numpy(), d.numpy(), v.numpy()) for g, d, v in zip(grads, moves, velocity))
+                ]
+            )
+    columns = ["gradient norm", "per-weight |g|", "median √v̂", "median step / lr"]
+    table = pd.DataFrame(np.mean(records, axis=0), columns=columns)
+    table.index = pd.RangeIndex(1, len(table) + 1, name="layer")
+    return table
 
 
 def gradient_ratio(history: History, epoch: int = 1) -> float:
