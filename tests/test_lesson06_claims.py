@@ -8,12 +8,16 @@ test says otherwise. Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); measured 
 import math
 from dataclasses import replace
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from adamclinic.lessons.overfitting_or_optimizer import (
     CHANCE_LOSS,
     RegularizedConfig,
+    _add_l2_to_gradient,
+    adam_scale_summary,
     best_epoch,
     capacity_config,
     classifier,
@@ -23,6 +27,7 @@ from adamclinic.lessons.overfitting_or_optimizer import (
     early_stopping_config,
     generalization_gap,
     run_regularized,
+    run_with_adam_scale,
     weight_decay_config,
     weight_norm,
 )
@@ -44,17 +49,28 @@ def base():
     )
 
 
+class Runs:
+    """The lesson's runs by (what, seed), each trained once per module; ``runs(...)`` gives the History,
+    ``runs.scale(...)`` the same run's ``sqrt(v_hat) + eps_hat`` per weight (``run_with_adam_scale``)."""
+
+    def __init__(self, base):
+        self.base, self.trained = base, {}
+
+    def _get(self, what, seed, make):
+        if (what, seed) not in self.trained:
+            self.trained[what, seed] = run_with_adam_scale(make(replace(self.base, seed=seed)))
+        return self.trained[what, seed]
+
+    def __call__(self, what, seed, make=lambda config: config):
+        return self._get(what, seed, make)[0]
+
+    def scale(self, what, seed, make=lambda config: config):
+        return self._get(what, seed, make)[1]
+
+
 @pytest.fixture(scope="module")
 def runs(base):
-    """Histories of the lesson's runs, by (what, seed), trained once per module."""
-    cache = {}
-
-    def get(what, seed, make=lambda config: config):
-        if (what, seed) not in cache:
-            cache[what, seed] = run_regularized(make(replace(base, seed=seed)))
-        return cache[what, seed]
-
-    return get
+    return Runs(base)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -132,8 +148,8 @@ def test_equal_nominal_strength_is_not_equal_coupled_l2_vs_adamw(runs, base):
     assert 0.55 < mean(coupled) < 0.61 and 0.68 < mean(none) < 0.74  # 0.583 vs 0.709
 
 
-def test_adamw_needs_about_a_thousand_times_the_number_to_match(runs):
-    """Section 4: AdamW at 1.0 ends where coupled L2 at 1e-3 does (mean final val loss)."""
+def test_adamw_at_1_ends_at_coupled_l2s_validation_loss_with_bigger_weights(runs):
+    """Section 4: AdamW at 1.0 ends where coupled L2 at 1e-3 does (mean final val loss), weights 15.5..16."""
     coupled = [runs("coupled 1e-3", s, lambda c: weight_decay_config(c, "L2 in Adam (coupled)", 1e-3)) for s in SEEDS]
     adamw = [runs("adamw 1", s, lambda c: weight_decay_config(c, "AdamW (decoupled)", 1.0)) for s in SEEDS]
     for a in adamw:
@@ -141,6 +157,107 @@ def test_adamw_needs_about_a_thousand_times_the_number_to_match(runs):
         assert 0.5 < a.val_loss[-1] < 0.65  # 0.54..0.62
     difference = np.mean([a.val_loss[-1] for a in adamw]) - np.mean([c.val_loss[-1] for c in coupled])
     assert abs(difference) < 0.03  # 0.583 vs 0.583
+
+
+# Section 4, "Which AdamW number matches a given λ?": seeds 0 to 2, lr 1e-3 and 1e-4.
+COUPLED = lambda config: weight_decay_config(config, "L2 in Adam (coupled)", 1e-3)  # noqa: E731
+SLOW = 1e-4
+
+
+def adamw(wd, lr=None):
+    def make(config):
+        return weight_decay_config(config if lr is None else config.with_learning_rate(lr), "AdamW (decoupled)", wd)
+
+    return make
+
+
+def matching_weight_decay(target_norm, low, high):
+    """The AdamW weight_decay whose final weight norm is ``target_norm``, read off in log(wd) along the line
+    through two nearby runs ``(wd, norm)`` (at most 5% of their gap outside them: seed 1 at lr 1e-3 is 0.4%)."""
+    (wd_low, norm_low), (wd_high, norm_high) = low, high
+    margin = 0.05 * (norm_low - norm_high)
+    assert norm_high - margin <= target_norm <= norm_low + margin, (target_norm, low, high)
+    share = (norm_low - target_norm) / (norm_low - norm_high)
+    return float(np.exp(np.log(wd_low) + share * (np.log(wd_high) - np.log(wd_low))))
+
+
+def matches(runs, seed):
+    """(matching wd at lr 1e-3, matching wd at lr 1e-4) for coupled L2 at 1e-3, by final weight norm."""
+    fast = matching_weight_decay(
+        weight_norm(runs("coupled 1e-3", seed, COUPLED)),
+        (1.0, weight_norm(runs("adamw 1", seed, adamw(1.0)))),
+        (3.0, weight_norm(runs("adamw 3", seed, adamw(3.0)))),
+    )
+    slow = matching_weight_decay(
+        weight_norm(runs("lr 1e-4 coupled 1e-3", seed, lambda c: COUPLED(c.with_learning_rate(SLOW)))),
+        (2.0, weight_norm(runs("lr 1e-4 adamw 2", seed, adamw(2.0, SLOW)))),
+        (3.0, weight_norm(runs("lr 1e-4 adamw 3", seed, adamw(3.0, SLOW)))),
+    )
+    return fast, slow
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+def test_the_matching_weight_decay_does_not_follow_one_over_the_learning_rate(runs, seed):
+    """Section 4: the AdamW wd with coupled L2 1e-3's weight norm is 2.7..3.0 at lr 1e-3 and 2.2..2.3 at
+    lr 1e-4: about 0.8 times, where the 1/lr rule says 10 times."""
+    fast, slow = matches(runs, seed)
+    assert 2.6 < fast < 3.1  # 2.71, 3.04, 2.75
+    assert 2.1 < slow < 2.4  # 2.27, 2.25, 2.16
+    assert 0.7 < slow / fast < 0.9  # 0.84, 0.74, 0.79: the 1/lr rule says 10
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+def test_the_one_over_lr_rules_weight_decay_over_regularizes_at_lr_1e4(runs, seed):
+    """Section 4: at lr 1e-4 the rule's wd = λ/lr = 10 shrinks the weights to 11.3 (coupled: 17.8..18.0)."""
+    coupled = runs("lr 1e-4 coupled 1e-3", seed, lambda c: COUPLED(c.with_learning_rate(SLOW)))
+    rule = runs("lr 1e-4 adamw 10", seed, adamw(10.0, SLOW))
+    assert 17.7 < weight_norm(coupled) < 18.1 and 11.2 < weight_norm(rule) < 11.45  # 17.81..18.00 vs 11.27..11.36
+    assert 0.053 < coupled.final_loss < 0.056 and 0.32 < rule.final_loss < 0.36  # 0.0536..0.0552 vs 0.330..0.350
+    assert 0.56 < coupled.val_loss[-1] < 0.62 and 0.83 < rule.val_loss[-1] < 0.86  # 0.569..0.611 vs 0.838..0.853
+
+
+def test_validation_loss_alone_cannot_pin_the_match_at_lr_1e3(runs):
+    """Section 4: AdamW at 1.0 and at 3.0 both end within 0.03 of coupled L2's mean final val loss (seeds 0..2)."""
+    mean = lambda what, make: np.mean([runs(what, s, make).val_loss[-1] for s in FEW_SEEDS])  # noqa: E731
+    coupled = mean("coupled 1e-3", COUPLED)
+    assert abs(mean("adamw 1", adamw(1.0)) - coupled) < 0.03  # 0.563 vs 0.584
+    assert abs(mean("adamw 3", adamw(3.0)) - coupled) < 0.03  # 0.571 vs 0.584
+
+
+@pytest.mark.parametrize("seed", FEW_SEEDS)
+def test_adams_divisor_spreads_a_hundredfold_and_grows_at_the_lower_learning_rate(runs, seed):
+    """Section 4: sqrt(v_hat) at the end of the coupled run: median 3.4e-4..3.8e-4 at lr 1e-3, 80% of the
+    weights between ~1e-5 and 1.4e-3; at lr 1e-4 the median is ~1.05e-3, three times larger."""
+    fast = adam_scale_summary(runs.scale("coupled 1e-3", seed, COUPLED), l2=1e-3)
+    slow = adam_scale_summary(
+        runs.scale("lr 1e-4 coupled 1e-3", seed, lambda c: COUPLED(c.with_learning_rate(SLOW))), l2=1e-3
+    )
+    assert 3.3e-4 < fast["median"] < 3.9e-4  # 3.59e-4, 3.39e-4, 3.79e-4
+    assert 1.0e-5 < fast["10th percentile"] < 1.35e-5 and 1.25e-3 < fast["90th percentile"] < 1.4e-3
+    assert 95 < fast["90th percentile"] / fast["10th percentile"] < 130  # 110, 123, 105: about a hundred
+    assert 1e-3 / fast["10th percentile"] > 75 and 1e-3 / fast["90th percentile"] < 0.8  # 78..95; 0.74..0.78
+    assert 2.55 < fast["l2 / median"] < 3.05  # 2.78, 2.95, 2.64
+    assert 1.0e-3 < slow["median"] < 1.1e-3 and 0.92 < slow["l2 / median"] < 0.98  # 1.05e-3..1.06e-3; 0.94..0.95
+    assert 2.7 < slow["median"] / fast["median"] < 3.2  # 2.95, 3.11, 2.78: larger, not 10 times smaller
+    coupled_fast = runs("coupled 1e-3", seed, COUPLED)
+    coupled_slow = runs("lr 1e-4 coupled 1e-3", seed, lambda c: COUPLED(c.with_learning_rate(SLOW)))
+    assert 0.0064 < coupled_fast.final_loss < 0.0069 and 0.053 < coupled_slow.final_loss < 0.056  # still learning
+    # eps_hat = 1e-7 / sqrt(1 - 0.999**800) = 1.35e-7: what a weight the data never move is divided by
+    # (without L2, the first layer's weights from the pixels that are 0 in every training digit)
+    assert 1.3e-7 < runs.scale("base", seed).min() < 1.4e-7
+
+
+def test_keras_l2_regularizer_is_half_this_lessons_lambda():
+    """Section 4's course note: keras.regularizers.L2(5e-4) has the gradient the lesson's hook adds at λ = 1e-3."""
+    weight = tf.Variable(np.random.default_rng(0).normal(size=(8, 4)).astype("float32"))
+    with tf.GradientTape() as tape:
+        penalty = keras.regularizers.L2(5e-4)(weight)
+    keras_gradient = tape.gradient(penalty, weight)
+    with tf.GradientTape() as tape:
+        hooked = tf.reduce_sum(0.0 * _add_l2_to_gradient(weight, tf.constant(1e-3)))
+    hook_gradient = tape.gradient(hooked, weight)
+    np.testing.assert_allclose(keras_gradient.numpy(), hook_gradient.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(hook_gradient.numpy(), 1e-3 * weight.numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -13,6 +13,9 @@ loss turns up. The knobs here change what is being minimized, or on how much dat
   ``l2 * w`` to its gradient before Adam sees it: exactly the gradient of ``loss + l2/2 * ||w||²``,
   the "L2 regularization inside Adam" that Loshchilov and Hutter compare with AdamW's decoupled
   decay. The reported training loss stays the data loss, so curves stay comparable;
+- ``run_with_adam_scale``: a run plus, for every weight, the number Adam divided its last gradient by
+  (``sqrt(v_hat) + eps_hat``). Coupled L2's ``l2 * w`` is divided by it too, so the AdamW decay that
+  does the same to a weight is ``l2 / (sqrt(v_hat) + eps_hat)``: set by the gradients, not the learning rate;
 - early stopping on the validation loss, through ``run``'s ``on_epoch`` and ``cancel``;
 - ``RegularizedConfig``: a ``TrainConfig`` with the L2 strength and the patience, and a legend label
   that names the model and the data size; ``run_regularized`` trains it;
@@ -198,6 +201,49 @@ def run_regularized(
         history = run(config, cancel=_EitherEvent(cancel, stop), on_epoch=watch)
     history.cancelled = cancel is not None and cancel.is_set() and len(history.epochs) < config.epochs
     return history
+
+
+def run_with_adam_scale(config: TrainConfig) -> tuple[History, np.ndarray]:
+    """``run_regularized(config)`` and, for every weight (kernels and biases, flattened), ``sqrt(v_hat) + eps_hat``
+    at the end of the run: the number Adam's last step divided that weight's gradient by.
+
+    Keras's Adam keeps ``v`` without its bias correction; here ``v_hat = v / (1 - beta_2**t)`` and
+    ``eps_hat = epsilon / sqrt(1 - beta_2**t)``, so that the step is ``lr * m_hat / (sqrt(v_hat) + eps_hat)``.
+    Coupled L2's part of that step is ``lr * l2 * w / (sqrt(v_hat) + eps_hat)``; AdamW's decay is ``lr * wd * w``.
+    The run is the same as ``run_regularized``'s (same seed, same numbers).
+    """
+    # The engine's compiled trainer for this config, the one ``run`` trains with; its optimizer still holds
+    # the run's final state until the next run starts, so both locks are held from the run to the reading
+    # (in ``run_regularized``'s order: the L2 strength first, then the trainer).
+    from adamclinic.engine.training import _trainer_for
+
+    steps = len(config.data.x_train) // config.batch_size
+    if steps < 1:  # the engine refuses the batch size, with its own message
+        return run_regularized(config), np.array([])
+    trainer = _trainer_for(config, steps)
+    with _l2_lock, trainer.lock:
+        history = run_regularized(config)
+        optimizer = trainer.optimizer
+        t = float(optimizer.iterations.numpy())
+        if t == 0:
+            return history, np.array([])
+        correction = math.sqrt(1.0 - float(optimizer.beta_2.numpy()) ** t)
+        epsilon = float(optimizer.epsilon.numpy())
+        v = np.concatenate([np.asarray(velocity).ravel() for velocity in optimizer._velocities])
+    return history, (np.sqrt(v) + epsilon) / correction
+
+
+def adam_scale_summary(scale: np.ndarray, l2: float | None = None) -> dict[str, float]:
+    """Percentiles of ``sqrt(v_hat) + eps_hat`` over the weights (from ``run_with_adam_scale``).
+
+    With ``l2``, also ``l2`` over the median: the AdamW ``weight_decay`` that would shrink the median
+    weight as coupled L2 of strength ``l2`` does, per step.
+    """
+    low, median, high = np.percentile(scale, [10, 50, 90])
+    summary = {"10th percentile": float(low), "median": float(median), "90th percentile": float(high)}
+    if l2 is not None:
+        summary["l2 / median"] = float(l2 / median)
+    return summary
 
 
 def best_epoch(history: History) -> int:
