@@ -45,6 +45,18 @@ def test_first_update_is_the_learning_rate_times_the_sign():
     np.testing.assert_allclose(u[0] / 1e-3, np.sign(g[0]), atol=1e-4)
 
 
+@pytest.mark.parametrize("beta_1, beta_2", [(0.9, 0.999), (0.9, 0.5), (0.0, 0.9), (0.99, 0.9999)])
+@pytest.mark.parametrize("form", FORMS)
+def test_first_update_is_the_learning_rate_for_any_betas(beta_1, beta_2, form):
+    """Section 1: with bias correction the first update is lr·g/|g| for any β1 and β2, in either form, for
+    every gradient well above ε (here 1e-3 to 1e3)."""
+    g = np.random.default_rng(1).choice([-1.0, 1.0], size=(2, 64)) * np.logspace(-3, 3, 64)
+    u = adam_updates(g, lr=1e-3, beta_1=beta_1, beta_2=beta_2, form=form)
+    # ε's share: at most 1e-7 / 1e-3 in Algorithm 1, 1e-7 / sqrt(1 - β2) / 1e-3 in Keras's form (1% at 0.9999)
+    np.testing.assert_allclose(u[0] / 1e-3, np.sign(g[0]), atol=0.011)  # measured at most 0.0099
+    np.testing.assert_allclose(u[0, 32:] / 1e-3, np.sign(g[0, 32:]), atol=1e-5)  # |g| > 1: measured below 9e-6
+
+
 @pytest.fixture(scope="module")
 def forms():
     return compare_forms(epsilons=(1e-7, 1e-3, 1e-1), steps=1000, at_steps=(1, 10, 100, 1000))

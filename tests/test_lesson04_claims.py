@@ -11,20 +11,28 @@ import pytest
 
 from adamclinic.data import smooth_regression
 from adamclinic.engine import TrainConfig, run
+from adamclinic.lessons.adam_from_the_inside import adam_updates
 from adamclinic.lessons.betas_epsilon_bias_correction import (
     bias_correction_factor,
     bias_correction_table,
+    big_step_report,
+    climb_report,
     first_step_ratio,
     large_epsilon_comparison,
     linear_model,
     noisy_regression,
+    numpy_adam_updates,
     oscillation_report,
+    quiet_streak,
+    quiet_streak_table,
     reddi_panel,
     reddi_trajectory,
     sgd_equivalent,
+    silent_weight_steps,
     spike_table,
     step_ratio_without_bias_correction,
     step_trace,
+    weight_moves,
 )
 from adamclinic.lessons.learning_rate import prediction_spread
 from adamclinic.models import small_relu_net, small_tanh_net
@@ -111,19 +119,33 @@ def bowl(data):
 
 def test_beta_1_near_1_overshoots_and_oscillates_on_a_quadratic(bowl):
     """Section 2: β1 = 0.9 descends monotonically to the bottom (0.3825); 0.99 and 0.999 overshoot,
-    the loss rises on dozens of steps, and 200 steps are not enough to reach the bottom."""
+    the loss rises on dozens of steps, all in one climb, and 200 steps are not enough to reach the bottom."""
     for seed in SEEDS:
-        report = oscillation_report([run(replace(bowl, beta_1=b, seed=seed)) for b in (0.9, 0.99, 0.999)])
+        runs = [run(replace(bowl, beta_1=b, seed=seed)) for b in (0.9, 0.99, 0.999)]
+        report = climb_report(runs)
+        assert report.iloc[:, :4].equals(oscillation_report(runs))  # the lesson's table adds one column
         rises, ends = report["steps where the loss rose"].to_numpy(), report["final loss"].to_numpy()
+        climbs = report["longest climb (steps)"].to_numpy()
         assert rises[0] == 0 and ends[0] < 0.384  # measured 0 rises, 0.3825 .. 0.3835
         assert 35 <= rises[1] <= 75 and 0.44 < ends[1] < 0.55  # measured 44 .. 63 rises, 0.450 .. 0.535
         assert 65 <= rises[2] <= 110 and ends[2] > 0.65  # measured 74 .. 100 rises, 0.675 .. 1.256
+        assert climbs[1] == rises[1] and climbs[2] == rises[2]  # one climb each
+
+
+def test_a_high_learning_rate_overshoots_in_short_climbs(bowl):
+    """Section 2: on the same bowl at β1 = 0.9, lr = 0.3 makes the loss rise on 69 to 76 of 200 steps, in
+    climbs of at most 4 steps, and still ends at the bottom (0.3825)."""
+    report = climb_report([run(replace(bowl, learning_rate=0.3, seed=seed)) for seed in SEEDS])
+    rises, climbs = report["steps where the loss rose"], report["longest climb (steps)"]
+    assert ((rises >= 60) & (rises <= 85)).all(), rises  # measured 69 .. 76
+    assert (climbs <= 4).all(), climbs  # measured 3 .. 4
+    assert (report["final loss"] < 0.3835).all()  # measured 0.38250 .. 0.38251
 
 
 def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
     """Section 3: with β1 = 0.9 the largest single-weight step is thousands of learning rates at β2 = 0.5,
-    hundreds at 0.6, tens at 0.7, and at most 1.5 from 0.8 up (at most 3.2 at 0.999, bias correction's
-    early steps)."""
+    hundreds at 0.6, tens at 0.7, and at most 1.5 from 0.8 to 0.99 (at most 3.0 at 0.999: late steps of
+    mostly silent weights, see test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late)."""
     table = spike_table(base, [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999]).set_index("β2")
     low, high = table["largest step / lr (min over seeds)"], table["largest step / lr (max over seeds)"]
     spikes = table["steps > 10 lr (per run, mean)"]
@@ -132,7 +154,78 @@ def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
     assert low[0.7] > 15 and high[0.7] < 150 and 80 < spikes[0.7] < 250  # measured 21 .. 99, 137 spikes
     for beta_2 in (0.8, 0.9, 0.99):
         assert high[beta_2] < 1.5 and spikes[beta_2] == 0  # measured at most 1.43
-    assert high[0.999] < 3.2  # measured 2.07 .. 3.01; the first-steps bound (1 - β1) / sqrt(1 - β2) = 3.16
+    assert high[0.999] < 3.2  # measured 2.07 .. 3.01
+
+
+def test_a_quiet_step_multiplies_the_step_by_beta_1_over_root_beta_2():
+    """Section 3 (one weight: 1000 steps of gradient 1, 60 of exactly 0, then 1 again): each quiet step
+    multiplies the step by β1/√β2, to three digits; at β2 = 0.5 it is about 1400 lr after 30 quiet steps and
+    peaks at about 40 000 lr on the 49th, when √v reaches ε; at β2 = 0.81 = β1² it stays at lr; at 0.999
+    it shrinks by 0.90 per step. The first step back is about (1 - β1)/√(1 - β2) = 0.14 lr at β2 = 0.5."""
+    g = np.random.default_rng(0).normal(size=(300, 5)) * np.logspace(-4, 2, 5)
+    for beta_2 in (0.5, 0.999):  # the lesson's NumPy Adam is lesson 00's ε-hat form, which is Keras's
+        np.testing.assert_allclose(
+            numpy_adam_updates(g, 1e-3, 0.9, beta_2), adam_updates(g, 1e-3, 0.9, beta_2), rtol=1e-12, atol=0
+        )
+    table = quiet_streak_table().set_index("β2")
+    growth, predicted = table["step k+1 / step k while quiet"], table["β1/√β2"]
+    np.testing.assert_allclose(growth, predicted, rtol=1e-3)  # measured to 3e-4 (0.999's c_t drift)
+    assert growth[0.5] == pytest.approx(0.9 / np.sqrt(0.5), rel=1e-6)  # 1.2728
+    assert 1300 < table.loc[0.5, "after 30 quiet steps (lr)"] < 1450  # measured 1385; 1.2728**30 = 1393
+    assert 35_000 < table.loc[0.5, "largest while quiet (lr)"] < 45_000  # measured 40 285
+    assert table.loc[0.5, "at quiet step"] == 49  # sqrt(0.5**49) = 4.4e-8: √v has reached ε
+    assert 0.14 < table.loc[0.5, "first step back (lr)"] < 0.15  # measured 0.1437; 0.1/sqrt(0.5) = 0.1414
+    assert table.loc[0.81, "largest while quiet (lr)"] == pytest.approx(1.0, abs=1e-5)
+    assert table.loc[0.81, "after 30 quiet steps (lr)"] == pytest.approx(1.0, abs=1e-5)
+    assert 0.9 < growth[0.999] < 0.901  # measured 0.9007
+    steps = quiet_streak(beta_2=0.5)  # while quiet, the step only grows until ε takes over
+    assert (np.diff(steps[1000:1048]) > 0).all() and steps[1000:1060].argmax() == 48
+
+
+def test_at_beta_2_0_5_the_big_steps_come_while_the_gradient_is_zero(base):
+    """Section 3, When the big steps happen: at β2 = 0.5, 82-100% of the moves above 10 lr are made on a step
+    where that weight's gradient is exactly 0, by weights silent on most of their previous 100 steps; the
+    first move after 20 or more quiet steps is 0.14 lr (median, every seed)."""
+    report = big_step_report(replace(base, beta_2=0.5), threshold=10.0)
+    share = report["share made while the weight's gradient is 0"]
+    assert (share > 0.8).all(), share  # measured 0.823 .. 0.9998
+    before = report["mover's zero gradients over its previous 100 steps (median)"]
+    assert ((before > 0.8) & (before < 0.95)).all(), before  # measured 0.83 .. 0.93
+    back = report["first move after ≥ 20 quiet steps (lr, median)"]
+    assert ((back > 0.135) & (back < 0.15)).all(), back  # measured 0.1411 .. 0.1415
+    assert (report["largest move (lr)"] > 1000).all()  # the spike table's runs: 3351 .. 620618
+
+
+def test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late(base):
+    """Section 3, When the big steps happen: at β2 = 0.999 step 1's largest move is lr on every seed; no move
+    exceeds 2 lr before step 710; the 2-3 lr moves are made by weights whose gradient was 0 on 47-89% of
+    their previous 100 steps (the median weight: 2-3% of all steps)."""
+    report = big_step_report(base, threshold=2.0)
+    np.testing.assert_allclose(report["step 1's largest move (lr)"], 1.0, atol=1e-4)  # 0.99999 .. 1.000002
+    first = report["first step with a move > 2 lr"]
+    assert (first >= 700).all() and first.max() > 1800, first  # measured 710 .. 1908
+    before = report["mover's zero gradients over its previous 100 steps (median)"]
+    assert ((before > 0.4) & (before < 0.95)).all(), before  # measured 0.47 .. 0.89
+    typical = report["median weight's zero gradients over the run"]
+    assert ((typical > 0.015) & (typical < 0.04)).all(), typical  # measured 0.022 .. 0.033
+    assert (report["largest move (lr)"] < 3.02).all()  # measured 2.07 .. 3.01
+
+
+def test_the_weight_by_weight_replay_is_the_step_trace(base):
+    """Section 3: big_step_report's replay reproduces the step trace bit for bit."""
+    for config in (replace(base, beta_2=0.5, seed=4), replace(base, seed=3)):
+        assert np.array_equal(weight_moves(config).largest_update, step_trace(config).largest_update)
+
+
+def test_a_weight_silent_for_3000_steps_exceeds_kingma_and_bas_bound():
+    """Section 3: after 3000 silent steps a steady gradient moves the weight 3.08, 4.14, ... 6.41 lr: the
+    uncorrected curve of Section 5 times c_t ≈ 0.975; the bound (1 - β1)/√(1 - β2) = 3.16 holds only for
+    the first step back."""
+    steps = silent_weight_steps(silence=3000, back=12)
+    np.testing.assert_allclose(steps[[0, 1, 11]], [3.08, 4.14, 6.41], atol=0.006)  # 3.083, 4.143, 6.405
+    assert steps[0] < 0.1 / np.sqrt(0.001) < steps[1]
+    ratio = steps / step_ratio_without_bias_correction(np.arange(1, 13))
+    np.testing.assert_allclose(ratio, 0.975, atol=0.001)  # c_t at t = 3001 .. 3012
 
 
 def test_the_threshold_moves_with_beta_1(base):

@@ -14,6 +14,9 @@ It also holds:
   huge ε and momentum SGD, checked numerically against ``keras.optimizers.SGD``;
 - ``reddi_trajectory``: the counterexample of Reddi, Kale & Kumar (ICLR 2018), solved by a real
   ``keras.optimizers.Adam`` on a ``keras.Variable`` projected onto [-1, 1] after every step;
+- ``quiet_streak_table``, ``silent_weight_steps``, ``weight_moves`` and ``big_step_report``: when
+  the big steps happen, on one weight whose gradient switches off and on (Keras's Adam in NumPy) and on
+  every weight of a real run (a replay that matches ``step_trace`` bit for bit);
 - the lesson's panel factories.
 """
 
@@ -137,6 +140,243 @@ def first_step_ratio(base: TrainConfig) -> float:
     with_correction = step_trace(replace(one, optimizer="adam"), epochs=1)
     without = step_trace(replace(one, optimizer="adam without bias correction"), epochs=1)
     return float(without.update_norm[0] / with_correction.update_norm[0])
+
+
+def climb_report(histories: Sequence[Any]) -> pd.DataFrame:
+    """``oscillation_report`` plus the longest climb: the most consecutive steps on which the loss rose.
+
+    On the bowl, momentum's overshoot is one long climb; a high learning rate's is many short ones.
+    """
+    report = oscillation_report(histories)
+    climbs = []
+    for h in histories:
+        longest = current = 0
+        for rose in np.diff(h.loss) > 0:
+            current = current + 1 if rose else 0
+            longest = max(longest, current)
+        climbs.append(longest)
+    report["longest climb (steps)"] = climbs
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# When the big steps happen: one weight's gradient switching off and on, and every weight of a real run
+# ---------------------------------------------------------------------------------------------
+
+
+def numpy_adam_updates(
+    gradients: np.ndarray, lr: float = 1.0, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> np.ndarray:
+    """The update Keras's Adam subtracts at each step for a sequence of gradients, in float64 NumPy:
+    ``lr * sqrt(1 - β2^t) / (1 - β1^t) * m / (sqrt(v) + ε)``. Shape ``(steps, ...)`` in and out."""
+    g = np.asarray(gradients, dtype=np.float64)
+    m, v = np.zeros(g.shape[1:]), np.zeros(g.shape[1:])
+    updates = np.empty_like(g)
+    for t in range(1, len(g) + 1):
+        m = beta_1 * m + (1 - beta_1) * g[t - 1]
+        v = beta_2 * v + (1 - beta_2) * g[t - 1] ** 2
+        updates[t - 1] = lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
+    return updates
+
+
+def quiet_streak(
+    beta_1: float = 0.9,
+    beta_2: float = 0.5,
+    burst: int = 1000,
+    quiet: int = 60,
+    back: int = 20,
+    gradient: float = 1.0,
+    epsilon: float = 1e-7,
+) -> np.ndarray:
+    """One weight's step sizes in learning rates: ``burst`` steps of a steady ``gradient``, then ``quiet``
+    steps of gradient exactly 0 (a ReLU unit silent for a whole batch), then ``back`` steps of the
+    gradient again. Keras's Adam (``numpy_adam_updates``)."""
+    g = np.r_[np.full(burst, gradient), np.zeros(quiet), np.full(back, gradient)]
+    return np.abs(numpy_adam_updates(g, 1.0, beta_1, beta_2, epsilon))
+
+
+def quiet_streak_table(
+    beta_2s: Sequence[float] = (0.5, 0.7, 0.81, 0.999),
+    beta_1: float = 0.9,
+    burst: int = 1000,
+    quiet: int = 60,
+    gradient: float = 1.0,
+    epsilon: float = 1e-7,
+) -> pd.DataFrame:
+    """Per β2, what ``quiet_streak`` does: how fast the step changes per quiet step (against β1/√β2), how
+    big it is after 30 quiet steps, the largest step while quiet, and the first step once the gradient
+    is back."""
+    rows = []
+    for beta_2 in beta_2s:
+        steps = quiet_streak(beta_1, beta_2, burst, quiet, 1, gradient, epsilon)
+        silent = steps[burst : burst + quiet]
+        rows.append(
+            {
+                "β2": beta_2,
+                "β1/√β2": beta_1 / math.sqrt(beta_2),
+                "step k+1 / step k while quiet": float(np.median(silent[1:11] / silent[:10])),
+                "after 30 quiet steps (lr)": float(silent[29]),
+                "largest while quiet (lr)": float(silent.max()),
+                "at quiet step": int(np.argmax(silent)) + 1,
+                "first step back (lr)": float(steps[-1]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def silent_weight_steps(
+    silence: int = 3000, back: int = 12, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> np.ndarray:
+    """The step sizes, in learning rates, of a weight whose gradient is exactly 0 for the first ``silence``
+    steps of a run and 1 for the next ``back`` (a unit that wakes up late): Keras's Adam."""
+    g = np.r_[np.zeros(silence), np.ones(back)]
+    return np.abs(numpy_adam_updates(g, 1.0, beta_1, beta_2, epsilon))[silence:]
+
+
+@dataclass(frozen=True)
+class WeightMoves:
+    """Every weight at every step of a run: ``moves[s, i]`` is ``|Δw_i|`` at step s+1 and ``gradients[s, i]``
+    the gradient it was given (shape (steps, weights), float32)."""
+
+    config: TrainConfig
+    moves: np.ndarray
+    gradients: np.ndarray
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.config.learning_rate)
+
+    @property
+    def largest_update(self) -> np.ndarray:
+        """Per step, the largest single-weight move: ``step_trace``'s ``largest_update``."""
+        return self.moves.max(axis=1)
+
+
+class _WeightTracer:
+    """One model, one optimizer and one compiled epoch that records every weight's move and gradient.
+
+    It repeats ``adamclinic.engine``'s compiled epoch operation for operation (the same batches, the same
+    loss with its per-example weights of 1, the same Keras optimizer with β1, β2 and ε as variables), so
+    its moves agree with ``step_trace`` bit for bit; the claim tests check that.
+    """
+
+    def __init__(self, config: TrainConfig, steps: int):
+        self.steps, self.batch_size = steps, config.batch_size
+        self.model = config.build_model()
+        self.optimizer = make_optimizer(config.optimizer, config.amsgrad, config.clipnorm, config.global_clipnorm)
+        self.tunable = {}
+        for name in ("beta_1", "beta_2", "epsilon"):
+            self.tunable[name] = keras.Variable(0.0, trainable=False, name=name)
+            setattr(self.optimizer, name, self.tunable[name])
+        self.optimizer.build(self.model.trainable_variables)
+        self.loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
+        self.epoch = tf.function(self._epoch_fn, jit_compile=True, reduce_retracing=True)
+        self.lock = threading.Lock()
+
+    def _epoch_fn(self, x, y, weights, order, rates):
+        variables = self.model.trainable_variables
+        used = order[: self.steps * self.batch_size]
+        x_b, y_b, w_b = (
+            tf.reshape(tf.gather(a, used), (self.steps, self.batch_size) + tuple(a.shape[1:])) for a in (x, y, weights)
+        )
+
+        def one_step(step, moves, gradients):
+            before = [tf.identity(v) for v in variables]
+            self.optimizer.learning_rate = rates[step]
+            with tf.GradientTape() as tape:
+                pred = self.model(x_b[step], training=True)
+                loss = tf.reduce_mean(self.loss_fn(y_b[step], pred) * w_b[step])
+            grads = tape.gradient(loss, variables)
+            self.optimizer.apply(grads, variables)
+            delta = tf.concat([tf.reshape(v - b, [-1]) for v, b in zip(variables, before)], axis=0)
+            flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+            return step + 1, moves.write(step, tf.abs(delta)), gradients.write(step, flat)
+
+        arrays = [tf.TensorArray(tf.float32, size=self.steps) for _ in range(2)]
+        _, moves, gradients = tf.while_loop(lambda step, *_: step < self.steps, one_step, (tf.constant(0), *arrays))
+        return moves.stack(), gradients.stack()
+
+    def __call__(self, config: TrainConfig, epochs: int) -> WeightMoves:
+        with self.lock:
+            seed_everything(config.seed)
+            self.model.set_weights(config.build_model().get_weights())
+            skip = [self.optimizer._learning_rate, *self.tunable.values()]
+            for variable in self.optimizer.variables:
+                if not any(variable is s for s in skip):
+                    variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+            for name, variable in self.tunable.items():
+                variable.assign(getattr(config, name))
+            data, n = config.data, len(config.data.x_train)
+            x, y, ones = tf.constant(data.x_train), tf.constant(data.y_train), tf.ones(n)
+            rates = tf.constant(np.full(self.steps, config.learning_rate, dtype="float32"))
+            rng = np.random.default_rng(config.seed)
+            parts = []
+            for _ in range(epochs):
+                order = rng.permutation(n) if config.shuffle else np.arange(n)
+                parts.append([t.numpy() for t in self.epoch(x, y, ones, tf.constant(order, dtype=tf.int32), rates)])
+        moves, gradients = (np.concatenate(p) for p in zip(*parts))
+        return WeightMoves(config, moves, gradients)
+
+
+_weight_tracers: dict[tuple, _WeightTracer] = {}
+
+
+def weight_moves(config: TrainConfig, epochs: int | None = None) -> WeightMoves:
+    """Replay ``config`` (constant learning rate, no class weights) recording every weight's move and
+    gradient at every step: the same run as ``step_trace``, one level finer."""
+    if not isinstance(config.learning_rate, (int, float)) or config.class_weight:
+        raise ValueError("weight_moves needs a constant learning rate and no class weights.")
+    steps = len(config.data.x_train) // config.batch_size
+    key = (config.build_model, config.optimizer, config.amsgrad, config.clipnorm, config.global_clipnorm)
+    key += (config.batch_size, steps, config.loss)
+    if key not in _weight_tracers:
+        _weight_tracers[key] = _WeightTracer(config, steps)
+    return _weight_tracers[key](config, config.epochs if epochs is None else epochs)
+
+
+def big_step_report(
+    base: TrainConfig, threshold: float = 10.0, seeds: Sequence[int] = range(5), streak: int = 20, window: int = 100
+) -> pd.DataFrame:
+    """Per seed: when the single-weight moves larger than ``threshold`` learning rates happen.
+
+    Columns: the largest move and the first step's largest move (in lr); how many (step, weight) moves
+    exceed the threshold and the first step with one; the share of them made on a step where that
+    weight's gradient was exactly 0; for those moves, the median share of zero gradients over the weight's
+    previous ``window`` steps, against the median weight's share over the run; and the median move on
+    the first step a gradient returns after at least ``streak`` quiet steps.
+    """
+    rows = []
+    for seed in seeds:
+        trace = weight_moves(replace(base, seed=seed))
+        lr, moves, quiet = trace.learning_rate, trace.moves, trace.gradients == 0
+        with np.errstate(invalid="ignore"):
+            big = moves > threshold * lr
+        steps, weights = np.nonzero(big)
+        zero_before = [quiet[max(0, s - window) : s, i].mean() if s else 0.0 for s, i in zip(steps, weights)]
+        run_length = np.zeros(moves.shape[1], dtype=int)
+        returns = []
+        for s in range(len(moves)):
+            back = ~quiet[s] & (run_length >= streak)
+            returns.extend(moves[s, back] / lr)
+            run_length = np.where(quiet[s], run_length + 1, 0)
+        rows.append(
+            {
+                "seed": seed,
+                "largest move (lr)": float(np.nanmax(np.where(np.isfinite(moves), moves, np.nan)) / lr),
+                "step 1's largest move (lr)": float(moves[0].max() / lr),
+                f"moves > {threshold:g} lr": int(big.sum()),
+                f"first step with a move > {threshold:g} lr": int(steps.min()) + 1 if len(steps) else None,
+                "share made while the weight's gradient is 0": float(quiet[big].mean()) if len(steps) else None,
+                f"mover's zero gradients over its previous {window} steps (median)": (
+                    float(np.median(zero_before)) if len(steps) else None
+                ),
+                "median weight's zero gradients over the run": float(np.median(quiet.mean(axis=0))),
+                f"first move after ≥ {streak} quiet steps (lr, median)": (
+                    float(np.median(returns)) if returns else None
+                ),
+            }
+        )
+    return pd.DataFrame(rows).set_index("seed")
 
 
 # ---------------------------------------------------------------------------------------------
