@@ -10,7 +10,10 @@ import pytest
 from adamclinic.data import smooth_regression
 from adamclinic.engine import TrainConfig, make_schedule, run
 from adamclinic.lessons.learning_rate import (
+    adam_first_step,
     dead_relu_fraction,
+    early_adam_steps,
+    first_gradient_sizes,
     first_step_sizes,
     lr_range_test,
     prediction_spread,
@@ -86,11 +89,30 @@ def test_adams_first_step_is_the_learning_rate_whatever_the_gradient_scale(data)
     assert 900 < sgd[1.0] / sgd[1e-3] < 1100 and 900 < sgd[1e3] / sgd[1.0] < 1100
 
 
+def test_at_the_smallest_scale_kerass_epsilon_acts_like_3e_6_on_the_first_step(data):
+    """Section 4: at loss scale 0.001 the median first step is 0.81e-3: the median gradient is 1.3e-5 and
+    Keras's ε acts like 1e-7 / sqrt(1 - 0.999) = 3.2e-6 on step 1; as 1e-7 it would trim under 1%."""
+    table = first_step_sizes(small_relu_net, data, loss_scales=[1e-3], learning_rate=1e-3)
+    measured = float(table[table.optimizer == "Adam"]["median |Δw|"].iloc[0])
+    g = 1e-3 * first_gradient_sizes(small_relu_net, data)
+    assert 1.2e-5 < np.median(g) < 1.45e-5  # measured 1.32e-5
+    assert 0.79e-3 < measured < 0.82e-3  # measured 0.8066e-3
+    assert np.median(adam_first_step(g, 1e-3)) == pytest.approx(measured, rel=1e-3)  # the formula, to 4 digits
+    assert 1e-7 / np.sqrt(1 - 0.999) == pytest.approx(3.16e-6, rel=0.01)
+    assert np.median(g / (g + 1e-7)) > 0.99  # ε at face value would trim the step by under 1%
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_range_test_suggests_a_healthy_rate(data, seed):
+    """Section 5: the smoothed loss is lowest at batch 76-78 (rate 0.20-0.28); the test stops after 84-100
+    batches, about three epochs of 32; the suggestion is 0.020-0.028 and a full run there ends below 0.05."""
     config = TrainConfig(data, small_relu_net, seed=seed)
-    suggestion = suggest_learning_rate(lr_range_test(config))
-    assert 3e-3 <= suggestion <= 0.1  # measured 0.020 .. 0.028
+    sweep = lr_range_test(config)
+    suggestion = suggest_learning_rate(sweep)
+    assert 84 <= len(sweep.learning_rates) <= 100  # measured 94, 90, 100, 84, 100 batches
+    assert len(sweep.learning_rates) > 2.5 * 32  # not a fraction of an epoch: about three epochs
+    assert 76 <= int(np.nanargmin(sweep.smoothed)) + 1 <= 78  # measured batch 76, 78, 76, 76, 78
+    assert 0.018 <= suggestion <= 0.03  # measured 0.020 .. 0.028
     assert run(config.with_learning_rate(suggestion)).final_loss < 0.05  # measured 0.018 .. 0.030
 
 
@@ -108,6 +130,26 @@ def test_at_peak_0_1_decay_settles_what_a_constant_rate_cannot(data):
     assert ((cosine > 0.01) & (cosine < 0.035)).all()  # lesson: 0.015 .. 0.03
     assert ((warm > 0.005) & (warm < 0.015)).all()  # lesson: 0.008 .. 0.012
     assert (warm < constant).all() and (cosine < constant).all()
+    assert (warm < cosine).all()  # the first 64 steps make the difference on every seed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_adams_first_steps_are_its_largest_and_rest_on_a_noisy_second_moment(data, seed):
+    """Section 6, why warmup: over 300 batch orders at the initial weights, √v̂ spreads (90th / 10th
+    percentile, median weight) 10-15-fold after 1 step, about 2-fold after 8, 1.25-1.31 after 64 (the
+    warmup), 1.1 after 512; a run at lr 1e-3 moves the weights (RMS, in learning rates) 0.98-0.99 at step
+    1, 0.54-0.75 at step 8, 0.29-0.40 at step 64, 0.15-0.19 at step 512."""
+    table = early_adam_steps(TrainConfig(data, small_relu_net, seed=seed))
+    spread = table["spread of √v̂ (90th ÷ 10th percentile)"]
+    rms = table["RMS step ÷ learning rate"]
+    assert 9.5 < spread[1] < 16  # measured 15.1, 14.6, 13.2, 15.1, 10.3
+    assert 1.85 < spread[8] < 2.35  # measured 1.94 .. 2.23
+    assert 1.22 < spread[64] < 1.34  # measured 1.25 .. 1.31
+    assert 1.06 < spread[512] < 1.12  # measured 1.08 .. 1.10
+    assert 0.97 < rms[1] <= 1.0  # measured 0.977 .. 0.991 (weights with no gradient do not move)
+    assert 0.5 < rms[8] < 0.8  # measured 0.535 .. 0.745
+    assert 0.27 < rms[64] < 0.42  # measured 0.290 .. 0.399
+    assert 0.13 < rms[512] < 0.21  # measured 0.147 .. 0.193
 
 
 def test_warmup_and_decay_beat_every_constant_rate_tried_on_average(data):

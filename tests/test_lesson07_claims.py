@@ -23,6 +23,7 @@ from adamclinic.lessons.its_not_adam import (
     bounded_output_floor,
     chunked_config,
     classifier_config,
+    clip_autopsy,
     digit_classifier,
     digits_classes,
     fit_batchnorm,
@@ -44,7 +45,7 @@ from adamclinic.lessons.its_not_adam import (
     unfreeze_config,
     validation_classes,
 )
-from adamclinic.models import binary_relu_net, small_relu_net
+from adamclinic.models import binary_relu_net, digits_relu_net, small_relu_net, small_tanh_net
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -87,6 +88,21 @@ def test_section_1_linear_output_without_from_logits_stalls_near_ln_k(classifier
     assert between([held_out_accuracy(h) for h in bad], 0.15, 0.42)  # 0.182 .. 0.395
 
 
+def test_section_1_the_plateau_is_rows_the_loss_clipped_into_k_equal_probabilities(classifier_runs):
+    """Section 1, why ln K: at the end of the bug's run 91-99% of the training rows have all ten outputs
+    below ε = 1e-7, lose exactly ln 10 and pass back a gradient of exactly 0; the raw outputs are not
+    equal (spread within a row 0.20-0.31). The correct setup has no such row."""
+    for h in classifier_runs("linear output, from_logits=False"):
+        autopsy = clip_autopsy(h)
+        dead = autopsy["rows with every output at or below ε"]
+        assert 0.9 < dead < 0.995  # measured 0.990, 0.984, 0.992, 0.970, 0.906
+        assert autopsy["rows whose loss is ln K"] == dead and autopsy["rows with a gradient of exactly 0"] == dead
+        assert 0.19 < autopsy["spread of the raw outputs in a row"] < 0.33  # measured 0.204 .. 0.311
+        assert h.final_loss == pytest.approx(dead * LN10, abs=0.02)  # the plateau is the dead rows' ln 10
+    good = clip_autopsy(classifier_runs("softmax output, from_logits=False")[0])
+    assert good["rows with a gradient of exactly 0"] == 0.0
+
+
 def test_section_1_with_fewer_classes_the_bug_is_a_lottery(classifier_runs):
     """Section 1: K = 3: the linear output with from_logits=False ends anywhere from 0.18 to ln 3 = 1.10,
     held-out accuracy 0.32 to 0.99; at least one seed sits exactly at ln 3."""
@@ -96,6 +112,12 @@ def test_section_1_with_fewer_classes_the_bug_is_a_lottery(classifier_runs):
     assert np.isclose(finals, math.log(3), atol=2e-3).sum() >= 1  # seeds 0 and 2
     accuracy = [held_out_accuracy(h) for h in bad]
     assert min(accuracy) < 0.4 and max(accuracy) > 0.95  # 0.324 and 0.990
+    # the more rows die before they are fitted, the higher it ends: all on seeds 0 and 2 (exactly ln 3),
+    # 72% on seed 1, 53% on seed 4, under 1% on seed 3 (0.18)
+    dead = np.array([clip_autopsy(h)["rows with every output at or below ε"] for h in bad])
+    assert dead[0] == dead[2] == 1.0 and dead[3] < 0.01  # measured 1.0, 0.721, 1.0, 0.007, 0.531
+    assert 0.69 < dead[1] < 0.75 and 0.5 < dead[4] < 0.56
+    assert np.all(np.diff(finals[np.argsort(dead, kind="stable")]) >= -1e-6)
 
 
 def test_section_1_keras_3_catches_the_double_softmax(classifier_runs):
@@ -135,6 +157,28 @@ def test_section_1_a_one_unit_softmax_loss_falls_while_every_prediction_is_one()
         assert broken.epochs[-1].accuracy == pytest.approx(0.5)
         assert float(((predictions[:, 0] > 0.5) == data.y_val[:, 0]).mean()) == pytest.approx(0.482, abs=0.001)
         assert float(((working.predict(data.x_val)[:, 0] > 0.5) == data.y_val[:, 0]).mean()) > 0.78  # 0.789 .. 0.795
+
+
+# The symptom index: NaN is rarely the learning rate's doing under Adam ----------------------------------
+
+
+def test_symptom_index_adam_at_lr_100_explodes_without_nan():
+    """Symptom index: the four nets of lessons 01, 05 and 07 at lr = 100 for 30 epochs (seeds 0 to 2): the
+    loss explodes to between 1e5 and 1e16 and never turns NaN; lesson 01's ReLU net turns NaN at lr = 1000."""
+    pool, held_out = overlapping_classes()
+    nets = [
+        (smooth_regression(), small_relu_net, "mean_squared_error"),  # peak 9.6e15 .. 1.75e16
+        (smooth_regression(), small_tanh_net, "mean_squared_error"),  # peak 2.4e5 .. 6.4e5
+        (digits(), digits_relu_net, "sparse_categorical_crossentropy"),  # peak 3.0e5 .. 4.2e5
+        (imbalanced(pool, held_out, 0.5), binary_relu_net, "binary_crossentropy"),  # peak 2.1e7 .. 2.4e7
+    ]
+    for data, net, loss in nets:
+        for seed in range(3):
+            history = run(TrainConfig(data, net, loss=loss, learning_rate=100.0, seed=seed))
+            assert not history.diverged and np.isfinite(history.loss).all(), (net.__name__, seed)
+            assert 1e5 < history.loss.max() < 2e16, (net.__name__, seed, history.loss.max())
+    overflow = run(TrainConfig(smooth_regression(), small_relu_net, learning_rate=1000.0, seed=0))
+    assert overflow.diverged_at == 1
 
 
 # Section 2: target scale, bounded outputs -------------------------------------------------------------

@@ -195,3 +195,9 @@ def test_no_learning_rate_on_the_menu_cures_patients_a_to_d(runs, seed):
     assert runs(("F", LOWER), seed)[1].top == ("beta_2_too_low" if seed == 1 else "healthy")
     too_high, report = runs(("F", HIGHER), seed)
     assert too_high.diverged and report.top == "learning_rate_too_high"
+    # the NaN needs β2 = 0.3 as well: with β2 back at 0.999 the same tenfold rate trains, no problem found
+    both = treat(treat(mystery("F", seed), "β2 = 0.999"), HIGHER)
+    history, report = diagnosed_run(both)
+    assert both.learning_rate == pytest.approx(0.03) and both.beta_2 == 0.999
+    assert not history.diverged and report.top == HEALTHY
+    assert 0.035 < history.final_loss < 0.12  # measured 0.0418, 0.109, 0.0394

@@ -199,8 +199,8 @@ def _exploding(r: RunRecord) -> Finding | None:
         "exploding_gradients",
         _clip01(score),
         "; ".join(evidence) + ".",
-        "Use a variance-preserving initialisation (He for ReLU, Glorot for tanh), add batch normalization, "
-        "and clip gradients (clipnorm=1).",
+        "Fix the initialisation: a variance-preserving one (He for ReLU, Glorot for tanh), or add batch "
+        "normalization. Clipping (clipnorm=1) only keeps plain SGD from turning NaN; under Adam it barely helps.",
     )
 
 
@@ -249,7 +249,9 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
         evidence.append(f"it ends at {losses[-1]:.3g}, no better than a constant prediction ({r.baseline_loss:.3g})")
     if len(losses) < len(r.loss) and r.learning_rate > 0.02:
         score += 0.4
-        evidence.append(f"the loss became NaN at a learning rate of {r.learning_rate:g}")
+        # Under Adam a rate alone rarely makes NaN (lesson 07's symptom index): say where else to look.
+        elsewhere = " (a rate alone rarely does that to Adam: check the inputs and β2 too)" if r.beta_2 else ""
+        evidence.append(f"the loss became NaN at a learning rate of {r.learning_rate:g}{elsewhere}")
     if score < 0.3:
         return None
     # With Adam a rate of 3e-3 or less is rarely too high by itself: something else made the steps big.
@@ -260,7 +262,8 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
         _clip01(score),
         "; ".join(evidence) + f" (learning rate {r.learning_rate:g}; a net drift of {per_step:.2g} of the "
         "weights' size per step).",
-        "Lower the learning rate by 10x (a range test finds a good one), or add warmup.",
+        "Lower the learning rate by about 10x (a range test finds a good one). Warmup does not rescue a rate "
+        "that is far too high: it only delays the damage.",
     )
 
 

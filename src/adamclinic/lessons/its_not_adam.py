@@ -24,6 +24,7 @@ from typing import Any
 import ipywidgets as w
 import keras
 import numpy as np
+import tensorflow as tf
 
 from adamclinic.data import digits, smooth_regression
 from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, run, seed_everything
@@ -110,6 +111,39 @@ def held_out_accuracy(history: History) -> float:
     data = history.config.data
     predictions = history.predict(data.x_val)
     return float((predictions.argmax(axis=1) == data.y_val[:, 0].astype(int)).mean())
+
+
+def clip_autopsy(history: History) -> dict[str, float]:
+    """What the loss sees, on the training rows at the end of a run, of a network whose outputs it takes
+    as probabilities (``from_logits=False``).
+
+    Keras's ``sparse_categorical_crossentropy`` clips every output into ``[ε, 1 - ε]`` (ε =
+    ``keras.config.epsilon()``, 1e-7), takes its log and normalizes, so an output outside that range
+    passes back a gradient of exactly 0. A row whose K outputs all lie at or below ε is read as K equal
+    probabilities: its loss is exactly ln K and its gradient exactly 0, however different the raw
+    outputs are. Returns the share of rows with every output at or below ε, the share whose loss is ln K,
+    the share whose gradient with respect to the outputs is exactly 0, and the median spread (standard
+    deviation) of the raw outputs within a row.
+    """
+    data = history.config.data
+    loss = history.config.loss
+    loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    outputs = keras.ops.convert_to_tensor(history.predict(data.x_train).astype("float32"))
+    labels = keras.ops.convert_to_tensor(data.y_train[:, 0].astype("int64"))
+    with tf.GradientTape() as tape:
+        tape.watch(outputs)
+        per_row = loss_fn(labels, outputs)
+    gradient = np.asarray(tape.gradient(per_row, outputs))
+    values, per_row = np.asarray(outputs), np.asarray(per_row)
+    classes = values.shape[1]
+    epsilon = keras.config.epsilon()
+    return {
+        "rows with every output at or below ε": float(np.mean(np.all(values <= epsilon, axis=1))),
+        "rows whose loss is ln K": float(np.mean(np.isclose(per_row, math.log(classes), atol=1e-4))),
+        "rows with a gradient of exactly 0": float(np.mean(np.all(gradient == 0, axis=1))),
+        "spread of the raw outputs in a row": float(np.median(values.std(axis=1))),
+        "ln K": math.log(classes),
+    }
 
 
 def loss_warning(build_model: Callable[[], keras.Model], loss: Any, rows: int = 4) -> str | None:

@@ -1,9 +1,10 @@
 """Lesson 01, the learning rate: the range test, what one step does, and the checks ex01's hidden tests run.
 
 Three parts: the learning-rate range test as a Keras callback (``LRRangeTest``, ``lr_range_test``,
-``suggest_learning_rate``); small probes of a single Adam step and of dead ReLU units
-(``first_step_sizes``, ``dead_relu_fraction``); and the measurements ex01's hidden tests make in the
-student's kernel, retraining from the student's settings with fixed seeds (``final_losses``, ...).
+``suggest_learning_rate``); small probes of a single Adam step, of Adam's first steps and of dead ReLU
+units (``first_step_sizes``, ``first_gradient_sizes``, ``adam_first_step``, ``early_adam_steps``,
+``dead_relu_fraction``); and the measurements ex01's hidden tests make in the student's kernel,
+retraining from the student's settings with fixed seeds (``final_losses``, ...).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from adamclinic.engine import (
     learning_rate_table,
     run,
     seed_everything,
+    step_trace,
 )
 from adamclinic.models import small_relu_net
 
@@ -183,19 +185,13 @@ def first_step_sizes(
     moves each weight by about ``lr`` whatever ``s`` is. Returns the median and largest absolute
     weight change per optimizer and scale.
     """
-    xb = tf.constant(data.x_train[:batch_size])
-    yb = tf.constant(data.y_train[:batch_size])
-    seed_everything(seed)
-    model = build_model()
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
-    grads = tape.gradient(loss, model.trainable_variables)
+    grads = _first_gradients(build_model, data, seed, batch_size)
     rows = []
     for name, make_optimizer in (("Adam", keras.optimizers.Adam), ("SGD", keras.optimizers.SGD)):
         for scale in loss_scales:
             # The step is applied to variables that start at zero, so the new values are the update
             # itself: subtracting two float32 weights of size 0.1 cannot resolve a step below 1e-8.
-            steps = [keras.Variable(np.zeros(v.shape, dtype="float32")) for v in model.trainable_variables]
+            steps = [keras.Variable(np.zeros(g.shape, dtype="float32")) for g in grads]
             make_optimizer(learning_rate=learning_rate).apply([scale * g for g in grads], steps)
             moves = np.concatenate([np.abs(v.numpy()).ravel() for v in steps])
             moved = moves[moves > 0]
@@ -208,6 +204,98 @@ def first_step_sizes(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _first_gradients(build_model: Callable[[], keras.Model], data: Dataset, seed: int, batch_size: int) -> list:
+    """The mean-squared-error gradient of a freshly seeded ``build_model()`` on the first ``batch_size`` rows."""
+    xb = tf.constant(data.x_train[:batch_size])
+    yb = tf.constant(data.y_train[:batch_size])
+    seed_everything(seed)
+    model = build_model()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.mean_squared_error(yb, model(xb, training=True)))
+    return tape.gradient(loss, model.trainable_variables)
+
+
+def first_gradient_sizes(
+    build_model: Callable[[], keras.Model], data: Dataset, seed: int = 0, batch_size: int = 32
+) -> np.ndarray:
+    """``|g|`` of every weight whose gradient is not zero, on the batch ``first_step_sizes`` steps with
+    (multiply by a loss scale to get the gradients at that scale)."""
+    sizes = np.concatenate([np.abs(g.numpy()).ravel() for g in _first_gradients(build_model, data, seed, batch_size)])
+    return sizes[sizes > 0]
+
+
+def adam_first_step(
+    gradient: np.ndarray, learning_rate: float = 1e-3, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> np.ndarray:
+    """How far Keras's Adam moves a weight on its first step, for a gradient ``gradient``.
+
+    Keras adds ε to ``sqrt(v)`` *before* the bias correction (lesson 00). On step 1, ``m = (1 - β1) g``
+    and ``v = (1 - β2) g²``, and the update ``lr · sqrt(1 - β2) / (1 - β1) · m / (sqrt(v) + ε)``
+    simplifies to ``lr · |g| / (|g| + ε / sqrt(1 - β2))``: ε acts like ``ε / sqrt(1 - β2)``, about
+    3.2e-6 for the defaults, not like 1e-7.
+    """
+    size = np.abs(np.asarray(gradient, dtype="float64"))
+    return learning_rate * size / (size + epsilon / math.sqrt(1 - beta_2))
+
+
+def early_adam_steps(
+    config: TrainConfig, steps: Sequence[int] = (1, 8, 64, 512), draws: int = 300, pool: int = 512
+) -> pd.DataFrame:
+    """Why Adam wants warmup: its first steps rest on a second moment measured from very few gradients.
+
+    Two columns, one row per step number t in ``steps``:
+
+    * ``spread of √v̂``: how much the bias-corrected ``sqrt(v_hat)`` of a weight after t steps depends on
+      which batches came first. At the initial weights of ``config``'s seeded network, ``pool``
+      batch gradients are drawn (shuffled epochs, ``config.batch_size`` rows each); ``draws`` random
+      orders of t of them give ``draws`` values of ``v_hat``; the column is the 90th percentile of
+      ``sqrt(v_hat)`` over those orders divided by the 10th, for the median weight.
+    * ``RMS step ÷ learning rate``: the root-mean-square move of all the weights at step t of the
+      engine's run of ``config`` (a constant learning rate), in units of the learning rate.
+
+    Liu et al. (2020, RAdam) traced the benefit of warmup to this: early on, v_hat averages so few
+    squared gradients that the adaptive step size ``lr / sqrt(v_hat)`` varies wildly.
+    """
+    seed_everything(config.seed)
+    model = config.build_model()
+    loss_fn = keras.losses.get(config.loss) if isinstance(config.loss, str) else config.loss
+    x = tf.constant(config.data.x_train, dtype="float32")
+    y = tf.constant(config.data.y_train, dtype="float32")
+    with tf.GradientTape() as tape:
+        per_row = loss_fn(y, model(x, training=True))
+    jacobian = tape.jacobian(per_row, model.trainable_variables)
+    rows = len(config.data.x_train)
+    per_example = np.concatenate([np.reshape(j.numpy(), (rows, -1)) for j in jacobian], axis=1)
+    rng = np.random.default_rng(config.seed)
+    per_epoch = rows // config.batch_size
+    epochs = [
+        rng.permutation(rows)[: per_epoch * config.batch_size].reshape(per_epoch, config.batch_size)
+        for _ in range(-(-pool // per_epoch))
+    ]
+    squared = per_example[np.concatenate(epochs)[:pool]].mean(axis=1) ** 2  # pool batches x weights
+    spread = []
+    for t in steps:
+        # v_hat after t steps is a weighted mean of t squared gradients: weights (1 - β2) β2^(t - i) / (1 - β2^t).
+        weights = (1 - config.beta_2) * config.beta_2 ** np.arange(t - 1, -1, -1) / (1 - config.beta_2**t)
+        mixing = np.zeros((draws, pool))
+        order = rng.integers(0, pool, size=(draws, t))
+        np.add.at(mixing, (np.repeat(np.arange(draws), t), order.ravel()), np.tile(weights, draws))
+        root = np.sqrt(mixing @ squared)
+        low, high = np.quantile(root, [0.1, 0.9], axis=0)
+        seen = low > 0  # a weight whose gradient is 0 in many batches (a dead unit) has no spread to speak of
+        spread.append(float(np.median(high[seen] / low[seen])))
+    trace = step_trace(config, epochs=-(-max(steps) // per_epoch))
+    weight_count = int(per_example.shape[1])
+    rms = trace.update_norm / math.sqrt(weight_count) / float(config.learning_rate)
+    return pd.DataFrame(
+        {
+            "spread of √v̂ (90th ÷ 10th percentile)": spread,
+            "RMS step ÷ learning rate": [float(rms[t - 1]) for t in steps],
+        },
+        index=pd.Index(list(steps), name="after step"),
+    )
 
 
 def dead_relu_fraction(history: History, x: np.ndarray) -> float:
