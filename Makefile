@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # nbgrader runs `alembic` by name when it opens a gradebook: the environment's bin must be on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: lab test check system-test submit grade feedback bench release
+.PHONY: lab test check system-test submit grade feedback bench release figures
 
 # Chromium, bubblewrap and PostgreSQL, checked in seconds before the slow steps; installed when root with
 # apt-get (CI), otherwise the exact command to run (tools/system_packages.py).
@@ -61,3 +61,8 @@ grade: $(READY)
 release: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make release A=ex01_learning_rate"; exit 2; }
 	$(BIN)/python -m adamclinic.grading release $(A)
+
+# After changing a lesson's runs or the drawing code: retrain and redraw the figures that open the lessons
+#   make figures [NAME=01_learning_rate]   (adamclinic/figures.py; tests/test_figures.py checks they are current)
+figures: $(READY)
+	$(BIN)/python -m adamclinic.figures $(NAME)

@@ -32,6 +32,7 @@ LAYERS = {
     "grading": {"grading", "paths", "package"},
     "lab": {"paths"},
     "bench": {"engine", "data", "models", "panels", "clinic", "lessons", "grading", "package"},
+    "figures": {"lessons", "paths"},
     "package": set(),
 }
 # The package itself imports TensorFlow only outside the grader (adamclinic/__init__.py; checked at run time below).
