@@ -27,6 +27,7 @@ from adamclinic.lessons.adam_from_the_inside import (
     step_lengths,
     trajectory,
 )
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -324,3 +325,23 @@ def test_panel_survives_a_path_that_leaves_the_map():
 
 def test_forms_are_named():
     assert FORMS == ("algorithm 1", "epsilon hat")
+
+
+def test_the_plain_keras_cell_walks_the_engines_paths():
+    """Section 3's plain-Keras cell: model.fit on two badly scaled features walks the valley as the engine does.
+
+    Adam (lr 0.1) steps 0.1 in x and y, then ends within 3e-4 of the minimum; SGD (lr 0.15) steps 0.0675 and
+    1.8, and is still 0.2-0.24 away after 200 steps, in model.fit and in the engine alike.
+    """
+    cells = plain_keras_cells("00_adam_from_the_inside")
+    for paths in (cells["keras_paths"], cells["engine_paths"]):
+        adam, sgd = paths["Adam, lr 0.1"], paths["SGD, lr 0.15"]
+        assert adam.shape == sgd.shape == (201, 2)
+        # float32 positions near 4.5 are 5e-7 apart, so a step read off two of them is good to about 1e-5
+        np.testing.assert_allclose(step_lengths(adam)[0], [0.1, 0.1], rtol=1e-4)
+        assert distance_to_minimum(QUADRATIC, adam)[-1] < 3e-4  # measured 2.3e-4 in both
+        np.testing.assert_allclose(step_lengths(sgd)[0], [0.0675, 1.8], rtol=1e-4)
+        assert 0.2 < distance_to_minimum(QUADRATIC, sgd)[-1] < 0.24  # measured 0.219 in both
+    # the same steps, not only the same story: float32 rounding apart, the paths coincide
+    for name in ("Adam, lr 0.1", "SGD, lr 0.15"):
+        np.testing.assert_allclose(cells["keras_paths"][name], cells["engine_paths"][name], atol=1e-4)

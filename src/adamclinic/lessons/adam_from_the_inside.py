@@ -628,3 +628,29 @@ def show_surface_panel(panel: SurfacePanel) -> None:
     """Display a panel and draw its paths once at the defaults, in this thread (so a headless run does too)."""
     display(panel.widget)
     panel.draw()
+
+
+# The figure that opens the lesson (adamclinic.figures; make figures NAME=00_adam_from_the_inside) -----------
+
+FIGURE = {
+    "title": "Four optimizers in a narrow valley (200 steps)",
+    "x_label": "step",
+    "y_label": "distance to the minimum",
+}
+
+# Section 3's race, in the order that gives each optimizer the figure's colour closest to its panel colour
+# (Okabe-Ito in order: SGD orange, RMSprop sky blue, momentum green, Adam dark blue).
+FIGURE_RUNS = {
+    "SGD, lr 0.15": dict(optimizer="sgd", lr=0.15),
+    "RMSprop, lr 0.1": dict(optimizer="rmsprop", lr=0.1),
+    "SGD + momentum 0.9, lr 0.15": dict(optimizer="momentum", lr=0.15),
+    "Adam, lr 0.1": dict(optimizer="adam", lr=0.1),
+}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """Distance to the minimum after each of 200 steps on ``QUADRATIC``, the runs of section 3 (deterministic)."""
+    return {
+        label: distance_to_minimum(QUADRATIC, trajectory(QUADRATIC, steps=200, **kwargs))[1:]
+        for label, kwargs in FIGURE_RUNS.items()
+    }
