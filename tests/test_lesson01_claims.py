@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from adamclinic.data import smooth_regression
-from adamclinic.engine import TrainConfig, make_schedule, run
+from adamclinic.engine import TrainConfig, make_schedule, run, seed_everything
 from adamclinic.lessons.learning_rate import (
     adam_first_step,
     dead_relu_fraction,
@@ -20,6 +20,7 @@ from adamclinic.lessons.learning_rate import (
     suggest_learning_rate,
 )
 from adamclinic.models import small_relu_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -78,6 +79,16 @@ def test_at_lr_1e_5_the_loss_creeps(runs, seed):
     history = runs(1e-5, seed)
     assert history.final_loss > 0.7  # measured 0.745 .. 1.383
     assert history.final_loss > (2 / 3) * history.loss[0]  # fell by less than a third
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_lr_1e_5_no_weight_can_travel_as_far_as_the_initial_weights_are_large(seed):
+    """Section 4: 960 steps of at most about 1e-5 move a weight by about 0.01; the initial weights are of order 0.2."""
+    seed_everything(seed)
+    kernels = [w for w in small_relu_net().get_weights() if w.ndim == 2]
+    typical = float(np.sqrt(np.mean(np.concatenate([np.square(k).ravel() for k in kernels]))))
+    assert 0.1 < typical < 0.3  # RMS of the initial kernel weights: measured 0.186 .. 0.191
+    assert STEPS * 1e-5 == pytest.approx(0.01, rel=0.05)
 
 
 def test_adams_first_step_is_the_learning_rate_whatever_the_gradient_scale(data):
@@ -163,3 +174,16 @@ def test_warmup_does_not_rescue_a_rate_far_too_high(data):
     dead = lambda losses: int((losses > 0.9).sum())  # noqa: E731  (dead: stuck near the mean's loss)
     assert dead(final_losses(data, 0.3)) == 2
     assert dead(final_losses(data, make_schedule("warmup + cosine decay", 0.3, STEPS))) == 4
+
+
+def test_the_plain_keras_cells_tell_the_same_story_as_the_engine():
+    """Section 3's plain-Keras cell: model.fit at lr = 1.0 explodes in epoch 1 and lies flat near 1.0, as the engine
+    does. Section 6's: warmup + cosine decay to 0.1, written as a Keras CosineDecay schedule, ends in the same low range
+    as the engine's run of make_schedule("warmup + cosine decay", 0.1, 960)."""
+    cells = plain_keras_cells("01_learning_rate")
+    for losses in (np.array(cells["keras_history"].history["loss"]), cells["engine_history"].loss):
+        assert 2e3 < losses[0] < 3e4  # one explosive epoch (lesson: 3e3 .. 2e4 over seeds; fit measured 3.02e3)
+        assert 0.9 < losses[-10:].min() and losses[-10:].max() < 1.3  # then stuck near the mean's loss
+    assert cells["total_steps"] == STEPS
+    for losses in (np.array(cells["keras_warmup"].history["loss"]), cells["engine_warmup"].loss):
+        assert 0.005 < losses[-1] < 0.015  # lesson: 0.008 .. 0.012 over seeds; measured 0.0085 (fit), 0.0121 (engine)

@@ -26,6 +26,7 @@ from adamclinic.lessons.feature_scaling import (
     spread_parcels,
 )
 from adamclinic.models import parcel_relu_net, parcel_tanh_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -98,6 +99,16 @@ def test_every_scaler_trains_and_standard_is_best_here(runs, seed):
     assert 0.03 < final["MinMaxScaler"] < 0.065  # measured 0.038 .. 0.057
     assert final["StandardScaler"] < final["RobustScaler"] < final["MinMaxScaler"]
     assert 1.5 < final["MinMaxScaler"] / final["StandardScaler"] < 3  # "about twice": 1.7 .. 2.6
+
+
+def test_the_opening_figure_on_the_validation_rows(runs):
+    """The figure (seed 0, validation loss): raw units end hundreds of times above 1.0 without diverging, one column
+    in sensible units (k=-5) ends above 1, and both scalers shown end far below 1."""
+    raw = runs("scaled", 0, "none", 0)
+    assert not raw.diverged and 100 < raw.val_loss[-1] < 1000  # measured 436
+    assert 1 < runs("scaled", -5, "none", 0).val_loss[-1] < 10  # measured 4.5
+    assert runs("scaled", 0, "StandardScaler", 0).val_loss[-1] < 0.1  # measured 0.030
+    assert runs("scaled", 0, "MinMaxScaler", 0).val_loss[-1] < 0.1  # measured 0.060
 
 
 @pytest.mark.parametrize("scaler", SCALERS[1:])
@@ -252,3 +263,24 @@ def test_under_a_shift_the_leaky_minmax_report_is_better_in_every_split():
     assert 0.24 < summary.loc["fit on training rows", "reported test MSE"] < 0.28  # 0.2566
     assert 0.23 < summary.loc["fit on everything (leak)", "held-out MSE"] < 0.26  # 0.2447
     assert 0.25 < summary.loc["fit on training rows", "held-out MSE"] < 0.29  # 0.2683
+
+
+def test_the_plain_keras_cell_tells_the_same_story_as_the_engine():
+    """Section 2's plain-Keras cell: model.fit on the raw parcels, then on parcels standardized by a StandardScaler
+    fitted on the training rows; the engine's twin runs beside them. Both fall in section 2's ranges over seeds 0-4."""
+    cells = plain_keras_cells("03_feature_scaling")
+    scaler, data = cells["scaler"], cells["parcel_data"]
+    np.testing.assert_allclose(
+        scaler.mean_, data.x_train.astype("float64").mean(axis=0), rtol=1e-4
+    )  # training rows only
+    for fit, engine in ((cells["fits"][name].history["loss"], cells["engine_runs"][name]) for name in cells["inputs"]):
+        assert len(fit) == len(engine.loss) == 30
+    for losses in (np.array(cells["fits"]["raw units"].history["loss"]), cells["engine_runs"]["raw units"].loss):
+        assert np.isfinite(losses).all()  # no divergence
+        assert 1e8 < losses[0] < 1e10  # lesson: first epoch 1e8 .. 4e9; measured 1.21e8 (fit), 1.18e8 (engine)
+        assert 200 < losses[-1] < 5000  # lesson: 240 .. 4500; measured 273 (fit), 237 (engine)
+    for losses in (
+        np.array(cells["fits"]["StandardScaler"].history["loss"]),
+        cells["engine_runs"]["StandardScaler"].loss,
+    ):
+        assert 0.018 < losses[-1] < 0.026  # lesson: 0.021 .. 0.023; measured 0.0219 (fit), 0.0222 (engine)

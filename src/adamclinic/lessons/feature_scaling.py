@@ -444,3 +444,25 @@ def adam_output_step_growth(k: float = 2, seed: int = 0) -> float:
     return first_step_output_change(parcel_relu_net, spread_parcels(k), "adam", seed=seed) / first_step_output_change(
         parcel_relu_net, spread_parcels(0), "adam", seed=seed
     )
+
+
+# The lesson's opening figure (adamclinic.figures; make figures): the same net on raw and scaled parcels.
+
+# The validation loss: raw units start near 1e8 in the first epoch's training loss, which with the scalers' 0.02
+# spans more decades than a readable log axis labels; the validation loss tells the same story within seven.
+FIGURE = {"title": "Parcels in raw units, and scaled (seed 0)", "y_label": "validation loss (MSE)"}
+FIGURE_RUNS = {  # legend label: (distance_m in units of 10**k metres, scaler fitted on the training rows)
+    "raw units": (0, "none"),
+    "raw, distance in 100 km": (-5, "none"),
+    "StandardScaler": (0, "StandardScaler"),
+    "MinMaxScaler": (0, "MinMaxScaler"),
+}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """The validation loss per epoch of section 2's runs (seed 0): raw units, one column in sensible units, two scalers."""
+    base = TrainConfig(parcels(), parcel_relu_net, learning_rate=1e-3, epochs=30, batch_size=32, seed=0)
+    return {
+        label: np.asarray(run(scaled_config(base, k, scaler)).val_loss, dtype=float)
+        for label, (k, scaler) in FIGURE_RUNS.items()
+    }

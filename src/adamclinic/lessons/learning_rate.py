@@ -417,3 +417,16 @@ def synthetic_sweep(
         loss = loss[: after[0] + len(tail)] if len(tail) < len(after) else loss
         x = x[: len(loss)]
     return 10.0**x, loss
+
+
+# ---------------------------------------------------------------------------------------------
+# The lesson's opening figure (adamclinic.figures; make figures): the same net at four learning rates.
+# ---------------------------------------------------------------------------------------------
+
+FIGURE = {"title": "One network, four learning rates (seed 0)"}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """The training loss per epoch at lr 1e-5, 1e-3, 1e-2 and 1.0, on the lesson's ``base`` run (seed 0)."""
+    base = TrainConfig(data=smooth_regression(), build_model=small_relu_net, learning_rate=1e-3, epochs=30, seed=0)
+    return {f"lr = {rate:g}": run(base.with_learning_rate(rate)).loss for rate in (1e-5, 1e-3, 1e-2, 1.0)}
