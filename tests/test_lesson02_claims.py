@@ -25,6 +25,7 @@ from adamclinic.lessons.vanishing_exploding_gradients import (
     weight_movement,
 )
 from adamclinic.models import article_relu_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -45,6 +46,7 @@ def runs(base):
         "sigmoid": base,
         "sigmoid sgd": gradient_config(base, optimizer="sgd", learning_rate=0.1),
         "sigmoid x15": gradient_config(base, depth=15),
+        "sigmoid x3": gradient_config(base, depth=3),
         "sigmoid 20 epochs": gradient_config(base, epochs=20),
         "sigmoid 100 epochs": gradient_config(base, epochs=100),
         "relu he": gradient_config(base, activation="relu", initializer="he_normal"),
@@ -146,6 +148,16 @@ def test_at_15_layers_the_gradient_is_below_epsilon_and_adam_stops_too(runs, see
     assert 5e-12 < per_weight(history) < 2.2e-11  # measured 5.9e-12 .. 2.02e-11
     assert per_weight(history) < EPSILON / 4500
     assert 500 < runs("sigmoid", seed).layer_grad_norms[0, 0] / history.layer_grad_norms[0, 0] < 2500  # 750 .. 1800
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_at_3_layers_the_gap_is_a_factor_of_40_to_50_and_the_network_learns(runs, seed):
+    """Section 2's answer: depth is the exponent; at 3 sigmoid layers the first layer's gradient is 1/40 to 1/50 of
+    the last's, and the network learns (the panel test trains the same architecture: one trace for both)."""
+    history = runs("sigmoid x3", seed)
+    assert 1 / 50 < ratio(history) < 1 / 39  # measured 0.0213 .. 0.0250 (a factor of 40 .. 47)
+    assert history.final_loss < 0.7  # measured 0.507 .. 0.613
+    assert history.epochs[-1].val_accuracy > 0.7  # measured 0.734 .. 0.818
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -353,3 +365,13 @@ def test_static_tools_handle_a_diverged_run(runs):
     table = gradient_table(histories)
     assert len(table) == 2 and math.isnan(table["final loss"].iloc[0])
     assert len(plot_gradient_norms(histories).marks) == 2
+
+
+def test_the_plain_keras_cell_tells_the_same_story_as_the_engine():
+    """Section 4's plain-Keras cell: model.fit of the sigmoid net stays near chance, its ReLU + He fix trains to
+    about 90%; the engine's twins (seed 0) land in the same ranges as the lesson's runs over seeds 0 to 4."""
+    cells = plain_keras_cells("02_vanishing_exploding_gradients")
+    for results in (cells["keras_results"], cells["engine_results"]):
+        (patient_loss, patient_accuracy), (fixed_loss, fixed_accuracy) = results.values()
+        assert 1.85 < patient_loss < 2.32 and patient_accuracy < 0.2  # section 3: 1.9 .. 2.31, 10 .. 19%
+        assert fixed_loss < 0.025 and 0.87 <= fixed_accuracy < 0.93  # section 4: 0.001 .. 0.024, 87 .. 92%

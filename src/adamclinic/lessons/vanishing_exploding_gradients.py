@@ -393,3 +393,25 @@ def gradients_panel(
         return gradient_config(base, **values)  # every setting given: the panel's values, nothing from base
 
     return TrainingPanel(base, controls, make_config=make_config, views=[GradientNormView()], **panel_options)
+
+
+# The lesson's opening figure (adamclinic.figures; make figures) -----------------------------------
+
+FIGURE = {"title": "Ten sigmoid layers and three fixes (seed 0)", "y_label": "training loss (cross-entropy)"}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """The training loss per epoch of the lesson's runs (seed 0): the 10-layer sigmoid net over 100 epochs
+    (section 3's long run), and its three fixes over 30 (section 4). The configs are the claim tests' own, so
+    the engine reuses their compiled trainers."""
+    from adamclinic.data import digits
+    from adamclinic.engine import run
+
+    base = lesson_config(digits())
+    runs = {
+        "10 sigmoid layers (no fix)": gradient_config(base, epochs=100),
+        "ReLU + He initialization": gradient_config(base, activation="relu", initializer="he_normal"),
+        "batch normalization": gradient_config(base, batch_norm=True),
+        "residual connections": gradient_config(base, residual=True),
+    }
+    return {label: run(config).loss for label, config in runs.items()}
