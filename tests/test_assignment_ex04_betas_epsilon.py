@@ -105,7 +105,7 @@ def run_settings(source: str, name_or_names):
 @pytest.fixture(scope="module")
 def noisy_run():
     from adamclinic.engine import TrainConfig
-    from adamclinic.lessons.betas_epsilon_bias_correction import noisy_regression
+    from adamclinic.lessons.beta1_and_beta2 import noisy_regression
     from adamclinic.models import small_relu_net
 
     return TrainConfig(noisy_regression(noise=1.0), small_relu_net, learning_rate=1e-3, epochs=10, batch_size=8)
@@ -124,7 +124,7 @@ def test_part_a_bars_separate_tame_settings_from_spikes_and_from_a_huge_epsilon(
             ε = 1, β2 0.6 (hides spikes):  0.35-0.71;  0.401-0.732 (mean 0.537, seeds 0-2 0.571)
     Gray, not used: β2 = 0.75 (3.9-8.5 lr, β2 just under β1² = 0.81), ε = 0.1 (mean 0.27).
     """
-    from adamclinic.lessons.betas_epsilon_bias_correction import spikes_and_validation_loss
+    from adamclinic.lessons.beta1_and_beta2 import spikes_and_validation_loss
 
     step_bar, val_bar = bar("tame_noisy_run", "STEP_BAR"), bar("tame_noisy_run", "VAL_BAR")
     assert (step_bar, val_bar) == (5.0, 0.3)
@@ -181,7 +181,7 @@ def test_part_c_bar_separates_remembering_settings_from_forgetting_ones():
                    fail  the paper's β2 0.1 +0.996; β2 0.3 +0.995; β2 0.4 +0.994; ε 1e-3 +0.996; ε 1 +0.997.
     Gray, not used: β2 = 0.5 (-0.995 from -1, -0.925 from 0, +0.075 from +1).
     """
-    from adamclinic.lessons.betas_epsilon_bias_correction import reddi_ends
+    from adamclinic.lessons.epsilon_and_bias_correction import reddi_ends
 
     end_bar = bar("reddi_converges", "END_BAR")
     assert end_bar == -0.9

@@ -1,4 +1,7 @@
-"""Every claim lesson 04 makes about a training run, asserted on exactly that run (seeds 0 to 4).
+"""Every claim lessons 04a and 04b make about a training run, asserted on exactly that run (seeds 0 to 4).
+
+Lesson 04 is taught in two parts: 04a (β1 and β2, ``adamclinic.lessons.beta1_and_beta2``) and 04b (ε, bias
+correction and AMSGrad, ``adamclinic.lessons.epsilon_and_bias_correction``). "04a §3" is lesson 04a's Section 3.
 
 Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); the measured ranges are in the comments, the bounds
 are the lesson's words with a margin.
@@ -11,31 +14,35 @@ import pytest
 
 from adamclinic.data import smooth_regression
 from adamclinic.engine import TrainConfig, run
+from adamclinic.lessons import beta1_and_beta2, epsilon_and_bias_correction
 from adamclinic.lessons.adam_from_the_inside import adam_updates
-from adamclinic.lessons.betas_epsilon_bias_correction import (
-    bias_correction_factor,
-    bias_correction_table,
+from adamclinic.lessons.beta1_and_beta2 import (
     big_step_report,
     climb_report,
-    first_step_ratio,
-    large_epsilon_comparison,
     linear_model,
     noisy_regression,
     numpy_adam_updates,
     oscillation_report,
     quiet_streak,
     quiet_streak_table,
+    spike_table,
+    step_trace,
+    weight_moves,
+)
+from adamclinic.lessons.epsilon_and_bias_correction import (
+    bias_correction_factor,
+    bias_correction_table,
+    first_step_ratio,
+    large_epsilon_comparison,
     reddi_panel,
     reddi_trajectory,
     sgd_equivalent,
     silent_weight_steps,
-    spike_table,
     step_ratio_without_bias_correction,
-    step_trace,
-    weight_moves,
 )
 from adamclinic.lessons.learning_rate import prediction_spread
 from adamclinic.models import small_relu_net, small_tanh_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -72,14 +79,14 @@ def final(histories):
 
 
 def test_the_step_trace_is_the_engine_run(base):
-    """Section 1: the step-size chart beside the loss traces the very run the engine trains."""
+    """04a §1: the step-size chart beside the loss traces the very run the engine trains."""
     for config in (base, replace(base, beta_2=0.7, optimizer="adam without bias correction")):
         trace, history = step_trace(config), run(config)
         np.testing.assert_allclose(trace.epoch_loss, history.loss, rtol=1e-4)
 
 
 def test_the_defaults_and_a_wide_range_of_betas_train_equally_well(finals):
-    """Section 1 (table): β1 from 0 to 0.99 and β2 from 0.7 to 0.9999 all end between 0.018 and 0.032."""
+    """04a §1 (table): β1 from 0 to 0.99 and β2 from 0.7 to 0.9999 all end between 0.018 and 0.032."""
     for beta_1 in (0.0, 0.5, 0.9, 0.99):
         losses = final(finals(beta_1=beta_1))
         assert ((losses > 0.018) & (losses < 0.032)).all(), (beta_1, losses)  # measured 0.020 .. 0.030
@@ -89,21 +96,21 @@ def test_the_defaults_and_a_wide_range_of_betas_train_equally_well(finals):
 
 
 def test_beta_1_0_999_is_slow_on_the_network(finals):
-    """Section 1 (table) and Section 2: β1 = 0.999 ends about twice as high, on every seed."""
+    """04a §1 (table) and §2: β1 = 0.999 ends about twice as high, on every seed."""
     default, slow = final(finals()), final(finals(beta_1=0.999))
     assert ((slow > 0.028) & (slow < 0.06)).all(), slow  # measured 0.030 .. 0.053
     assert (slow > 1.3 * default).all() and 1.6 < (slow / default).mean() < 2.5  # measured mean 1.9
 
 
 def test_beta_2_0_5_blows_up_one_run_in_five(finals):
-    """Section 1 (table) and Section 3: at β2 = 0.5 one of the five runs blows up, the others end fine."""
+    """04a §1 (table) and §3: at β2 = 0.5 one of the five runs blows up, the others end fine."""
     losses = final(finals(beta_2=0.5))
     assert losses[0] > 1000  # seed 0: 7355
     assert ((losses[1:] > 0.02) & (losses[1:] < 0.06)).all(), losses  # measured 0.024 .. 0.050
 
 
 def test_epsilon_is_harmless_up_to_1e_3_and_slows_training_beyond(finals):
-    """Section 1 (table) and Section 4: ε up to 1e-3 changes nothing; 0.1 ends 2-3x higher; 1.0 about 10x."""
+    """04b §1 (table) and §2: ε up to 1e-3 changes nothing; 0.1 ends 2-3x higher; 1.0 about 10x."""
     default = final(finals())
     for epsilon in (1e-4, 1e-3):
         assert np.allclose(final(finals(epsilon=epsilon)), default, rtol=0.15)
@@ -113,12 +120,12 @@ def test_epsilon_is_harmless_up_to_1e_3_and_slows_training_beyond(finals):
 
 @pytest.fixture(scope="module")
 def bowl(data):
-    """Section 2's quadratic bowl: a linear model, full batch, lr 0.01, 200 steps."""
+    """04a §2's quadratic bowl: a linear model, full batch, lr 0.01, 200 steps."""
     return TrainConfig(data, linear_model, learning_rate=0.01, epochs=200, batch_size=1024, seed=0)
 
 
 def test_beta_1_near_1_overshoots_and_oscillates_on_a_quadratic(bowl):
-    """Section 2: β1 = 0.9 descends monotonically to the bottom (0.3825); 0.99 and 0.999 overshoot,
+    """04a §2: β1 = 0.9 descends monotonically to the bottom (0.3825); 0.99 and 0.999 overshoot,
     the loss rises on dozens of steps, all in one climb, and 200 steps are not enough to reach the bottom."""
     for seed in SEEDS:
         runs = [run(replace(bowl, beta_1=b, seed=seed)) for b in (0.9, 0.99, 0.999)]
@@ -133,7 +140,7 @@ def test_beta_1_near_1_overshoots_and_oscillates_on_a_quadratic(bowl):
 
 
 def test_a_high_learning_rate_overshoots_in_short_climbs(bowl):
-    """Section 2: on the same bowl at β1 = 0.9, lr = 0.3 makes the loss rise on 69 to 76 of 200 steps, in
+    """04a §2: on the same bowl at β1 = 0.9, lr = 0.3 makes the loss rise on 69 to 76 of 200 steps, in
     climbs of at most 4 steps, and still ends at the bottom (0.3825)."""
     report = climb_report([run(replace(bowl, learning_rate=0.3, seed=seed)) for seed in SEEDS])
     rises, climbs = report["steps where the loss rose"], report["longest climb (steps)"]
@@ -143,7 +150,7 @@ def test_a_high_learning_rate_overshoots_in_short_climbs(bowl):
 
 
 def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
-    """Section 3: with β1 = 0.9 the largest single-weight step is thousands of learning rates at β2 = 0.5,
+    """04a §3: with β1 = 0.9 the largest single-weight step is thousands of learning rates at β2 = 0.5,
     hundreds at 0.6, tens at 0.7, and at most 1.5 from 0.8 to 0.99 (at most 3.0 at 0.999: late steps of
     mostly silent weights, see test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late)."""
     table = spike_table(base, [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999]).set_index("β2")
@@ -158,7 +165,7 @@ def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
 
 
 def test_a_quiet_step_multiplies_the_step_by_beta_1_over_root_beta_2():
-    """Section 3 (one weight: 1000 steps of gradient 1, 60 of exactly 0, then 1 again): each quiet step
+    """04a §3 (one weight: 1000 steps of gradient 1, 60 of exactly 0, then 1 again): each quiet step
     multiplies the step by β1/√β2, to three digits; at β2 = 0.5 it is about 1400 lr after 30 quiet steps and
     peaks at about 40 000 lr on the 49th, when √v reaches ε; at β2 = 0.81 = β1² it stays at lr; at 0.999
     it shrinks by 0.90 per step. The first step back is about (1 - β1)/√(1 - β2) = 0.14 lr at β2 = 0.5."""
@@ -183,7 +190,7 @@ def test_a_quiet_step_multiplies_the_step_by_beta_1_over_root_beta_2():
 
 
 def test_at_beta_2_0_5_the_big_steps_come_while_the_gradient_is_zero(base):
-    """Section 3, When the big steps happen: at β2 = 0.5, 82-100% of the moves above 10 lr are made on a step
+    """04a §3, When the big steps happen: at β2 = 0.5, 82-100% of the moves above 10 lr are made on a step
     where that weight's gradient is exactly 0, by weights silent on most of their previous 100 steps; the
     first move after 20 or more quiet steps is 0.14 lr (median, every seed)."""
     report = big_step_report(replace(base, beta_2=0.5), threshold=10.0)
@@ -197,7 +204,7 @@ def test_at_beta_2_0_5_the_big_steps_come_while_the_gradient_is_zero(base):
 
 
 def test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late(base):
-    """Section 3, When the big steps happen: at β2 = 0.999 step 1's largest move is lr on every seed; no move
+    """04a §3, When the big steps happen: at β2 = 0.999 step 1's largest move is lr on every seed; no move
     exceeds 2 lr before step 710; the 2-3 lr moves are made by weights whose gradient was 0 on 47-89% of
     their previous 100 steps (the median weight: 2-3% of all steps)."""
     report = big_step_report(base, threshold=2.0)
@@ -212,16 +219,18 @@ def test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late(base):
 
 
 def test_the_weight_by_weight_replay_is_the_step_trace(base):
-    """Section 3: big_step_report's replay reproduces the step trace bit for bit."""
+    """04a §3: big_step_report's replay reproduces the step trace bit for bit."""
     for config in (replace(base, beta_2=0.5, seed=4), replace(base, seed=3)):
         assert np.array_equal(weight_moves(config).largest_update, step_trace(config).largest_update)
 
 
 def test_a_weight_silent_for_3000_steps_exceeds_kingma_and_bas_bound():
-    """Section 3: after 3000 silent steps a steady gradient moves the weight 3.08, 4.14, ... 6.41 lr: the
-    uncorrected curve of Section 5 times c_t ≈ 0.975; the bound (1 - β1)/√(1 - β2) = 3.16 holds only for
-    the first step back."""
+    """04b §3, A weight that wakes up late: after 3000 silent steps a steady gradient moves the weight 3.08,
+    4.14, ... 6.41 lr: the uncorrected ratio times c_t ≈ 0.975; the bound (1 - β1)/√(1 - β2) = 3.16 holds
+    only for the first step back. 04b's closed form is 04a's NumPy Keras Adam, run through the silence."""
     steps = silent_weight_steps(silence=3000, back=12)
+    replayed = np.abs(numpy_adam_updates(np.r_[np.zeros(3000), np.ones(12)]))[3000:]
+    np.testing.assert_allclose(steps, replayed, rtol=1e-12)
     np.testing.assert_allclose(steps[[0, 1, 11]], [3.08, 4.14, 6.41], atol=0.006)  # 3.083, 4.143, 6.405
     assert steps[0] < 0.1 / np.sqrt(0.001) < steps[1]
     ratio = steps / step_ratio_without_bias_correction(np.arange(1, 13))
@@ -229,7 +238,7 @@ def test_a_weight_silent_for_3000_steps_exceeds_kingma_and_bas_bound():
 
 
 def test_the_threshold_moves_with_beta_1(base):
-    """Section 3: with β1 = 0.99 the threshold moves to about 0.98; with β1 = 0 even β2 = 0.5 is safe."""
+    """04a §3: with β1 = 0.99 the threshold moves to about 0.98; with β1 = 0 even β2 = 0.5 is safe."""
     table = spike_table(replace(base, beta_1=0.99), [0.9, 0.97, 0.98, 0.99]).set_index("β2")
     assert table.loc[0.9, "largest step / lr (min over seeds)"] > 1000  # measured 5804 ..
     assert table.loc[0.97, "largest step / lr (min over seeds)"] > 5  # measured 10 .. 25
@@ -240,7 +249,7 @@ def test_the_threshold_moves_with_beta_1(base):
 
 
 def test_spikes_need_gradients_that_switch_off(base):
-    """Section 3: the same network with tanh units (no exactly-zero gradients) stays below 11 learning rates
+    """04a §3: the same network with tanh units (no exactly-zero gradients) stays below 11 learning rates
     at β2 = 0.5; label noise makes the spikes at β2 = 0.7 about three times as frequent."""
     tanh = spike_table(replace(base, build_model=small_tanh_net), [0.5])
     assert tanh["largest step / lr (max over seeds)"][0] < 11  # measured 3.6 .. 10.5
@@ -250,7 +259,7 @@ def test_spikes_need_gradients_that_switch_off(base):
 
 
 def test_a_huge_epsilon_turns_adam_into_momentum_sgd(base):
-    """Section 4: Adam(lr=100, ε=1e4) is SGD(lr=1e-3, momentum=0.9): exactly without bias correction,
+    """04b §2: Adam(lr=100, ε=1e4) is SGD(lr=1e-3, momentum=0.9): exactly without bias correction,
     and up to the factor c_t with it."""
     assert sgd_equivalent(100.0, 0.9, 1e4) == {"momentum": 0.9, "learning_rate": 1e-3}
     table = large_epsilon_comparison(base, epsilon=1e4, learning_rate=100.0, steps=200)
@@ -261,7 +270,7 @@ def test_a_huge_epsilon_turns_adam_into_momentum_sgd(base):
 
 
 def test_the_bias_correction_factor():
-    """Section 4 and Section 5: c_t starts at 0.316, dips to 0.153 near step 10, is 0.80 at step 1000; the
+    """04b §2 and §3: c_t starts at 0.316, dips to 0.153 near step 10, is 0.80 at step 1000; the
     step without correction is at most 6.6 times the corrected one, at step 12."""
     c = bias_correction_factor(np.array([1, 10, 100, 1000, 3000]))
     np.testing.assert_allclose(c, [0.316, 0.153, 0.309, 0.795, 0.975], atol=0.002)
@@ -272,7 +281,7 @@ def test_the_bias_correction_factor():
 
 
 def test_the_first_step_without_bias_correction(base):
-    """Section 5: the first update is (1 - β1) / sqrt(1 - β2) times the corrected one: 3.16 with the defaults,
+    """04b §3: the first update is (1 - β1) / sqrt(1 - β2) times the corrected one: 3.16 with the defaults,
     0.316 with β1 = 0.99, 10 with β2 = 0.9999."""
     for seed in SEEDS:
         assert first_step_ratio(replace(base, seed=seed)) == pytest.approx(0.1 / np.sqrt(0.001), rel=1e-3)
@@ -281,7 +290,7 @@ def test_the_first_step_without_bias_correction(base):
 
 
 def test_without_bias_correction_a_safe_rate_trains_faster(finals):
-    """Section 5: at lr 1e-3 the uncorrected run is ahead after one epoch and ends lower, on every seed."""
+    """04b §1 and §3: at lr 1e-3 the uncorrected run is ahead after one epoch and ends lower, on every seed."""
     corrected, uncorrected = finals(), finals(optimizer="adam without bias correction")
     assert all(u.loss[0] < 0.8 * c.loss[0] for u, c in zip(uncorrected, corrected))  # 0.34-0.45 vs 0.55-0.86
     assert (final(uncorrected) < final(corrected)).all()  # 0.015 .. 0.018 vs 0.021 .. 0.025
@@ -290,7 +299,7 @@ def test_without_bias_correction_a_safe_rate_trains_faster(finals):
 
 
 def test_without_bias_correction_a_high_rate_kills_the_network_early(data, finals):
-    """Section 5: at lr 0.03 every corrected run is healthy; without correction the first epoch ends above
+    """04b §3: at lr 0.03 every corrected run is healthy; without correction the first epoch ends above
     1.0 (the loss of predicting the mean) on all five seeds, and three networks never recover. At lr 0.1
     all five die, after a first epoch of 6 to 35."""
     corrected = finals(learning_rate=0.03)
@@ -308,7 +317,7 @@ def test_without_bias_correction_a_high_rate_kills_the_network_early(data, final
 
 
 def test_reddi_counterexample_adam_goes_to_the_worst_point_amsgrad_to_the_best():
-    """Section 6: C = 3, β1 = 0, β2 = 1/(1+C²) = 0.1, step 0.5/√t, 3000 steps: Adam ends at +1 wherever it
+    """04b §4: C = 3, β1 = 0, β2 = 1/(1+C²) = 0.1, step 0.5/√t, 3000 steps: Adam ends at +1 wherever it
     starts (even at the optimum -1), with average regret 0.67; AMSGrad ends at -1 with average regret 0.01-0.03."""
     for x0 in (-1.0, 0.0, 1.0):
         adam, amsgrad = reddi_trajectory(x0=x0), reddi_trajectory(x0=x0, amsgrad=True)
@@ -320,7 +329,7 @@ def test_reddi_counterexample_adam_goes_to_the_worst_point_amsgrad_to_the_best()
 
 
 def test_reddi_adam_fails_only_when_beta_2_forgets_the_rare_large_gradient():
-    """Section 6: at C = 3 Adam (β1 = 0) ends at +1 for β2 up to 0.4 and at -1 from β2 = 0.6 up."""
+    """04b §4: at C = 3 Adam (β1 = 0) ends at +1 for β2 up to 0.4 and at -1 from β2 = 0.6 up."""
     for beta_2 in (0.1, 0.2, 0.3, 0.4):
         assert reddi_trajectory(beta_2=beta_2).end > 0.99
     for beta_2 in (0.6, 0.7, 0.9, 0.999):
@@ -330,7 +339,7 @@ def test_reddi_adam_fails_only_when_beta_2_forgets_the_rare_large_gradient():
 
 
 def test_reddi_with_everyday_betas_needs_a_rarer_larger_gradient():
-    """Section 6: with β1 = 0.9, β2 = 0.99, a gradient of 1010 every 101st step and -10 otherwise (the total
+    """04b §4: with β1 = 0.9, β2 = 0.99, a gradient of 1010 every 101st step and -10 otherwise (the total
     still favours x = -1), Adam ends at +1 after 30 000 steps; AMSGrad ends near -1."""
     setting = dict(C=1010.0, small=-10.0, period=101, beta_1=0.9, beta_2=0.99, steps=30_000)
     assert reddi_trajectory(**setting).end > 0.95  # measured +0.991
@@ -338,21 +347,55 @@ def test_reddi_with_everyday_betas_needs_a_rarer_larger_gradient():
 
 
 def test_every_control_of_the_panels_retrains_live(base, data):
-    """Section 1 and Section 2: each control starts a fresh engine run with its value; the step chart
-    traces that same run."""
-    from adamclinic.lessons.betas_epsilon_bias_correction import beta_1_panel, moments_panel
+    """04a §1 and §2, 04b §1: each control starts a fresh engine run with its value; 04a's step chart traces
+    that same run."""
+    from adamclinic.lessons.beta1_and_beta2 import beta_1_panel, betas_panel
+    from adamclinic.lessons.epsilon_and_bias_correction import epsilon_panel
 
-    panel = moments_panel(base, min_seconds_per_epoch=0.0)
-    changes = {"beta_1": 0.99, "beta_2": 0.7, "epsilon": 1e-3, "bias correction": "off"}
-    for name, value in changes.items():
+    panel = betas_panel(base, min_seconds_per_epoch=0.0)
+    for name, value in {"beta_1": 0.99, "beta_2": 0.7}.items():
         panel.controls[name].value = value
         panel.wait()
         config = panel.histories[-1].config
         assert panel.views[0].traces[-1].config == config
-    assert (config.beta_1, config.beta_2, config.optimizer) == (0.99, 0.7, "adam without bias correction")
+    assert (config.beta_1, config.beta_2) == (0.99, 0.7)
+    panel = epsilon_panel(base, min_seconds_per_epoch=0.0)
+    for name, value in {"learning_rate": 0.03, "epsilon": 1e-3, "bias correction": "off"}.items():
+        panel.controls[name].value = value
+        panel.wait()
+    config = panel.histories[-1].config
+    assert (config.learning_rate, config.optimizer) == (pytest.approx(0.03, rel=0.01), "adam without bias correction")
     assert config.epsilon == pytest.approx(1e-3, rel=0.01)
     bowl = TrainConfig(data, linear_model, learning_rate=0.01, epochs=20, batch_size=1024)
     quadratic = beta_1_panel(bowl, min_seconds_per_epoch=0.0)
     quadratic.controls["beta_1"].value = 0.999
     quadratic.wait()
     assert quadratic.histories[-1].config.beta_1 == 0.999
+
+
+def test_the_opening_figures_show_what_their_captions_say():
+    """04a's figure (seed 0): at β2 = 0.5 some epoch's largest step reaches hundreds of thousands of learning
+    rates, at the default never above about 2. 04b's: ε = 1 crawls; lr = 0.03 without correction ends its first
+    epoch above 1.0 and never recovers, with the correction it trains."""
+    steps = list(beta1_and_beta2.figure_curves().values())
+    assert steps[0].max() > 1e5 and steps[0].min() > 10  # measured 6.2e5, 52
+    assert 1.0 <= steps[2].min() and steps[2].max() < 2.2  # measured 1.12 .. 2.07
+    default, epsilon_1, corrected, uncorrected = epsilon_and_bias_correction.figure_curves().values()
+    assert default[-1] < 0.03 and 0.2 < epsilon_1[-1] < 0.3  # measured 0.022 and 0.281
+    assert corrected[-1] < 0.08 and uncorrected[0] > 1.0 and uncorrected[-1] > 0.9  # 0.034; 1.116, 0.962
+
+
+def test_04a_plain_keras_callback_sees_the_spikes_the_engine_traces():
+    """04a §4's plain-Keras cell: with a callback, model.fit at β2 = 0.5 moves some weight by thousands of
+    learning rates within 3 epochs, and at the default by at most 2; so does the engine's step trace."""
+    cells = plain_keras_cells("04a_beta1_and_beta2")
+    for largest in (cells["keras_largest"], cells["engine_largest"]):
+        assert largest[0.5] > 1e4  # measured: fit 90 498, engine 385 438
+        assert largest[0.999] < 2.0  # measured: fit 1.6, engine 1.8 (no move above 2 lr before step 710)
+
+
+def test_04b_plain_keras_epsilon_1_crawls_as_the_engine_does():
+    """04b §2's plain-Keras cell: model.fit with Adam(epsilon=1.0) ends where the engine's runs end, 0.20 - 0.30."""
+    cells = plain_keras_cells("04b_epsilon_and_bias_correction")
+    for losses in (np.array(cells["keras_history"].history["loss"]), cells["engine_history"].loss):
+        assert 0.18 < losses[-1] < 0.32  # measured: fit 0.281, engine 0.280 (seeds 0-4: 0.203 .. 0.297)
