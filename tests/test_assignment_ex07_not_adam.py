@@ -6,7 +6,8 @@ plausible way and solve the others differently from the solution, so each part i
 (``nbgrader validate`` runs the hidden tests on the reference answers, in tests/test_assignments.py.)
 
 The calibration tests train the reference repairs, other correct repairs and the known-wrong ones with the
-judging helpers the hidden tests use (``adamclinic.lessons.its_not_adam``); the numbers in their docstrings were measured
+judging helpers the hidden tests use (``adamclinic.lessons.bugs_in_the_model_and_loss`` for parts A and B,
+``adamclinic.lessons.bugs_in_the_training_loop`` for parts C and D); the numbers in their docstrings were measured
 on Keras 3.15.1 / TensorFlow 2.21 on a 2-core CPU.
 """
 
@@ -18,15 +19,17 @@ import keras
 import numpy as np
 import pytest
 
-from adamclinic.lessons.its_not_adam import (
+from adamclinic.lessons.bugs_in_the_model_and_loss import (
     SPARSE_CE_FROM_LOGITS,
     broken_classifier,
-    chunked_training_steps,
     classifier_repair_accuracy,
     digit_classifier,
+    target_scaling_r2,
+)
+from adamclinic.lessons.bugs_in_the_training_loop import (
+    chunked_training_steps,
     split_problems,
     split_validation_accuracy,
-    target_scaling_r2,
 )
 from nbgrader_course import RoundTrip, solution_source
 from round_trip_tests import graded, test_each_part_is_scored_on_its_own, test_written_answers_wait_for_a_human  # noqa: F401 (the shared round trip)
