@@ -34,6 +34,7 @@ from adamclinic.lessons.data_problems import (
     with_one_nan,
 )
 from adamclinic.models import binary_relu_net, digits_relu_net, small_relu_net, small_tanh_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -87,6 +88,21 @@ def test_section_1_huber_loss_and_clipping_the_targets_restore_the_clean_score(r
     assert ((clipped > 0.105) & (clipped < 0.14)).all()  # measured 0.115 .. 0.130
     assert ((huber_clean > 0.07) & (huber_clean < 0.1)).all()  # measured 0.076 .. 0.097
     assert (huber_clean <= mse_clean + 0.01).all()
+
+
+def test_section_1_ten_percent_outliers_of_100_sd_push_the_loss_into_the_hundreds(reg):
+    """Section 1, Try it: at 10% of targets 100 sd away the training MSE runs into the hundreds, and on the
+    clean held-out rows the model is far worse than predicting the mean (MSE 1.0)."""
+    for seed in SEEDS:
+        history = run(outlier_config(TrainConfig(reg.data, small_relu_net, seed=seed), 0.1, 100))
+        assert 200 < history.final_loss < 1000  # measured 893 .. 913
+        assert clean_mse(history, history.config.data) > 5  # measured 14.4 .. 29.5
+
+
+def test_section_1_for_small_errors_the_huber_loss_is_half_the_squared_error():
+    """Section 1: Keras's Huber loss (delta 1) is half the squared error below 1, linear above."""
+    assert float(keras.losses.Huber()([[0.0]], [[0.5]])) == pytest.approx(0.5 * 0.5**2)
+    assert float(keras.losses.Huber()([[0.0]], [[30.0]])) == pytest.approx(30 - 0.5)
 
 
 def test_section_1_robust_scaler_alone_does_not_fix_outlying_inputs_clipping_does(reg):
@@ -218,6 +234,9 @@ def test_section_3_the_loss_floor_formula():
     assert noise_floor(0.4) == pytest.approx(1.552, abs=0.002)
     assert noise_floor(0.6) == pytest.approx(1.991, abs=0.002)
     assert noise_floor(0.0) == 0.0
+    # the lesson reads it at p = 0.2: 0.8 × 0.22 + 0.2 × 3.81 ≈ 0.94
+    assert -np.log(0.8) == pytest.approx(0.22, abs=0.005) and -np.log(0.2 / 9) == pytest.approx(3.81, abs=0.005)
+    assert 0.8 * 0.22 + 0.2 * 3.81 == pytest.approx(noise_floor(0.2), abs=0.005)
 
 
 @pytest.mark.parametrize("fraction, low, high", [(0.2, 0.92, 0.99), (0.4, 1.49, 1.545)])
@@ -274,6 +293,24 @@ def test_section_3_the_memorization_ratio_shows_it_at_every_noise_level(noisy, f
     level (1 means nothing memorized), even at 20% where the loss sits at the floor."""
     ratios = np.array([memorization_ratio(h, digits()) for h in noisy(fraction)])
     assert ((ratios > 1.22) & (ratios < 1.62)).all()  # 1.43-1.58 / 1.28-1.34 / 1.25-1.34
+
+
+def test_the_plain_keras_cell_lands_on_the_floor_as_the_engine_does():
+    """Section 3's plain-Keras cell: model.fit with 20% wrong labels, like the engine's run of the same data,
+    ends flat at the floor (0.93-0.97, floor 0.94), training accuracy near 0.8, clean held-out accuracy
+    0.87-0.90."""
+    cells = plain_keras_cells("05_data_problems")
+    fit, engine = cells["keras_history"].history, cells["engine_history"]
+    runs = {
+        "model.fit": (np.array(fit["loss"]), fit["accuracy"][-1], fit["val_accuracy"][-1]),
+        "engine": (engine.loss, engine.epochs[-1].accuracy, engine.val_accuracy[-1]),
+    }
+    for name, (losses, accuracy, held_out) in runs.items():
+        assert 0.92 < losses[-1] < 0.99, name  # model.fit 0.970, engine 0.967
+        assert abs(losses[-1] - noise_floor(0.2)) < 0.06, name
+        assert losses[-5:].std() < 0.015, name  # flat
+        assert abs(accuracy - 0.8) < 0.03, name  # model.fit 0.780, engine 0.778
+        assert 0.86 < held_out < 0.905, name  # model.fit 0.880, engine 0.874
 
 
 # Section 4: NaN -----------------------------------------------------------------------------------

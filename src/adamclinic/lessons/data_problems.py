@@ -566,3 +566,28 @@ def cleaned_run_mse(clean, seeds=EXERCISE_SEEDS, fraction: float = 0.05) -> np.n
         history = run(TrainConfig(result, small_relu_net, epochs=30, seed=seed))
         scores.append(math.inf if history.diverged else clean_mse(history, original))
     return np.asarray(scores, dtype=float)
+
+
+# The figure that opens the lesson -----------------------------------------------------------------
+
+NOISE_LEVELS = (0.0, 0.2, 0.4, 0.6)
+
+FIGURE = {
+    "title": "Wrong labels put a floor under the loss (seed 0)",
+    "y_label": "training loss (cross-entropy)",
+    "log_y": False,
+}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """Section 3's runs: the training loss per epoch of the digits network with 0, 20, 40 and 60% of its
+    training labels wrong (seed 0, 30 epochs), the configs the lesson and its claim tests train."""
+    from adamclinic.data import digits
+    from adamclinic.models import digits_relu_net
+
+    base = TrainConfig(digits(), digits_relu_net, loss="sparse_categorical_crossentropy", epochs=30, seed=0)
+    curves = {}
+    for p in NOISE_LEVELS:
+        label = "clean labels" if p == 0 else f"{p:.0%} wrong, floor {noise_floor(p):.2f}"
+        curves[label] = run(label_noise_config(base, p)).loss
+    return curves
