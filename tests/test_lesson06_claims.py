@@ -31,6 +31,7 @@ from adamclinic.lessons.overfitting_or_optimizer import (
     weight_decay_config,
     weight_norm,
 )
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -100,6 +101,17 @@ def test_a_true_failure_to_minimize_sits_at_the_chance_loss(runs, seed):
     assert (np.abs(last_ten - CHANCE_LOSS) < 0.1).all()  # 2.31..2.39 around ln 10 = 2.303
     assert history.val_accuracy[-1] < 0.15  # 0.095..0.137: chance is 0.1
     assert history.val_loss[-1] > 2.2  # validation stuck too (2.25..3.53): no gap opens
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_rate_far_too_low_is_slow_not_stuck(runs, seed):
+    """Section 2's second Try it: at lr 1e-5 the training loss has left ln 10 and still falls at epoch 100
+    (near 1.7); validation falls with it at every epoch, best at the last; 58% to 71% of the digits right."""
+    history = runs("lr 1e-5", seed, lambda c: c.with_learning_rate(1e-5))
+    assert 1.65 < history.final_loss < 1.78  # 1.68..1.75, well below ln 10 = 2.303
+    assert history.loss[-1] < history.loss[-10] - 0.04  # still falling: 0.062..0.066 over the last ten epochs
+    assert (np.diff(history.val_loss) < 0).all() and best_epoch(history) == 100
+    assert 0.57 < history.val_accuracy[-1] < 0.72  # 0.580..0.706
 
 
 @pytest.mark.parametrize("seed", FEW_SEEDS)
@@ -317,3 +329,19 @@ def test_early_stopping_needs_validation_and_l2_needs_the_coupled_builder(base):
     with pytest.raises(ValueError, match="patience"):
         run_regularized(replace(base, patience=0))
     assert math.isclose(CHANCE_LOSS, 2.302585, rel_tol=1e-6)
+
+
+def test_the_plain_keras_cell_tells_the_same_story_as_the_engine():
+    """Section 6's plain-Keras cell: model.fit with EarlyStopping(patience=10, restore_best_weights=True) and the
+    engine's patience-10 run (seed 0) each bottom out where the lesson says (epoch 15 to 20, best validation
+    loss 0.52 to 0.58, within the claims' margins) and stop 10 epochs later; fit hands back the best epoch's
+    weights, the engine keeps the last ones (0.57 to 0.63)."""
+    cells = plain_keras_cells("06_overfitting_or_optimizer")
+    fit, engine = cells["keras_history"].history, cells["engine_history"]
+    for loss, val_loss in ((np.array(fit["loss"]), np.array(fit["val_loss"])), (engine.loss, engine.val_loss)):
+        best = int(np.argmin(val_loss)) + 1
+        assert loss[0] > 1.9 and loss[-1] < 0.05  # training falls fine: fit 2.10 -> 0.008, engine 2.10 -> 0.007
+        assert 14 <= best <= 21 and len(val_loss) == best + 10  # fit: best 14, stops at 24; engine: 18 and 28
+        assert 0.5 < val_loss.min() < 0.6  # fit 0.561, engine 0.533
+    assert math.isclose(cells["kept_val_loss"], min(fit["val_loss"]), rel_tol=1e-5)  # restore_best_weights
+    assert 0.56 < engine.val_loss[-1] < 0.64 and engine.val_loss[-1] > engine.val_loss.min() + 0.03  # last: 0.584

@@ -19,7 +19,8 @@ loss turns up. The knobs here change what is being minimized, or on how much dat
 - early stopping on the validation loss, through ``run``'s ``on_epoch`` and ``cancel``;
 - ``RegularizedConfig``: a ``TrainConfig`` with the L2 strength and the patience, and a legend label
   that names the model and the data size; ``run_regularized`` trains it;
-- panel factories that retrain live, each drawing validation dashed beside training.
+- panel factories that retrain live, each drawing validation dashed beside training;
+- ``FIGURE`` and ``figure_curves``: the picture that opens the lesson (``make figures``).
 """
 
 from __future__ import annotations
@@ -492,3 +493,29 @@ def fixed_setting_changes(
     if keep_learning_rate and candidate.learning_rate != reference.learning_rate:
         changes.append(f"the learning rate (keep {reference.learning_rate:g})")
     return changes
+
+
+# --------------------------------------------------------------------------------------------------
+# The figure that opens the lesson (adamclinic.figures; make figures NAME=06_overfitting_or_optimizer).
+
+FIGURE = {"title": "Training falls, validation turns up (seed 0)", "y_label": "cross-entropy loss", "log_y": False}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """Section 2's overfitting run (the lesson's base run, lr 1e-3, seed 0): its training and validation loss
+    per epoch, beside the loss of guessing (ln 10), where a run that fails to minimize lies."""
+    base = RegularizedConfig(
+        data=digits_subset(256),
+        build_model=classifier(256),
+        loss="sparse_categorical_crossentropy",
+        learning_rate=1e-3,
+        epochs=100,
+        batch_size=32,
+        seed=0,
+    )
+    history = run_regularized(base)
+    return {
+        "training": history.loss,
+        "validation": history.val_loss,
+        "guessing (ln 10)": np.full(len(history.loss), CHANCE_LOSS),
+    }
