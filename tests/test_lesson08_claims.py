@@ -4,7 +4,8 @@ Section 2: lesson 01's 10-32-32-1 ReLU net on the smooth regression, 20 epochs o
 learning rates, and the same net trained with stock ``model.fit`` and recompiled after 10 epochs.
 Sections 3-4: the six mystery patients (``adamclinic.lessons.the_clinic.LESSON_PATIENTS``), untreated and cured.
 Seeds 0 to 2 (the recompile: 0 and 1). Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); measured
-values in comments.
+values in comments. The last test runs the lesson's plain-Keras cells (``ClinicMonitor`` on a student's own
+``model.fit``) and holds them to the same numbers as the engine.
 """
 
 import math
@@ -16,8 +17,20 @@ import pytest
 from adamclinic.clinic import CAUSES, HEALTHY, diagnose, monitored_fit
 from adamclinic.clinic.patients import regression
 from adamclinic.engine import TrainConfig
-from adamclinic.lessons.the_clinic import CHECKLIST, CURES, LESSON_PATIENTS, TREATMENTS, diagnosed_run, mystery, treat
+from adamclinic.lessons.the_clinic import (
+    CHECKLIST,
+    CURES,
+    LESSON_PATIENTS,
+    TREATMENTS,
+    cause_names,
+    diagnosed_run,
+    mystery,
+    patient_run,
+    treat,
+    vital_signs,
+)
 from adamclinic.models import small_relu_net
+from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
@@ -31,17 +44,16 @@ def base():
 
 @pytest.fixture(scope="module")
 def runs(base):
-    """(history, report) by (what, seed), trained once per module."""
+    """(history, report) by (what, seed), trained once per module (the patients once per session: the
+    lesson's ``patient_run`` remembers them, and its bedside chart and figure read the same runs)."""
     cache = {}
 
     def get(what, seed):
+        if isinstance(what, tuple):
+            letter, treatment = what
+            return patient_run(letter, treatment, seed)
         if (what, seed) not in cache:
-            if isinstance(what, float):
-                config = replace(base, learning_rate=what, seed=seed)
-            else:
-                letter, treatment = what
-                config = treat(mystery(letter, seed), treatment)
-            cache[what, seed] = diagnosed_run(config)
+            cache[what, seed] = diagnosed_run(replace(base, learning_rate=what, seed=seed))
         return cache[what, seed]
 
     return get
@@ -122,6 +134,8 @@ def test_case_notes_numbers(runs, seed):
     grads = a_report.record.epoch_layer_grads[0]
     assert 4.7 < math.log10(grads[-1] / grads[0]) < 5.1  # 4.8, 4.8, 5.0 orders of magnitude
     assert 0.46 < a.final_loss < 0.5  # 0.474, 0.466, 0.498
+    if seed == 0:  # the figure: ten epochs at the loss of guessing, then the drop
+        assert np.all(np.abs(a.loss[:10] / a_report.record.baseline_loss - 1) < 0.03)  # 0.994 .. 1.027
     assert 0.06 < runs(("A", CURES["A"]), seed)[0].final_loss < 0.07  # 0.0605, 0.0670, 0.0698
 
     b, b_report = runs(("B", "no treatment"), seed)
@@ -143,6 +157,10 @@ def test_case_notes_numbers(runs, seed):
     e, e_report = runs(("E", "no treatment"), seed)
     assert max(e_report.record.label_shares) == pytest.approx(0.97, abs=0.001)
     assert e_report.record.prediction_spread == 1.0  # class 0 for every probed row
+    assert (
+        0.45 < e.final_loss / e_report.record.baseline_loss < 0.6
+    )  # about half the loss of guessing: 0.50, 0.55, 0.51
+    assert np.nanargmin(e.val_loss) == 0  # validation is lowest in epoch 1 on every seed
     weights = TREATMENTS["class weights"](mystery("E", seed)).class_weight
     assert int(round(0.03 * 1024)) == 31 and weights[1] / weights[0] == pytest.approx(32.0, abs=0.1)
 
@@ -152,6 +170,7 @@ def test_case_notes_numbers(runs, seed):
     else:
         assert 1e8 < f.final_loss < 1e9  # 3.07e8
     assert f_report.causes[1] == "learning_rate_too_high"
+    assert f_report.record.beta_2 < f_report.record.beta_1**2 and 0.9 / math.sqrt(0.3) == pytest.approx(1.64, abs=0.005)
     assert 0.018 < runs(("F", CURES["F"]), seed)[0].final_loss < 0.026  # 0.0185, 0.0186, 0.0248
 
 
@@ -201,3 +220,34 @@ def test_no_learning_rate_on_the_menu_cures_patients_a_to_d(runs, seed):
     assert both.learning_rate == pytest.approx(0.03) and both.beta_2 == 0.999
     assert not history.diverged and report.top == HEALTHY
     assert 0.035 < history.final_loss < 0.12  # measured 0.0418, 0.109, 0.0394
+
+
+def test_the_bedside_chart_measures_down_the_checklist_and_names_no_cause(runs):
+    """Section 3's chart: a column per patient, rows for checklist steps 1 to 7, no cause in it; the values the answers cite."""
+    chart = vital_signs()
+    assert list(chart.columns) == [f"patient {letter}" for letter in "ABCDEF"]
+    assert {row.split(".")[0] for row in chart.index} == {str(step) for step in range(1, 8)}
+    text = chart.to_string().lower()
+    for key, name in cause_names().items():
+        assert key not in text and name.lower() not in text, name
+    assert chart.loc["1. input column sizes, smallest to largest", "patient B"] == "0.005 to 4.6e+05"
+    assert chart.loc["1. label mix", "patient E"] == "97% / 3%"
+    assert chart.loc["5. rows given the most common class", "patient E"] == "100%"
+    assert chart.loc["4. β1, β2", "patient F"] == "0.9, 0.3" and chart.loc["4. loss NaN from epoch", "patient F"] == "2"
+
+
+def test_the_plain_keras_cells_name_the_same_causes_as_the_engine():
+    """Section 2's plain-Keras cells: ClinicMonitor on a student's own model.fit names lr 1.0 too high, as the engine
+    does, with the same evidence; and it catches the written-out recompile with the lesson's numbers."""
+    cells = plain_keras_cells("08_the_clinic")
+    fit, engine = np.array(cells["fit"].history["loss"]), cells["engine_history"].loss
+    for losses, report in ((fit, cells["keras_report"]), (engine, cells["engine_report"])):
+        assert report.top == "learning_rate_too_high"
+        assert (
+            2e3 < losses[0] / report.record.initial_loss < 2e4
+        )  # thousands of times the start: fit 3.0e3, engine 1.2e4
+        assert 24 < report.record.weight_change < 28  # fit 27.8, engine 25.5 (the lesson's range over seeds)
+        assert 0.95 < losses[-1] < 1.04  # the mean's loss, 0.957: fit 0.960, engine 0.957
+    record = cells["monitor"].record
+    assert cells["recompile_report"].top == "recompile_reset" and record.fit_starts == [0, 10]
+    assert record.loss[9] == pytest.approx(0.0426, abs=5e-4) and record.loss[10] == pytest.approx(0.0566, abs=5e-4)

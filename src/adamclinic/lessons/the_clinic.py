@@ -17,10 +17,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from adamclinic.clinic import CAUSES, HEALTHY, Report, diagnose
-from adamclinic.clinic.patients import ZOO, Patient, digit_images
+from adamclinic.clinic import CAUSES, HEALTHY, Report, RunRecord, diagnose
+from adamclinic.clinic.patients import ZOO, Patient, digit_images, regression
 from adamclinic.data import balanced_class_weight
 from adamclinic.engine import Dataset, History, TrainConfig, run
+from adamclinic.models import small_relu_net
 from adamclinic.panels import TrainingPanel, log_slider
 
 CHECKLIST = pd.DataFrame(
@@ -176,6 +177,59 @@ def mystery(letter: str, seed: int = 0) -> TrainConfig:
     return replace(LESSON_PATIENTS[letter].make(), seed=seed, note=f"patient {letter}")
 
 
+@functools.cache
+def patient_run(letter: str, treatment: str = "no treatment", seed: int = 0) -> tuple[History, Report]:
+    """Patient ``letter`` trained with ``treatment`` and diagnosed (trained once per session, then remembered)."""
+    return diagnosed_run(treat(mystery(letter, seed), treatment))
+
+
+def _share_range(shares: list[float]) -> str:
+    if len(shares) == 2:
+        return f"{max(shares):.0%} / {min(shares):.0%}"
+    return f"{len(shares)} classes, {min(shares):.1%} to {max(shares):.1%} each"
+
+
+def _vitals(history: History, record: RunRecord) -> dict[str, str]:
+    """The checklist's measurements of one run, as a bedside chart: numbers only, no cause named."""
+    regression = record.task == "regression"
+    losses = np.asarray(record.loss, dtype=float)
+    finite = losses[np.isfinite(losses)]
+    val = np.array([np.nan if v is None else v for v in record.val_loss], dtype=float)
+    first_grads = record.epoch_layer_grads[0] if record.epoch_layer_grads else record.initial_layer_grads
+    rises = finite[1:] / finite[:-1]
+    dash = "–"
+    best = int(np.nanargmin(val)) if np.isfinite(val).any() else None
+    return {
+        "1. input column sizes, smallest to largest": f"{min(record.feature_scales):.2g} to "
+        f"{max(record.feature_scales):.2g}",
+        "1. target size": f"{record.target_scale:.3g}" if regression else dash,
+        "1. label mix": dash if regression else _share_range(record.label_shares),
+        "1. rows with NaN inputs": str(record.nan_rows),
+        "2. initial loss ÷ loss of guessing": f"{record.initial_loss / record.baseline_loss:.3g}",
+        "2. first layer's gradient ÷ last's (epoch 1)": f"{first_grads[0] / first_grads[-1]:.2g}",
+        "3. epoch 1's loss ÷ initial loss": f"{losses[0] / record.initial_loss:.3g}",
+        "3. weights moved (× their initial size)": f"{record.weight_change:.3g}",
+        "4. β1, β2": f"{record.beta_1:g}, {record.beta_2:g}" if record.beta_2 is not None else dash,
+        "4. loss NaN from epoch": dash if history.diverged_at is None else str(history.diverged_at),
+        "4. largest rise from one epoch to the next": f"× {max(1.0, float(rises.max())):.3g}" if len(rises) else dash,
+        "5. final loss ÷ loss of guessing": f"{losses[-1] / record.baseline_loss:.3g}",
+        "5. predictions' spread ÷ targets'": f"{record.prediction_spread:.2g}" if regression else dash,
+        "5. rows given the most common class": dash if regression else f"{record.prediction_spread:.0%}",
+        "6. loss in inference mode ÷ in training mode": f"{record.final_eval_mode_loss / record.final_train_mode_loss:.3g}",
+        "7. best validation epoch": dash if best is None else f"{best + 1} of {len(val)}",
+        "7. last validation loss ÷ best": dash if best is None else f"{val[-1] / val[best]:.3g}",
+    }
+
+
+def vital_signs(letters: str = "ABCDEF", seed: int = 0) -> pd.DataFrame:
+    """Each patient's untreated run measured down the checklist (a column per patient); the cause is not named."""
+    columns = {}
+    for letter in letters:
+        history, report = patient_run(letter, seed=seed)
+        columns[f"patient {letter}"] = _vitals(history, report.record)
+    return pd.DataFrame(columns).rename_axis("checklist step: measurement")
+
+
 # Panels ------------------------------------------------------------------------------------------------
 
 
@@ -306,3 +360,24 @@ def cleaned_config(clean: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> 
     if not np.all(np.isfinite(cleaned)):
         raise ValueError(f"clean left {int((~np.isfinite(cleaned)).sum())} NaN or infinite values.")
     return replace(config, data=replace(config.data, x_train=cleaned, name="P3 cleaned"), check_inputs=True)
+
+
+# The lesson's figure (make figures NAME=08_the_clinic) ----------------------------------------------------
+
+FIGURE = {
+    "title": "Three runs, one flat start, three causes (seed 0)",
+    "y_label": "training loss ÷ loss of guessing",
+    "log_y": False,
+}
+
+
+def figure_curves() -> dict[str, np.ndarray]:
+    """Patients A and D untreated and section 2's net at lr 1e-5 (seed 0), each loss over its constant prediction's."""
+    runs = {
+        "patient A": patient_run("A"),
+        "patient D": patient_run("D"),
+        "section 2's net, lr = 1e-5": diagnosed_run(
+            TrainConfig(regression(), small_relu_net, learning_rate=1e-5, epochs=20, seed=0)
+        ),
+    }
+    return {label: history.loss / report.record.baseline_loss for label, (history, report) in runs.items()}
