@@ -199,7 +199,7 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
         )
 
     def lesson07() -> TrainConfig:
-        from adamclinic.lessons.its_not_adam import target_config
+        from adamclinic.lessons.bugs_in_the_model_and_loss import target_config
 
         return target_config(TrainConfig(smooth_regression(), small_relu_net), 250_000.0, "standardize")
 
@@ -207,10 +207,10 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
         "01_learning_rate": lambda: TrainConfig(smooth_regression(), small_relu_net),
         "02_vanishing_exploding_gradients": lesson02,
         "03_feature_scaling": lesson03,
-        "04_betas_epsilon_bias_correction": lambda: TrainConfig(smooth_regression(), small_relu_net, batch_size=8),
+        "04a_beta1_and_beta2": lambda: TrainConfig(smooth_regression(), small_relu_net, batch_size=8),
         "05_data_problems": lesson05,
         "06_overfitting_or_optimizer": lesson06,
-        "07_its_not_adam": lesson07,
+        "07a_bugs_in_the_model_and_loss": lesson07,
     }
 
 

@@ -249,7 +249,7 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
         evidence.append(f"it ends at {losses[-1]:.3g}, no better than a constant prediction ({r.baseline_loss:.3g})")
     if len(losses) < len(r.loss) and r.learning_rate > 0.02:
         score += 0.4
-        # Under Adam a rate alone rarely makes NaN (lesson 07's symptom index): say where else to look.
+        # Under Adam a rate alone rarely makes NaN (lesson 07b's symptom index): say where else to look.
         elsewhere = " (a rate alone rarely does that to Adam: check the inputs and β2 too)" if r.beta_2 else ""
         evidence.append(f"the loss became NaN at a learning rate of {r.learning_rate:g}{elsewhere}")
     if score < 0.3:
@@ -289,7 +289,7 @@ def _learning_rate_too_low(r: RunRecord) -> Finding | None:
 
 
 def _beta_2_too_low(r: RunRecord) -> Finding | None:
-    # Lesson 04: the step m/√v can only run away when β2 < β1² (it grows by β1/√β2 per quiet step).
+    # Lesson 04a: the step m/√v can only run away when β2 < β1² (it grows by β1/√β2 per quiet step).
     if r.beta_2 is None or r.beta_1 is None or r.beta_2 >= r.beta_1**2:
         return None
     losses = _finite(r.loss)

@@ -18,7 +18,7 @@ class AdamWithoutBiasCorrection(keras.optimizers.Adam):
 
     Both moment estimates start at zero, so early on ``m`` and ``sqrt(v)`` are too small by the factors
     ``1 - beta_1**t`` and ``sqrt(1 - beta_2**t)``. With the defaults the first step is
-    ``0.1 / sqrt(0.001)`` ≈ 3.2 times the learning rate, not 1. Lesson 04 shows what that does.
+    ``0.1 / sqrt(0.001)`` ≈ 3.2 times the learning rate, not 1. Lesson 04b shows what that does.
     """
 
     def update_step(self, gradient, variable, learning_rate):

@@ -568,7 +568,7 @@ def step_trace(config: TrainConfig, epochs: int | None = None) -> StepTrace:
     """Train ``config`` exactly as ``run`` does (the same compiled trainer, initial weights and batches)
     and record every step instead of every epoch; ``epochs`` trains only the first few epochs.
 
-    Needs a constant learning rate. Unlike ``run`` it does not stop when the loss becomes NaN: lesson 04
+    Needs a constant learning rate. Unlike ``run`` it does not stop when the loss becomes NaN: lesson 04a
     looks at the steps that lead there.
     """
     if not isinstance(config.learning_rate, (int, float)):
