@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import weakref
 from collections.abc import Callable, Sequence
@@ -191,6 +192,19 @@ def _clean(value: float | None) -> float | None:
 
 
 # Path 2: the course's engine ------------------------------------------------------------------------
+
+
+class _DeliberateTracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning. The probes are traced once per
+    architecture on purpose (a student's notebook meets a dozen of them), and TensorFlow, which counts
+    new functions as retracing, would print a paragraph of advice on the student's screen (and on stderr,
+    where nbgrader zeroes a test cell)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_DeliberateTracing())
 
 
 @functools.lru_cache(maxsize=32)
