@@ -22,7 +22,7 @@ import tensorflow as tf
 from IPython.display import display
 
 from adamclinic.engine import AdamWithoutBiasCorrection
-from adamclinic.panels import PALETTE, animation_pause, log_slider
+from adamclinic.panels import PALETTE, animation_pause, epoch_axis, fit_axis, legend_html, log_slider, ys
 
 # ---------------------------------------------------------------------------------------------
 # Adam's update rule in NumPy (float64), in the two forms the paper gives, checked against Keras.
@@ -505,7 +505,6 @@ class SurfacePanel:
                 scales=scales,
                 colors=[COLOURS[kind]],
                 labels=[LABELS[kind]],
-                display_legend=True,
                 stroke_width=2,
                 marker="circle",
                 marker_size=6,
@@ -519,26 +518,28 @@ class SurfacePanel:
                 bq.Axis(scale=y_scale, side="left", label="y", grid_lines="none"),
             ],
             title=surface.name,
-            legend_location="top-right",
             animation_duration=0,
             layout=w.Layout(width="560px", height="400px"),
             fig_margin={"top": 50, "bottom": 45, "left": 55, "right": 20},
         )
         d_scales = {"x": bq.LinearScale(min=0.0, max=float(steps)), "y": bq.LogScale()}
         self.distances = {
-            kind: bq.Lines(x=[], y=[], scales=d_scales, colors=[COLOURS[kind]], stroke_width=2) for kind in KINDS
+            kind: bq.Lines(x=[], y=[], scales=d_scales, colors=[COLOURS[kind]], labels=[LABELS[kind]], stroke_width=2)
+            for kind in KINDS
         }
+        self.distance_axis = bq.Axis(
+            scale=d_scales["y"], side="left", label="distance to the minimum", tick_format=".3~g"
+        )
         self.distance_chart = bq.Figure(
             marks=list(self.distances.values()),
-            axes=[
-                bq.Axis(scale=d_scales["x"], label="step", grid_lines="none"),
-                bq.Axis(scale=d_scales["y"], side="left", label="distance to the minimum", tick_format=".0e"),
-            ],
+            axes=[epoch_axis(d_scales["x"], steps, label="step"), self.distance_axis],
             title="Distance to the minimum",
             animation_duration=0,
             layout=w.Layout(width="420px", height="400px"),
-            fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+            fig_margin={"top": 50, "bottom": 45, "left": 75, "right": 20},
         )
+        # One legend under both charts (an optimizer has the same colour in each), outside their plot areas.
+        self.legend = w.HTML(value="", layout=w.Layout(padding="0 0 0 55px"))
         self.status = w.HTML(value="Ready.")
         self._generation = 0
         self._generation_lock = threading.Lock()
@@ -547,7 +548,9 @@ class SurfacePanel:
             control.observe(self._on_change, names="value")
         adam_box = w.VBox([self.controls[name] for name in ("lr", "beta_1", "beta_2", "epsilon", "bias_correction")])
         other_box = w.VBox([w.HTML("<b>Compare with</b>")] + list(self.compare.values()) + [self.controls["sgd_lr"]])
-        self.widget = w.VBox([w.HBox([adam_box, other_box]), w.HBox([self.map, self.distance_chart]), self.status])
+        self.widget = w.VBox(
+            [w.HBox([adam_box, other_box]), w.HBox([self.map, self.distance_chart]), self.legend, self.status]
+        )
 
     def settings(self) -> dict[str, Any]:
         return {name: control.value for name, control in self.controls.items()}
@@ -569,6 +572,11 @@ class SurfacePanel:
     def draw(self, generation: int | None = None) -> dict[str, np.ndarray]:
         """Compute the paths and animate them; returns them (stops early if a newer change arrived)."""
         paths = self.compute()
+        self.legend.value = legend_html(
+            [(LABELS[kind], COLOURS[kind], False) for kind in KINDS if kind in paths]
+            + [("loss contour lines (map)", "#bbbbbb", False)],
+            title="× on the map: the start and the minimum.",
+        )
         for kind in KINDS:
             if kind not in paths:
                 with self.paths[kind].hold_sync():
@@ -587,6 +595,7 @@ class SurfacePanel:
                 ok = np.isfinite(d) & (d > 0)
                 with self.distances[kind].hold_sync():
                     self.distances[kind].x, self.distances[kind].y = np.arange(end + 1)[ok], d[ok]
+            fit_axis(self.distance_chart.axes[1].scale, self.distance_axis, ys(self.distances.values()))
             animation_pause(self.seconds_per_frame)
         self.status.value = self._summary(paths)
         return paths

@@ -36,7 +36,7 @@ import tensorflow as tf
 from adamclinic.data import smooth_regression
 from adamclinic.engine import Dataset, StepTrace, TrainConfig, make_optimizer, run, seed_everything, step_trace
 from adamclinic.models import small_relu_net
-from adamclinic.panels import PALETTE, TrainingPanel
+from adamclinic.panels import PALETTE, Chart, TrainingPanel, epoch_axis, fit_axis, ys
 
 # ---------------------------------------------------------------------------------------------
 # Data and a quadratic-loss model
@@ -355,21 +355,26 @@ def _selection_slider(options: Sequence[Any], value: Any, description: str) -> w
     )
 
 
-def _figure(
-    marks: list, x_scale, y_scale, x_label: str, y_label: str, title: str, y_format: str = ".0e", width: str = "680px"
-) -> bq.Figure:
-    return bq.Figure(
+def _figure(marks: list, x_scale, y_scale, x_label: str, y_label: str, title: str, width: str = "680px") -> bq.Figure:
+    """A chart with a log y axis whose range and ticks follow its lines (``fit_axis``), and no legend in the
+    plot area (``Chart`` or the panel's legend names the lines, under the chart)."""
+    figure = bq.Figure(
         marks=marks,
         axes=[
             bq.Axis(scale=x_scale, label=x_label, grid_lines="none"),
-            bq.Axis(scale=y_scale, side="left", label=y_label, tick_format=y_format),
+            bq.Axis(scale=y_scale, side="left", label=y_label, tick_format=".3~g"),
         ],
         title=title,
-        legend_location="top-right",
         animation_duration=0,
         layout=w.Layout(width=width, height="380px"),
-        fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+        fig_margin={"top": 50, "bottom": 45, "left": 75, "right": 20},
     )
+    _fit_y(figure)
+    return figure
+
+
+def _fit_y(figure: bq.Figure) -> None:
+    fit_axis(figure.axes[1].scale, figure.axes[1], ys(figure.marks))
 
 
 class StepSizeView:
@@ -379,7 +384,8 @@ class StepSizeView:
     The engine reports epochs, not steps, so at the start of each run this view traces the same run
     step by step with ``step_trace`` (same initial weights, same batches, the same Keras optimizer; the
     epoch losses agree with the engine's to float32 round-off) and reveals one epoch of it whenever the
-    engine finishes that epoch. Each point is the largest move within a bin of ``bin_steps`` steps.
+    engine finishes that epoch. Each point is the largest move within a bin of ``bin_steps`` steps. Each
+    line carries its run's label and colour (the panel's legend, under the charts, names them).
     """
 
     def __init__(self, epochs: int, keep: int = 5, bin_steps: int = 16):
@@ -395,17 +401,22 @@ class StepSizeView:
             self.x_scale,
             self.y_scale,
             "epoch",
-            "largest |Δw| / lr",
+            "largest |Δw| / learning rate",
             "Largest single-weight step",
-            y_format=".0e",
             width="520px",
         )
+        self.widget.axes = [epoch_axis(self.x_scale, epochs), self.widget.axes[1]]
 
     def start(self, config: TrainConfig, colour: str) -> None:
         self._trace = step_trace(config)
         self.traces = (self.traces + [self._trace])[-self.keep :]
         self._line = bq.Lines(
-            x=[], y=[], scales={"x": self.x_scale, "y": self.y_scale}, colors=[colour], stroke_width=1.5
+            x=[],
+            y=[],
+            scales={"x": self.x_scale, "y": self.y_scale},
+            colors=[colour],
+            labels=[config.label()],
+            stroke_width=1.5,
         )
         self.lines = (self.lines + [self._line])[-self.keep :]
         self.widget.marks = list(self.lines)
@@ -424,6 +435,7 @@ class StepSizeView:
         with line.hold_sync():
             line.x = list(line.x) + list(x[keep])
             line.y = list(line.y) + list(peaks[keep])
+        _fit_y(self.widget)
 
     def clear(self) -> None:
         self.lines, self.traces = [], []
@@ -456,8 +468,9 @@ def beta_1_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
     return TrainingPanel(base, {"beta_1": _selection_slider(BETA_1_CHOICES, base.beta_1, "β1")}, **panel_options)
 
 
-def plot_step_sizes(traces: Sequence[StepTrace], title: str = "Largest single-weight step") -> bq.Figure:
-    """Static chart: each trace's largest single-weight move per step, in learning rates (log scale)."""
+def plot_step_sizes(traces: Sequence[StepTrace], title: str = "Largest single-weight step") -> Chart:
+    """Static chart: each trace's largest single-weight move per step, in learning rates (log scale), with
+    a legend under it naming each run."""
     x_scale, y_scale = bq.LinearScale(), bq.LogScale()
     marks = []
     for index, trace in enumerate(traces):
@@ -470,11 +483,10 @@ def plot_step_sizes(traces: Sequence[StepTrace], title: str = "Largest single-we
                 scales={"x": x_scale, "y": y_scale},
                 colors=[PALETTE[index % len(PALETTE)]],
                 labels=[trace.config.label()],
-                display_legend=True,
                 stroke_width=1.0,
             )
         )
-    return _figure(marks, x_scale, y_scale, "step", "largest |Δw| / lr", title)
+    return Chart(_figure(marks, x_scale, y_scale, "optimizer step", "largest |Δw| / learning rate", title))
 
 
 # ---------------------------------------------------------------------------------------------

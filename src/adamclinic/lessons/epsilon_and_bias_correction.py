@@ -29,7 +29,7 @@ import tensorflow as tf
 from adamclinic.data import smooth_regression
 from adamclinic.engine import TrainConfig, make_optimizer, run, seed_everything, step_trace
 from adamclinic.models import small_relu_net
-from adamclinic.panels import PALETTE, TrainingPanel, log_slider
+from adamclinic.panels import PALETTE, Legend, TrainingPanel, axis_ticks, log_slider
 
 # ---------------------------------------------------------------------------------------------
 # Bias correction: the size of the first steps
@@ -414,7 +414,8 @@ class ReddiPanel:
             style={"description_width": "initial"},
             layout=w.Layout(width="420px"),
         )
-        x_scale, y_scale = bq.LogScale(), bq.LinearScale(min=-1.05, max=1.05)
+        x_scale, y_scale = bq.LogScale(min=1.0, max=float(steps)), bq.LinearScale(min=-1.05, max=1.05)
+        x_ticks, x_format = axis_ticks(1.0, float(steps))
         self.lines = {
             amsgrad: bq.Lines(
                 x=[],
@@ -422,7 +423,6 @@ class ReddiPanel:
                 scales={"x": x_scale, "y": y_scale},
                 colors=[PALETTE[i]],
                 labels=["AMSGrad" if amsgrad else "Adam"],
-                display_legend=True,
                 stroke_width=1.5,
             )
             for i, amsgrad in enumerate((False, True))
@@ -430,11 +430,16 @@ class ReddiPanel:
         self.figure = bq.Figure(
             marks=list(self.lines.values()),
             axes=[
-                bq.Axis(scale=x_scale, label="step t", grid_lines="none"),
+                bq.Axis(
+                    scale=x_scale,
+                    label="step t (log scale)",
+                    grid_lines="none",
+                    tick_values=x_ticks,
+                    tick_format=x_format,
+                ),
                 bq.Axis(scale=y_scale, side="left", label="x after step t", tick_format=".1f"),
             ],
             title="Reddi, Kale & Kumar's problem: the best point is x = -1",
-            legend_location="top-right",
             animation_duration=0,
             layout=w.Layout(width="680px", height="380px"),
             fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
@@ -443,7 +448,9 @@ class ReddiPanel:
         self.runs: dict[bool, ReddiRun] = {}
         for control in (self.C, self.beta_2):
             control.observe(lambda _: self.update(), names="value")
-        self.widget = w.VBox([self.C, self.beta_2, self.figure, self.status])
+        self.legend = Legend(self.figure)
+        self.legend.follow()  # under the chart, outside the plot area
+        self.widget = w.VBox([self.C, self.beta_2, self.figure, self.legend.html, self.status])
 
     def update(self) -> dict[bool, ReddiRun]:
         steps = np.arange(1, self.steps + 1)

@@ -236,28 +236,39 @@ def _drawable(norms: Any) -> tuple[list[int], list[float]]:
 class GradientNormView:
     """A live chart of each layer's mean gradient norm (log scale), redrawn after every epoch.
 
-    One line per run, in the colour of its loss curve; x is the layer (1 = first hidden layer, the
-    last point is the output layer). A line that slopes up steeply from left to right is a gradient
-    that vanishes on its way back to the first layers; a flat line is a healthy network. Implements
-    ``adamclinic.panels.EpochView`` for ``TrainingPanel(views=[...])``.
+    One line per run, in the colour of its loss curve and named by its run's label; x is the layer (1 =
+    first hidden layer, the last point is the output layer). A line that slopes up steeply from left to
+    right is a gradient that vanishes on its way back to the first layers; a flat line is a healthy
+    network. Implements ``adamclinic.panels.EpochView`` for ``TrainingPanel(views=[...])``, whose legend
+    under the charts names the runs; ``plot_gradient_norms`` gives the chart a legend of its own.
     """
 
     def __init__(self, keep: int = 5, title: str = "Gradient norm per layer"):
+        from adamclinic.panels import axis_ticks
+
         self.keep = keep
         self.title = title
         self.x_scale = bq.LinearScale(min=1.0, max=2.0)
         self.y_scale = bq.LogScale()
         self.lines: list[bq.Lines] = []
         self._current: bq.Lines | None = None
+        ticks, tick_format = axis_ticks(1.0, 2.0, log=False, integer=True)
+        self.x_axis = bq.Axis(
+            scale=self.x_scale,
+            label="layer (1 = first)",
+            tick_values=ticks,
+            tick_format=tick_format,
+            grid_lines="none",
+        )
+        self.y_axis = bq.Axis(
+            scale=self.y_scale, side="left", label="mean gradient norm (per weight matrix)", tick_format=".3~g"
+        )
         self.figure = bq.Figure(
             marks=[],
-            axes=[
-                bq.Axis(scale=self.x_scale, label="layer (1 = first)", tick_format="d", grid_lines="none"),
-                bq.Axis(scale=self.y_scale, side="left", label="mean gradient norm", tick_format=".0e"),
-            ],
+            axes=[self.x_axis, self.y_axis],
             title=title,
             layout=w.Layout(width="460px", height="380px"),
-            fig_margin={"top": 50, "bottom": 45, "left": 70, "right": 20},
+            fig_margin={"top": 50, "bottom": 45, "left": 75, "right": 20},
             animation_duration=0,
         )
         self.widget = self.figure
@@ -268,6 +279,7 @@ class GradientNormView:
             y=[],
             scales={"x": self.x_scale, "y": self.y_scale},
             colors=[colour],
+            labels=[config.label()],
             marker="circle",
             marker_size=24,
             stroke_width=2.5,
@@ -277,13 +289,21 @@ class GradientNormView:
         self.figure.marks = list(self.lines)
 
     def update(self, metrics: EpochMetrics) -> None:
+        from adamclinic.panels import axis_ticks, fit_axis, ys
+
         if self._current is None or not metrics.layer_grad_norms:
             return
         layers, norms = _drawable(metrics.layer_grad_norms)
         with self._current.hold_sync():
             self._current.x = layers
             self._current.y = norms
-        self.x_scale.max = float(max(max(len(m.x) for m in self.lines), 2))
+        last = float(max(max((len(m.x) for m in self.lines), default=2), 2))
+        if last != self.x_scale.max:
+            self.x_scale.max = last
+            ticks, tick_format = axis_ticks(1.0, last, log=False, integer=True)
+            with self.x_axis.hold_sync():
+                self.x_axis.tick_values, self.x_axis.tick_format = ticks, tick_format
+        fit_axis(self.y_scale, self.y_axis, ys(self.lines))
         self.figure.title = f"{self.title} (epoch {metrics.epoch})"
 
     def show(self, history: History, colour: str, epoch: int = 1) -> None:
@@ -298,14 +318,16 @@ class GradientNormView:
         self.figure.marks = []
 
 
-def plot_gradient_norms(histories: list[History], epoch: int = 1) -> bq.Figure:
-    """The per-layer gradient norms of finished runs at ``epoch``, one line each, coloured as ``compare`` colours them."""
-    from adamclinic.panels import PALETTE
+def plot_gradient_norms(histories: list[History], epoch: int = 1):
+    """The per-layer gradient norms of finished runs at ``epoch``, one line each, coloured as ``compare``
+    colours them, with a legend under the chart naming each run (an ``adamclinic.panels.Chart``; its
+    ``marks`` are the lines)."""
+    from adamclinic.panels import PALETTE, Chart
 
     view = GradientNormView(keep=len(histories))
     for index, history in enumerate(histories):
         view.show(history, PALETTE[index % len(PALETTE)], epoch=epoch)
-    return view.figure
+    return Chart(view.figure)
 
 
 DEFAULT_SETTINGS = {
