@@ -538,12 +538,39 @@ LIVE_CONTROLS = {
 }
 
 
+WHAT_A_STUDENT_SEES = """
+root => {
+  // Every chart axis's tick labels as drawn, and whether any legend box overlaps a chart's plot area.
+  const box = (el) => el.getBoundingClientRect();
+  const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const axes = [...root.querySelectorAll('.bqplot svg g.axis')].map(axis =>
+    [...axis.querySelectorAll('g.tick text')].map(t => t.textContent.trim()).filter(t => t !== ''));
+  const areas = [...root.querySelectorAll('.bqplot svg .plotarea_background')].map(box)
+    .filter(r => r.width > 0 && r.height > 0);
+  const legends = [...root.querySelectorAll('.adamclinic-legend, .bqplot svg g.legend')].map(box)
+    .filter(r => r.width > 0 && r.height > 0);
+  const covered = legends.filter(l => areas.some(a => overlap(l, a))).length;
+  return {axes, areas: areas.length, legends: legends.length, covered};
+}
+"""
+
+
+def check_what_a_student_sees(panel) -> None:
+    """After a run: every axis shows distinct tick labels, and no legend sits on a chart's plot area."""
+    seen = panel.evaluate(WHAT_A_STUDENT_SEES)
+    assert any(len(labels) >= 2 for labels in seen["axes"]) and seen["areas"], f"no chart axes found: {seen}"
+    assert seen["legends"], f"no legend names the panel's runs: {seen}"
+    for labels in seen["axes"]:
+        assert len(labels) == len(set(labels)), f"an axis repeats a tick label: {labels}"
+    assert seen["covered"] == 0, f"a legend covers a plot area: {seen}"
+
+
 @pytest.mark.parametrize("lesson", sorted(LIVE_CONTROLS))
 def test_the_lesson_runs_top_to_bottom_and_a_control_redraws_while_training(pages, lesson):
     """Run All Cells, as a student would: every cell runs, none raises or writes to stderr, and each panel
     trains once at its defaults. Then move one control of the lesson's main demo and watch the new run:
-    the curve redraws while the model trains and the status line reports the outcome the claims tests
-    measured."""
+    the curve redraws while the model trains, the status line reports the outcome the claims tests
+    measured, and the charts read as a student needs: distinct tick labels, no legend over the data."""
     case = LIVE_CONTROLS[lesson]
     notebook = ROOT / case.notebook
     index = cell_index(notebook, case.panel_cell)
@@ -558,6 +585,7 @@ def test_the_lesson_runs_top_to_bottom_and_a_control_redraws_while_training(page
     before, after = move_and_watch(panel, case.control, case.value, case.verdict)
     page.shot(re.sub(r"[^\w.=-]+", "-", f"{case.control.split(':')[0]}-{case.value}"))
     case.judge(before, after)
+    check_what_a_student_sees(panel)
     assert page.widget_errors() == []
 
 
