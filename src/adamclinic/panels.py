@@ -45,6 +45,18 @@ def animation_pause(seconds: float) -> None:
         time.sleep(seconds)
 
 
+def selection_slider(options: Sequence[Any], value: Any, description: str) -> w.SelectionSlider:
+    """A slider over a fixed list of values (β2 choices, widths, data sizes) that reports only on release."""
+    return w.SelectionSlider(
+        options=list(options),
+        value=value,
+        description=description,
+        continuous_update=False,
+        style={"description_width": "initial"},
+        layout=w.Layout(width="420px"),
+    )
+
+
 def log_slider(name: str, value: float, low: float, high: float, description: str | None = None) -> w.FloatLogSlider:
     """A log-scale slider from ``low`` to ``high`` that reports only on release."""
     return w.FloatLogSlider(

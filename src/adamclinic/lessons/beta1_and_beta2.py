@@ -36,7 +36,7 @@ import tensorflow as tf
 from adamclinic.data import smooth_regression
 from adamclinic.engine import Dataset, StepTrace, TrainConfig, make_optimizer, run, seed_everything, step_trace
 from adamclinic.models import small_relu_net
-from adamclinic.panels import PALETTE, Chart, TrainingPanel, epoch_axis, fit_axis, ys
+from adamclinic.panels import PALETTE, Chart, TrainingPanel, epoch_axis, fit_axis, selection_slider, ys
 
 # ---------------------------------------------------------------------------------------------
 # Data and a quadratic-loss model
@@ -344,17 +344,6 @@ BETA_1_CHOICES = (0.0, 0.5, 0.9, 0.95, 0.99, 0.995, 0.999)
 BETA_2_CHOICES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999, 0.9999)
 
 
-def _selection_slider(options: Sequence[Any], value: Any, description: str) -> w.SelectionSlider:
-    return w.SelectionSlider(
-        options=list(options),
-        value=value,
-        description=description,
-        continuous_update=False,
-        style={"description_width": "initial"},
-        layout=w.Layout(width="420px"),
-    )
-
-
 def _figure(marks: list, x_scale, y_scale, x_label: str, y_label: str, title: str, width: str = "680px") -> bq.Figure:
     """A chart with a log y axis whose range and ticks follow its lines (``fit_axis``), and no legend in the
     plot area (``Chart`` or the panel's legend names the lines, under the chart)."""
@@ -465,7 +454,7 @@ def betas_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
 def beta_1_panel(base: TrainConfig, **panel_options: Any) -> TrainingPanel:
     """One β1 slider, for the quadratic bowl (``linear_model``), where momentum's overshoot shows."""
     panel_options.setdefault("min_seconds_per_epoch", 0.005)
-    return TrainingPanel(base, {"beta_1": _selection_slider(BETA_1_CHOICES, base.beta_1, "β1")}, **panel_options)
+    return TrainingPanel(base, {"beta_1": selection_slider(BETA_1_CHOICES, base.beta_1, "β1")}, **panel_options)
 
 
 def plot_step_sizes(traces: Sequence[StepTrace], title: str = "Largest single-weight step") -> Chart:

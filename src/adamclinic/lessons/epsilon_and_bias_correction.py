@@ -29,7 +29,7 @@ import tensorflow as tf
 from adamclinic.data import smooth_regression
 from adamclinic.engine import TrainConfig, make_optimizer, run, seed_everything, step_trace
 from adamclinic.models import small_relu_net
-from adamclinic.panels import PALETTE, Legend, TrainingPanel, axis_ticks, log_slider
+from adamclinic.panels import PALETTE, Legend, TrainingPanel, axis_ticks, log_slider, selection_slider
 
 # ---------------------------------------------------------------------------------------------
 # Bias correction: the size of the first steps
@@ -406,14 +406,7 @@ class ReddiPanel:
             style={"description_width": "initial"},
             layout=w.Layout(width="420px"),
         )
-        self.beta_2 = w.SelectionSlider(
-            options=list(REDDI_BETA_2),
-            value="paper",
-            description="β2",
-            continuous_update=False,
-            style={"description_width": "initial"},
-            layout=w.Layout(width="420px"),
-        )
+        self.beta_2 = selection_slider(REDDI_BETA_2, "paper", "β2")
         x_scale, y_scale = bq.LogScale(min=1.0, max=float(steps)), bq.LinearScale(min=-1.05, max=1.05)
         x_ticks, x_format = axis_ticks(1.0, float(steps))
         self.lines = {

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from adamclinic.data import digits
 from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, run
-from adamclinic.panels import TrainingPanel, log_slider
+from adamclinic.panels import TrainingPanel, log_slider, selection_slider
 
 CHANCE_LOSS = math.log(10.0)  # cross-entropy of guessing 1/10 for each digit: about 2.303
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
@@ -356,17 +356,6 @@ class ValidationPanel(TrainingPanel):
         )
 
 
-def _selection(options: tuple, value: Any, description: str) -> w.SelectionSlider:
-    return w.SelectionSlider(
-        options=list(options),
-        value=value,
-        description=description,
-        continuous_update=False,
-        style={"description_width": "initial"},
-        layout=w.Layout(width="420px"),
-    )
-
-
 def learning_rate_validation_panel(base: TrainConfig, **panel_options: Any) -> ValidationPanel:
     """A learning-rate slider with both curves: a rate that fails to minimize versus one that overfits."""
     slider = log_slider("learning_rate", float(base.learning_rate), 1e-5, 1.0, description="learning rate")
@@ -376,8 +365,8 @@ def learning_rate_validation_panel(base: TrainConfig, **panel_options: Any) -> V
 def capacity_panel(base: TrainConfig, **panel_options: Any) -> ValidationPanel:
     """Model-size and data-size sliders (training rows in multiples of the batch size 32)."""
     controls = {
-        "width": _selection(WIDTHS, base.build_model.width, "units per hidden layer"),
-        "rows": _selection(ROWS, len(base.data.x_train), "training rows"),
+        "width": selection_slider(WIDTHS, base.build_model.width, "units per hidden layer"),
+        "rows": selection_slider(ROWS, len(base.data.x_train), "training rows"),
     }
     return ValidationPanel(
         base, controls, make_config=lambda b, v: capacity_config(b, v["width"], v["rows"]), **panel_options
