@@ -56,6 +56,49 @@ def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, genera
         nbformat.validate(source)
 
 
+def defined_names(source: str) -> set[str]:
+    """Names a cell binds at any depth of its top level (assignments, imports, defs, loop targets)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hidden_tests_ask_the_kernel_for_answers_only(assignment):
+    """The judge runs the locked setup cells and the tests; every other name a test reads is fetched from the
+    student's kernel, so it must be an answer (a name a solution cell defines): a helper from an ordinary
+    cell would be the student's to redefine (tests/README.md, grading/README.md)."""
+    from adamclinic.grading.judge import names_to_fetch
+    from adamclinic.grading.runner import is_hidden_test
+
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    judge_knows: dict[str, None] = {}
+    answers: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            answers |= defined_names(cell.source)
+        elif is_hidden_test(cell):
+            fetched = set(names_to_fetch(cell.source, judge_knows))
+            assert fetched <= answers, (
+                f"{assignment} test {meta['grade_id']} reads {sorted(fetched - answers)} from the student's kernel: "
+                "define them in a locked setup cell or in the test itself"
+            )
+            judge_knows.update(dict.fromkeys(defined_names(cell.source)))
+        elif meta.get("locked"):
+            judge_knows.update(dict.fromkeys(defined_names(cell.source)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "assignment",

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.xdist_group("grading_hostile"), pytest.mark.slow, pyte
 
 FULL = dict(PARTS)
 NONE = {part: 0 for part in PARTS}
+TARGETED: dict[str, str] = {}  # attack -> the honest student whose score it must equal
 
 
 def with_answers(**changes: str) -> dict[str, str]:
@@ -81,6 +82,12 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     def case(student, status, points, notebook=None, **kwargs):
         hand_in(course, student, notebook, **kwargs)
         cases[student] = (status, points)
+
+    def attack(student, answers, same_as="wrong", status="graded"):
+        """A targeted attack: it must score exactly what the honest student ``same_as`` scores."""
+        hand_in(course, student, answered(course, answers))
+        cases[student] = (status, None)
+        TARGETED[student] = same_as
 
     case("correct", "graded", FULL, answered(course, CORRECT))
     case("wrong", "graded", NONE, answered(course, with_answers(**WRONG)))
@@ -154,13 +161,13 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
 
     case(
         "showtraceback_patch",
-        "flagged",
+        "graded",
         NONE,
         answered(course, first_answer("get_ipython().showtraceback = lambda *args, **kwargs: None", **WRONG)),
     )
     case(
         "input_transformer_noop",
-        "flagged",
+        "graded",
         NONE,
         answered(
             course, first_answer("get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])", **WRONG)
@@ -168,7 +175,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     )
     case(
         "patched_comparisons",
-        "flagged",
+        "graded",
         NONE,
         answered(
             course,
@@ -181,7 +188,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     )
     case(
         "lying_objects",
-        "flagged",
+        "graded",
         {**FULL, "learning_rate": 0},
         answered(
             course,
@@ -251,6 +258,132 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
             ),
         ),
     )
+
+    # Targeted at this grader, by someone who has read it (issue 19): each earns what the same answers earn
+    # without the attack (TARGETED says which honest student that is), because the hidden tests run in the
+    # judge, a process that never runs student code, on answers that leave the kernel as plain data.
+    forge = (
+        "import adamclinic.grading.handin as handin, json\n"
+        "def serve(request_text, answer_path):\n"
+        "    with open(answer_path, 'w') as handle:\n"
+        "        json.dump({'values': {name: FORGED for name in json.loads(request_text).get('names', [])}}, handle)\n"
+        "handin.serve = serve\n"
+    )
+    attack(
+        "nbgrader_patched",
+        first_answer(
+            "import nbgrader.utils, nbgrader.api\nnbgrader.utils.determine_grade = lambda *a, **k: (2.0, 2.0)\n"
+            "nbgrader.api.Grade.auto_score = 2.0",
+            **WRONG,
+        ),
+    )
+    attack(
+        "handin_forges_a_class_from_os",
+        first_answer(
+            "FORGED = {'$dataclass': 'os:system', 'fields': {'command': 'touch /tmp/pwned'}}\n" + forge, **WRONG
+        ),
+    )
+    attack(
+        "handin_forges_a_keras_config",
+        first_answer(
+            "FORGED = {'$keras': {'module': 'os', 'class_name': 'system', 'config': 'touch /tmp/pwned'}}\n" + forge,
+            **WRONG,
+        ),
+    )
+    attack(
+        "handin_forges_deep_nesting",
+        first_answer("FORGED = 2.0\nfor _ in range(5000):\n    FORGED = {'$list': [FORGED]}\n" + forge, **WRONG),
+    )
+    attack(
+        "forged_verdicts_on_every_pipe",
+        first_answer(
+            "import os, json, glob\n"
+            "line = json.dumps({'op': 'verdict', 'index': 3, 'epoch': 1, 'passed': True, 'outputs': []}).encode() + b'\\n'\n"
+            "line += json.dumps({'op': 'answer', 'body': {'values': {'LEARNING_RATE': 0.1}}}).encode() + b'\\n'\n"
+            "for path in glob.glob('/proc/*/fd/*'):\n"
+            "    try:\n"
+            "        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)\n"
+            "        os.write(fd, line)\n"
+            "        os.close(fd)\n"
+            "    except OSError:\n"
+            "        pass",
+            **WRONG,
+        ),
+    )
+    attack(
+        "reads_the_hidden_tests",
+        first_answer(
+            "import glob\nfound = [p for p in glob.glob('/**/*.ipynb', recursive=True) if 'HIDDEN' in open(p, errors='ignore').read()"
+            " or 'assert_allclose(np.asarray(column_means(other)' in open(p, errors='ignore').read()]\n"
+            "print('hidden tests found:', found)",
+            **WRONG,
+        ),
+    )
+    attack(
+        "answers_right_only_when_graded",
+        with_answers(
+            column_means_answer="import os\ndef column_means(table):\n    if os.environ.get('NBGRADER_EXECUTION'):\n"
+            "        return np.array([4.5, 5.5, 6.5])  # the visible check's answer\n    return np.zeros(np.shape(table)[1])"
+        ),
+        same_as="canned_column_means",
+    )
+    attack(
+        "ipython_hooks_rewired",
+        first_answer(
+            "import sys\nshell = get_ipython()\nshell.run_cell = lambda *a, **k: None\nsys.excepthook = lambda *a: None\n"
+            "shell.events.register('post_run_cell', lambda result: setattr(result, 'error_in_exec', None))",
+            **WRONG,
+        ),
+    )
+    attack(
+        "builtins_and_numpy_patched",
+        first_answer(
+            "import builtins\nbuiltins.isinstance = lambda *a: True\nnp.testing.assert_allclose = lambda *a, **k: None\n"
+            "np.asarray = lambda x, *a, **k: np.array([2.0, 4.0])",
+            **WRONG,
+        ),
+    )
+    attack(
+        "writes_where_the_judge_lives",
+        first_answer(
+            "import glob, os\nfor folder in glob.glob('/tmp/adamclinic-*') + glob.glob('/tmp/*/'):\n"
+            "    try:\n        open(os.path.join(folder, 'verdict.json'), 'w').write('{\"passed\": true}')\n"
+            "    except OSError:\n        pass",
+            **WRONG,
+        ),
+    )
+    attack(
+        "kills_its_runner_after_forging_results",
+        with_answers(
+            **{
+                **WRONG,
+                "train_answer": "import json, os, shutil\nnb = json.load(open('/work/io/in.ipynb'))\n"
+                "for cell in nb['cells']:\n"
+                "    if cell.get('cell_type') == 'code':\n"
+                "        cell['outputs'] = [{'output_type': 'stream', 'name': 'stdout', 'text': 'ok'}]\n"
+                "json.dump(nb, open('/work/io/out.ipynb', 'w'))\njson.dump({'cells': {}, 'stopped': None}, open('/work/io/report.json', 'w'))\n"
+                "os.kill(os.getppid(), 9)",
+            }
+        ),
+        status="error",
+    )
+    attack(
+        "hands_in_an_enormous_answer",
+        with_answers(learning_rate_answer="LEARNING_RATE = np.zeros(30_000_000)"),
+        same_as="huge_learning_rate_baseline",
+    )
+    case(
+        "canned_column_means",
+        "graded",
+        {**FULL, "column_means": 0},
+        answered(course, with_answers(column_means_answer=WRONG["column_means_answer"])),
+    )
+    case(
+        "huge_learning_rate_baseline",
+        "graded",
+        {**FULL, "learning_rate": 0},
+        answered(course, with_answers(learning_rate_answer="LEARNING_RATE = 0.5")),
+    )
     return cases
 
 
@@ -301,6 +434,8 @@ def test_the_batch_finishes_and_the_grader_reports_success(graded_class):
         "writes_gradebook",
         "opens_socket",
         "tensorflow_stderr",
+        "canned_column_means",
+        "huge_learning_rate_baseline",
     ],
 )
 def test_each_submission_gets_its_expected_status_and_points(graded_class, student):
@@ -312,12 +447,42 @@ def test_each_submission_gets_its_expected_status_and_points(graded_class, stude
         assert row["reason"], "a student who was not graded normally gets a reason"
 
 
-def test_flagged_reasons_name_the_attack(graded_class):
+ATTACKS = [
+    "nbgrader_patched",
+    "handin_forges_a_class_from_os",
+    "handin_forges_a_keras_config",
+    "handin_forges_deep_nesting",
+    "forged_verdicts_on_every_pipe",
+    "reads_the_hidden_tests",
+    "answers_right_only_when_graded",
+    "ipython_hooks_rewired",
+    "builtins_and_numpy_patched",
+    "writes_where_the_judge_lives",
+    "kills_its_runner_after_forging_results",
+    "hands_in_an_enormous_answer",
+]
+
+
+@pytest.mark.parametrize("student", ATTACKS)
+def test_a_targeted_attack_scores_what_the_same_answers_score_without_it(graded_class, student):
+    """Written with the grader's source at hand, against the course package, nbgrader, IPython, NumPy, the
+    hidden tests, the grading environment or the files around it: no part scores differently from the honest
+    student with the same answers, graded in the same batch."""
+    status, _ = graded_class["cases"][student]
+    row = report(graded_class["course"])[student]
+    assert row["status"] == status, row
+    honest = part_scores(graded_class["course"], TARGETED[student])
+    assert part_scores(graded_class["course"], student) == pytest.approx(honest), row
+
+
+def test_the_kernel_never_saw_a_hidden_test_nor_reached_the_judge(graded_class):
+    course = graded_class["course"]
+    assert "hidden tests found: []" in printed(course, "reads_the_hidden_tests")
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_reasons_say_what_happened(graded_class):
     rows = report(graded_class["course"])
-    assert "transformer" in rows["input_transformer_noop"]["reason"]
-    assert "showtraceback" in rows["showtraceback_patch"]["reason"]
-    assert "numpy.allclose was replaced" in rows["patched_comparisons"]["reason"]
-    assert "LEARNING_RATE is a Yes" in rows["lying_objects"]["reason"]
     assert "JSON" in rows["invalid_json"]["reason"]
     assert "time limit" in rows["sleeps_past_timeout"]["reason"]
 
@@ -363,6 +528,4 @@ def test_an_output_flood_is_cut_and_a_passing_tests_warning_is_not_an_error(grad
     flood = (autograded / "output_flood" / "sandbox_probe" / "sandbox_probe.ipynb").stat().st_size
     assert flood < 2_000_000
     assert "output cut" in report(graded_class["course"])["output_flood"]["reason"]
-    warned = json.loads((autograded / "tensorflow_stderr" / "sandbox_probe" / "sandbox_probe.ipynb").read_text())
-    streams = [o for c in warned["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-    assert any("harmless warning" in "".join(o["text"]) for o in streams)
+    assert part_scores(graded_class["course"], "tensorflow_stderr") == pytest.approx(FULL)

@@ -1,21 +1,23 @@
 """Run one student notebook inside the grading sandbox and report what happened, cell by cell.
 
-    python -m adamclinic.grading.runner IN.ipynb OUT.ipynb REPORT.json --cell-timeout S --deadline S
+    python -m adamclinic.grading.runner IN.ipynb OUT.ipynb REPORT.json --cell-timeout S --deadline S \
+        --protocol-in FD --protocol-out FD
 
 This is what ``adamclinic.grading.execute`` starts inside bubblewrap in place of nbgrader's own
-Execute step. It executes every code cell in order, as nbgrader would, and adds what nbgrader lacks:
+Execute step. It executes every code cell but the hidden tests in order, as nbgrader would, and adds
+what nbgrader lacks:
 
 * a wall-clock limit for the whole notebook (``--deadline``) on top of the per-cell limit: past it,
   the kernel is stopped and every cell not yet run is marked "not run";
 * a kernel that dies (``os._exit``, a crash, a resource limit) stops the run; the rest is "not run";
-* before each hidden test cell, ``adamclinic.grading.integrity.inspect_kernel`` is evaluated as a user
-  expression and its findings are reported as tampering;
-* each hidden test cell is sent with one extra last line that stores a fresh random token in the
-  kernel; a test cell whose reply says "ok" but that never stored its token did not run its own code
-  (an input transformer replaced it) and is reported;
 * outputs are capped (a 10^6-line print flood becomes its first lines and a note).
 
-The report and the executed notebook are read by the trusted grader, which decides the points.
+Hidden test cells never reach this sandbox: the notebook arrives with their sources blanked, and the
+tests run in the judge (``adamclinic.grading.judge``), a separate process outside it. At a test cell
+the runner says so on ``--protocol-out`` and then serves the judge's requests, relayed by the grader on
+``--protocol-in``: each runs ``adamclinic.grading.handin.serve`` silently in the kernel, which hands
+the student's answers out as plain data, until the grader says ``next``. Nothing this process or the
+kernel writes is a verdict.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -36,23 +39,9 @@ from nbclient.exceptions import DeadKernelError
 
 MAX_STREAM_LINES = 2000
 MAX_OUTPUT_CHARS = 2_000_000
-EVIDENCE_NAME = "_adamclinic_test_cell_finished"
-INTEGRITY_MODULE = "_adamclinic_integrity"
-
-
-def install_integrity_expression() -> str:
-    """A user expression that loads adamclinic.grading.integrity into the kernel as a bare module and records
-    the kernel's baseline. Loading the file's source (rather than importing the package) keeps
-    TensorFlow out of kernels that never asked for it."""
-    import adamclinic.grading.integrity
-
-    with open(adamclinic.grading.integrity.__file__, encoding="utf-8") as handle:
-        source = handle.read()
-    return (
-        f"(lambda module: (exec(compile({source!r}, 'adamclinic-integrity', 'exec'), module.__dict__), "
-        f"__import__('sys').modules.setdefault({INTEGRITY_MODULE!r}, module))[1].record_baseline())"
-        f"(__import__('types').ModuleType({INTEGRITY_MODULE!r}))"
-    )
+MAX_ANSWER_BYTES = 64 * 2**20
+HIDDEN_TEST_PLACEHOLDER = "# A hidden test: it runs in the grader's judge, outside this kernel.\n"
+ANSWER_FOLDER = tempfile.gettempdir()  # the sandbox's private /tmp, shared by this process and the kernel
 
 
 def is_hidden_test(cell) -> bool:
@@ -113,10 +102,34 @@ class KernelBusy(Exception):
     """The kernel did not answer in time: a cell is still running and ignores interrupts."""
 
 
-class GradingRunner(NotebookClient):
-    """nbclient's executor with a whole-notebook deadline, kernel checks around test cells and caps."""
+class Protocol:
+    """Line-delimited JSON with the grader, on two inherited file descriptors the kernel never gets."""
 
-    def __init__(self, nb, cell_timeout: float, deadline: float, **kwargs):
+    def __init__(self, read_fd: int | None, write_fd: int | None):
+        self.reader = os.fdopen(read_fd, "r", encoding="utf-8") if read_fd is not None else None
+        self.writer = os.fdopen(write_fd, "w", encoding="utf-8") if write_fd is not None else None
+
+    def send(self, message: dict) -> None:
+        if self.writer is None:
+            raise RuntimeError("no grader to report to: hidden tests need --protocol-in and --protocol-out")
+        self.writer.write(json.dumps(message) + "\n")
+        self.writer.flush()
+
+    def receive(self) -> dict | None:
+        line = self.reader.readline() if self.reader is not None else ""
+        if not line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None
+        return message if isinstance(message, dict) else None
+
+
+class GradingRunner(NotebookClient):
+    """nbclient's executor with a whole-notebook deadline, output caps, and the judge's requests served."""
+
+    def __init__(self, nb, cell_timeout: float, deadline: float, protocol: Protocol | None = None, **kwargs):
         super().__init__(
             nb,
             timeout=int(cell_timeout),
@@ -139,6 +152,7 @@ class GradingRunner(NotebookClient):
         self.report: dict = {"cells": {}, "stopped": None}
         self._last_reply: dict | None = None
         self.current_index = 0
+        self.protocol = protocol or Protocol(None, None)
         self.on_cell_executed = self._remember_reply
 
     def _remember_reply(self, cell, cell_index, execute_reply):
@@ -159,16 +173,6 @@ class GradingRunner(NotebookClient):
         except (KeyError, ValueError, SyntaxError):
             return None
 
-    async def _inspect(self, source: str) -> list[str]:
-        answer = await self._user_expression(f"__import__({INTEGRITY_MODULE!r}).inspect_kernel({source!r})")
-        try:
-            found = json.loads(answer) if isinstance(answer, str) else None
-        except ValueError:
-            found = None
-        if not isinstance(found, list):
-            return ["the grader could not inspect the kernel before this test (its machinery was changed)"]
-        return [str(item) for item in found]
-
     def _mark_rest(self, start: int, reason: str) -> None:
         for cell in self.nb.cells[start:]:
             if cell.cell_type == "code":
@@ -176,36 +180,25 @@ class GradingRunner(NotebookClient):
 
     async def run(self) -> None:
         async with self.async_setup_kernel(env=kernel_environment()):
-            ready = await self._user_expression(install_integrity_expression())
-            if ready != "ready":
+            if await self._user_expression("'ready'") != "ready":
                 raise RuntimeError("the kernel did not start cleanly")
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
                 self.current_index = index
-                remaining = self.deadline - time.monotonic()
-                if remaining <= 1:
+                if self.deadline - time.monotonic() <= 1:
                     self._stop(index, "timeout", "the notebook ran past its time limit")
                     return
-                test = is_hidden_test(cell)
                 entry: dict = {}
                 try:
-                    if test:
-                        entry["tampering"] = await self._inspect(cell.source)
-                    token = secrets.token_hex(8)
-                    original = cell.source
-                    if test:
-                        cell.source = f"{original}\n{EVIDENCE_NAME} = {token!r}\n"
-                    self.timeout = max(1, int(min(self.cell_timeout, self.deadline - time.monotonic())))
-                    self._last_reply = None
-                    try:
+                    if is_hidden_test(cell):
+                        cell.outputs = []
+                        entry["judged"] = await self._serve_the_judge(index)
+                    else:
+                        self.timeout = max(1, int(min(self.cell_timeout, self.deadline - time.monotonic())))
+                        self._last_reply = None
                         await self.async_execute_cell(cell, index, store_history=True)
-                    finally:
-                        cell.source = original
-                    status = (self._last_reply or {}).get("content", {}).get("status", "unknown")
-                    entry["status"] = status
-                    if test and status == "ok":
-                        entry["finished"] = (await self._user_expression(EVIDENCE_NAME)) == token
+                        entry["status"] = (self._last_reply or {}).get("content", {}).get("status", "unknown")
                 except DeadKernelError:
                     process = getattr(getattr(self.km, "provisioner", None), "process", None)
                     code = process.poll() if process is not None else None
@@ -222,6 +215,77 @@ class GradingRunner(NotebookClient):
                 if any(o.get("ename") == "CellTimeoutError" for o in cell.outputs if o.get("output_type") == "error"):
                     entry["cell_timeout"] = True
                 self.report["cells"][str(index)] = entry
+
+    async def _serve_the_judge(self, index: int) -> int:
+        """Tell the grader the notebook has reached test ``index``; answer the judge's requests from the
+        kernel until the grader says ``next``. Returns how many requests were served."""
+        self.protocol.send({"op": "test", "index": index})
+        served = 0
+        while True:
+            message = await asyncio.get_running_loop().run_in_executor(None, self.protocol.receive)
+            if message is None or message.get("op") == "next":
+                return served
+            if message.get("op") != "ask":
+                continue
+            served += 1
+            self.protocol.send({"op": "answer", "body": await self._answer(message.get("request", {}))})
+
+    async def _answer(self, request: dict) -> dict:
+        """Run ``handin.serve`` silently in the kernel (no input transformer sees it) and read its answer,
+        relaying the calls the student's code makes meanwhile to functions the test handed it."""
+        token = secrets.token_hex(6)
+        path = os.path.join(ANSWER_FOLDER, f"answer-{token}.json")
+        callbacks = os.path.join(ANSWER_FOLDER, f"callbacks-{token}")
+        os.mkdir(callbacks)
+        request = {**request, "callbacks": callbacks}
+        code = f"__import__('adamclinic.grading.handin', fromlist=['serve']).serve({json.dumps(request)!r}, {path!r})"
+        self.timeout = max(1, int(min(self.cell_timeout, self.deadline - time.monotonic())))
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        relay = asyncio.create_task(self._relay_callbacks(callbacks))
+        try:
+            reply = await self.async_wait_for_reply(msg_id)
+        finally:
+            relay.cancel()
+        if reply is None:  # nbclient has interrupted the kernel
+            return {"error": f"the kernel did not answer within {self.timeout} s (a function that does not return?)"}
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_ANSWER_BYTES + 1)
+            os.unlink(path)
+        except OSError:
+            evalue = reply.get("content", {}).get("evalue", "")
+            return {"error": f"the kernel wrote no answer ({evalue})"}
+        if len(data) > MAX_ANSWER_BYTES:
+            return {"error": f"the answer is larger than {MAX_ANSWER_BYTES // 2**20} MB"}
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return {"error": "the kernel's answer is not JSON"}
+        return answer if isinstance(answer, dict) else {"error": "the kernel's answer is not a JSON object"}
+
+    async def _relay_callbacks(self, folder: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            names = sorted(n for n in os.listdir(folder) if n.startswith("cb-") and n.endswith(".json"))
+            if not names:
+                await asyncio.sleep(0.001)
+                continue
+            for name in names:
+                path = os.path.join(folder, name)
+                try:
+                    with open(path, "rb") as handle:
+                        call = json.loads(handle.read(MAX_ANSWER_BYTES))
+                    os.unlink(path)
+                except (OSError, ValueError):
+                    continue
+                call = call if isinstance(call, dict) else {}
+                self.protocol.send({"op": "callback", **{k: call.get(k) for k in ("handle", "args", "kwargs")}})
+                result = await loop.run_in_executor(None, self.protocol.receive)
+                body = (result or {}).get("body") if (result or {}).get("op") == "callback-result" else None
+                reply = os.path.join(folder, name[: -len(".json")])
+                with open(reply + ".part", "w", encoding="utf-8") as handle:
+                    json.dump(body if isinstance(body, dict) else {"error": "the grader did not answer"}, handle)
+                os.rename(reply + ".part", reply + ".reply")
 
     def _stop(self, index: int, kind: str, reason: str) -> None:
         self.report["stopped"] = {"kind": kind, "reason": reason, "cell": index}
@@ -243,10 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report")
     parser.add_argument("--cell-timeout", type=float, default=300)
     parser.add_argument("--deadline", type=float, default=900, help="seconds for the whole notebook")
+    parser.add_argument("--protocol-in", type=int, default=None, help="file descriptor the grader writes to")
+    parser.add_argument("--protocol-out", type=int, default=None, help="file descriptor the grader reads")
     args = parser.parse_args(argv)
     nb = nbformat.read(args.input, as_version=4)
     runner = GradingRunner(
-        nb, args.cell_timeout, time.monotonic() + args.deadline, resources={"metadata": {"path": os.getcwd()}}
+        nb,
+        args.cell_timeout,
+        time.monotonic() + args.deadline,
+        protocol=Protocol(args.protocol_in, args.protocol_out),
+        resources={"metadata": {"path": os.getcwd()}},
     )
     try:
         # nbclient waits for a reply after interrupting a stuck cell; the deadline must not.
