@@ -57,18 +57,12 @@ def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, genera
 
 
 def defined_names(source: str) -> set[str]:
-    """Names a cell binds at any depth of its top level (assignments, imports, defs, loop targets)."""
+    """Names a cell binds (the judge's own rule, ``adamclinic.grading.judge.bound_names``)."""
     import ast
 
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return names
+    from adamclinic.grading.judge import bound_names
+
+    return bound_names(ast.parse(source))
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -230,17 +230,12 @@ def _fingerprint(value: Any) -> str | None:
     return digest.hexdigest()
 
 
-def names_to_fetch(source: str, namespace: dict) -> list[str]:
-    """The names a test reads that nothing here defines and the test never binds itself: the student's
-    answers (a name the kernel does not have stays undefined, and the test fails as in the notebook)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    read, bound = [], set()
+def bound_names(tree: ast.AST) -> set[str]:
+    """Every name a cell binds, at any depth: assignments, loop and ``with`` targets, imports, defs, arguments."""
+    bound: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (read.append if isinstance(node.ctx, ast.Load) else bound.add)(node.id)
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
@@ -249,10 +244,23 @@ def names_to_fetch(source: str, namespace: dict) -> list[str]:
             bound.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return bound
+
+
+def names_to_fetch(source: str, namespace: dict) -> list[str]:
+    """The names a test reads that nothing here defines and the test never binds itself: the student's
+    answers (a name the kernel does not have stays undefined, and the test fails as in the notebook)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    bound = bound_names(tree)
     names: list[str] = []
-    for name in read:
-        if name not in names and name not in namespace and name not in bound and not hasattr(builtins, name):
-            names.append(name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            name = node.id
+            if name not in names and name not in namespace and name not in bound and not hasattr(builtins, name):
+                names.append(name)
     return names
 
 
