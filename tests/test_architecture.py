@@ -30,6 +30,8 @@ LAYERS = {
     "clinic": {"clinic", "engine", "data", "models", "paths"},
     "lessons": {"engine", "data", "models", "panels", "clinic", "paths"},
     "grading": {"grading", "paths", "package"},
+    # Runs inside the sandboxes (the judge, and the student's kernel): it may load the whole course.
+    "judging": {"judging", "package"},
     "lab": {"paths"},
     "bench": {"engine", "data", "models", "panels", "clinic", "lessons", "grading", "package"},
     "figures": {"lessons", "paths"},

@@ -57,10 +57,10 @@ def test_exercises_are_what_nbgrader_generates_from_solutions(assignment, genera
 
 
 def defined_names(source: str) -> set[str]:
-    """Names a cell binds (the judge's own rule, ``adamclinic.grading.judge.bound_names``)."""
+    """Names a cell binds (the judge's own rule, ``adamclinic.judging.judge.bound_names``)."""
     import ast
 
-    from adamclinic.grading.judge import bound_names
+    from adamclinic.judging.judge import bound_names
 
     return bound_names(ast.parse(source))
 
@@ -70,8 +70,8 @@ def test_hidden_tests_ask_the_kernel_for_answers_only(assignment):
     """The judge runs the locked setup cells and the tests; every other name a test reads is fetched from the
     student's kernel, so it must be an answer (a name a solution cell defines): a helper from an ordinary
     cell would be the student's to redefine (tests/README.md, grading/README.md)."""
-    from adamclinic.grading.judge import names_to_fetch
     from adamclinic.grading.runner import is_hidden_test
+    from adamclinic.judging.judge import names_to_fetch
 
     nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
     judge_knows: dict[str, None] = {}

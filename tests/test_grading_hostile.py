@@ -263,7 +263,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     # without the attack (TARGETED says which honest student that is), because the hidden tests run in the
     # judge, a process that never runs student code, on answers that leave the kernel as plain data.
     forge = (
-        "import adamclinic.grading.handin as handin, json\n"
+        "import adamclinic.judging.handin as handin, json\n"
         "def serve(request_text, answer_path):\n"
         "    with open(answer_path, 'w') as handle:\n"
         "        json.dump({'values': {name: FORGED for name in json.loads(request_text).get('names', [])}}, handle)\n"
@@ -313,9 +313,16 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     attack(
         "reads_the_hidden_tests",
         first_answer(
-            "import glob\nfound = [p for p in glob.glob('/**/*.ipynb', recursive=True) if 'HIDDEN' in open(p, errors='ignore').read()"
-            " or 'assert_allclose(np.asarray(column_means(other)' in open(p, errors='ignore').read()]\n"
-            "print('hidden tests found:', found)",
+            "import os, time\nfound, start = [], time.monotonic()\n"
+            "for root, folders, files in os.walk('/'):\n"
+            "    folders[:] = [f for f in folders if f not in ('proc', 'sys', 'dev', 'site-packages')]\n"
+            "    if time.monotonic() - start > 6:\n        break\n"
+            "    for name in files:\n"
+            "        try:\n            text = open(os.path.join(root, name), errors='ignore').read(1_000_000)\n"
+            "        except OSError:\n            continue\n"
+            "        if ('BEGIN ' + 'HIDDEN') in text or ('column_means(' + 'other)') in text:  # not this cell's own text\n"
+            "            found.append(os.path.join(root, name))\n"
+            "print('hidden tests found:', found, 'searched for', round(time.monotonic() - start, 1), 's')",
             **WRONG,
         ),
     )
@@ -327,6 +334,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
         ),
         same_as="canned_column_means",
     )
+    # These two break the kernel's own replies, so it stops answering: a timeout, costing only this student.
     attack(
         "ipython_hooks_rewired",
         first_answer(
@@ -334,6 +342,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
             "shell.events.register('post_run_cell', lambda result: setattr(result, 'error_in_exec', None))",
             **WRONG,
         ),
+        status="timeout",
     )
     attack(
         "builtins_and_numpy_patched",
@@ -342,6 +351,7 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
             "np.asarray = lambda x, *a, **k: np.array([2.0, 4.0])",
             **WRONG,
         ),
+        status="timeout",
     )
     attack(
         "writes_where_the_judge_lives",
@@ -477,7 +487,7 @@ def test_a_targeted_attack_scores_what_the_same_answers_score_without_it(graded_
 
 def test_the_kernel_never_saw_a_hidden_test_nor_reached_the_judge(graded_class):
     course = graded_class["course"]
-    assert "hidden tests found: []" in printed(course, "reads_the_hidden_tests")
+    assert "hidden tests found: [] searched" in printed(course, "reads_the_hidden_tests")
     assert not Path("/tmp/pwned").exists()
 
 

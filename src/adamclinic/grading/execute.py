@@ -6,11 +6,11 @@ hidden tests) never runs student code, and neither does the process that decides
 
 * the student's notebook, with every hidden test cell blanked, runs in ``adamclinic.grading.runner``
   inside ``adamclinic.grading.sandbox`` (the student's kernel never sees a hidden test);
-* the hidden tests, with the assignment's locked setup cells, run in ``adamclinic.grading.judge``, a
+* the hidden tests, with the assignment's locked setup cells, run in ``adamclinic.judging.judge``, a
   fresh process in a sandbox of its own that never runs a line of student code;
 * this process relays between the two: when the notebook reaches a hidden test, the judge runs it,
   and the student's answers it asks for come out of the kernel as plain data
-  (``adamclinic.grading.plain``); a student's function is called in the kernel with plain arguments.
+  (``adamclinic.judging.plain``); a student's function is called in the kernel with plain arguments.
   The verdict (passed, and the test's own output and message) is the judge's alone, and becomes that
   test cell's output, which nbgrader scores as usual;
 * stderr in a test that passed (a TensorFlow or Keras warning) is ordinary output, since nbgrader
@@ -145,7 +145,7 @@ class SandboxedExecute(NbGraderPreprocessor):
 
     def _judge_command(self, home: Path) -> tuple[list[str], Path | None, dict | None]:
         """The judge: this Python, the course read-only, an empty folder, no student file, no network."""
-        inner = [sys.executable, "-m", "adamclinic.grading.judge"]
+        inner = [sys.executable, "-m", "adamclinic.judging.judge"]
         extra = {**sandbox.thread_environment(self.threads), "ADAMCLINIC_SKIP_TENSORFLOW": "0"}
         if sandbox.bubblewrap() is not None:
             return sandbox.command(home / "work", home / "io", inner, self._limits(), extra), None, None
@@ -332,6 +332,8 @@ class SandboxedExecute(NbGraderPreprocessor):
                 if entry.get("output_cut"):
                     notes.append(f"{name}: output cut (too many lines)")
                 continue
+            if entry.get("cell_timeout"):
+                notes.append(f"{name}: the student's code it calls ran past the {self.cell_timeout} s time limit")
             verdict = self.verdicts.get(index)
             if verdict is None:
                 reason = self.judge_failure or (stopped or {}).get("reason") or "the notebook did not reach this test"
@@ -340,7 +342,14 @@ class SandboxedExecute(NbGraderPreprocessor):
             cell.outputs = [nbformat.from_dict(o) for o in verdict.get("outputs", []) if isinstance(o, dict)]
             if not verdict.get("passed") and not any(o.get("output_type") == "error" for o in cell.outputs):
                 cell.outputs.append(error_output("NotJudged", "this test did not pass"))
-        if self.judge_failure:
+        runner_died = outcome.get("returncode") not in (0, None)
+        if runner_died:
+            # The runner always exits 0, after a stopped notebook too; anything else means something in the
+            # sandbox killed it. The verdicts stand: the judge computed them, not the runner.
+            notes.insert(
+                0, f"the sandboxed runner was stopped (exit status {outcome['returncode']}): the notebook's own code?"
+            )
+        if self.judge_failure or runner_died:
             status = "error"
         elif stopped:
             status = "timeout" if stopped.get("kind") == "timeout" else "error"

@@ -13,9 +13,9 @@ what nbgrader lacks:
 * outputs are capped (a 10^6-line print flood becomes its first lines and a note).
 
 Hidden test cells never reach this sandbox: the notebook arrives with their sources blanked, and the
-tests run in the judge (``adamclinic.grading.judge``), a separate process outside it. At a test cell
+tests run in the judge (``adamclinic.judging.judge``), a separate process outside it. At a test cell
 the runner says so on ``--protocol-out`` and then serves the judge's requests, relayed by the grader on
-``--protocol-in``: each runs ``adamclinic.grading.handin.serve`` silently in the kernel, which hands
+``--protocol-in``: each runs ``adamclinic.judging.handin.serve`` silently in the kernel, which hands
 the student's answers out as plain data, until the grader says ``next``. Nothing this process or the
 kernel writes is a verdict.
 """
@@ -154,6 +154,7 @@ class GradingRunner(NotebookClient):
         self.current_index = 0
         self.protocol = protocol or Protocol(None, None)
         self.on_cell_executed = self._remember_reply
+        self._answer_timed_out = False
 
     def _remember_reply(self, cell, cell_index, execute_reply):
         self._last_reply = execute_reply
@@ -193,7 +194,14 @@ class GradingRunner(NotebookClient):
                 try:
                     if is_hidden_test(cell):
                         cell.outputs = []
+                        self._answer_timed_out = False
                         entry["judged"] = await self._serve_the_judge(index)
+                        if self._answer_timed_out:
+                            entry["cell_timeout"] = True
+                            self.report["cells"][str(index)] = entry
+                            # Interrupted and back, the notebook goes on; still busy, it is stopped here.
+                            if await self._user_expression("'ready'") != "ready":
+                                raise KernelBusy()
                     else:
                         self.timeout = max(1, int(min(self.cell_timeout, self.deadline - time.monotonic())))
                         self._last_reply = None
@@ -238,7 +246,7 @@ class GradingRunner(NotebookClient):
         callbacks = os.path.join(ANSWER_FOLDER, f"callbacks-{token}")
         os.mkdir(callbacks)
         request = {**request, "callbacks": callbacks}
-        code = f"__import__('adamclinic.grading.handin', fromlist=['serve']).serve({json.dumps(request)!r}, {path!r})"
+        code = handin_code(request, path)
         self.timeout = max(1, int(min(self.cell_timeout, self.deadline - time.monotonic())))
         msg_id = self.kc.execute(code, silent=True, store_history=False)
         relay = asyncio.create_task(self._relay_callbacks(callbacks))
@@ -247,6 +255,7 @@ class GradingRunner(NotebookClient):
         finally:
             relay.cancel()
         if reply is None:  # nbclient has interrupted the kernel
+            self._answer_timed_out = True
             return {"error": f"the kernel did not answer within {self.timeout} s (a function that does not return?)"}
         try:
             with open(path, "rb") as handle:
@@ -290,6 +299,27 @@ class GradingRunner(NotebookClient):
     def _stop(self, index: int, kind: str, reason: str) -> None:
         self.report["stopped"] = {"kind": kind, "reason": reason, "cell": index}
         self._mark_rest(index, reason)
+
+
+def handin_code(request: dict, path: str) -> str:
+    """What the runner executes, silently, in the student's kernel to answer the judge.
+
+    It runs in a namespace of its own, so the student's names stay as they were. A kernel that never
+    loaded the course holds no Keras object, so handing in its answers needs no TensorFlow; loading it
+    there would cost seconds, and more memory than a tight limit allows.
+    """
+    body = (
+        "import os, sys\n"
+        "if 'adamclinic' not in sys.modules:\n"
+        "    os.environ['ADAMCLINIC_SKIP_TENSORFLOW'] = '1'\n"
+        "    try:\n"
+        "        import adamclinic\n"
+        "    finally:\n"
+        "        del os.environ['ADAMCLINIC_SKIP_TENSORFLOW']\n"
+        "from adamclinic.judging.handin import serve\n"
+        f"serve({json.dumps(request)!r}, {path!r})\n"
+    )
+    return f"exec(compile({body!r}, '<handin>', 'exec'), {{'__name__': '__handin__'}})"
 
 
 def kernel_environment() -> dict[str, str]:

@@ -4,7 +4,7 @@ The grading runner calls ``serve`` in the student's kernel (a silent execution, 
 cells up to a hidden test have run) when the judge asks for something:
 
 * ``{"what": "names", "names": [...]}``: the current values of those names, each as plain data
-  (``adamclinic.grading.plain``), or a *handle* when the value is not plain data (a function);
+  (``adamclinic.judging.plain``), or a *handle* when the value is not plain data (a function);
 * ``{"what": "call", "handle": h, "args": ..., "kwargs": ...}``: call what handle ``h`` stands for
   with those plain arguments, and hand back its result (or the exception it raised, as text).
 
@@ -14,7 +14,7 @@ the folder the runner watches, which relays it to the judge and writes the judge
 
 This module runs beside the student's code and can be replaced by it; that is fine. Nothing it
 writes is believed: it only carries the student's own answers, which the judge checks by
-retraining and recomputing in a process of its own (``adamclinic.grading.judge``).
+retraining and recomputing in a process of its own (``adamclinic.judging.judge``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any
 
-from adamclinic.grading.plain import PlainDataError, decode, encode
+from adamclinic.judging.plain import PlainDataError, decode, encode
 
 _HANDLES: dict[str, Any] = {}
 

@@ -1,6 +1,6 @@
 """Answers as plain data: what crosses between a student's kernel and the judge, and nothing else.
 
-The judge (``adamclinic.grading.judge``) never runs student code. What it needs from a submission
+The judge (``adamclinic.judging.judge``) never runs student code. What it needs from a submission
 crosses as a JSON tree built by ``encode`` and read back by ``decode``:
 
 * numbers (NaN and infinities tagged), strings, booleans, ``None``, lists, tuples and dicts;
@@ -183,7 +183,7 @@ def course_function_name(value: Any) -> str | None:
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
     if not isinstance(module, str) or not (module == "adamclinic" or module.startswith("adamclinic.")):
         return None
-    if module.startswith("adamclinic.grading"):  # the grader's own machinery is never an answer
+    if _is_machinery(module):  # the grader's own machinery is never an answer
         return None
     if "<" in qualname or "." in qualname:
         return None
@@ -191,6 +191,10 @@ def course_function_name(value: Any) -> str | None:
         return f"{module}:{qualname}" if getattr(importlib.import_module(module), qualname, None) is value else None
     except ImportError:
         return None
+
+
+def _is_machinery(module: str) -> bool:
+    return module.split(".")[:2] in (["adamclinic", "grading"], ["adamclinic", "judging"])
 
 
 def _is_course_class(cls: type) -> bool:
@@ -374,7 +378,7 @@ def _keras_module_allowed(module: str) -> bool:
     """Keras's own classes, and the course's Keras classes (a regularizer, a layer), nothing else."""
     if module == "keras" or module.startswith("keras."):
         return True
-    return module.startswith("adamclinic.") and not module.startswith("adamclinic.grading")
+    return module.startswith("adamclinic.") and not _is_machinery(module)
 
 
 def course_keras_classes(config: Any) -> dict[str, type]:

@@ -1,6 +1,6 @@
 """The judge: runs an assignment's hidden tests in a process that never runs student code.
 
-    python -m adamclinic.grading.judge        (started by adamclinic.grading.execute, in its own sandbox)
+    python -m adamclinic.judging.judge        (started by adamclinic.grading.execute, in its own sandbox)
 
 It reads JSON lines on stdin and writes JSON lines on the file descriptor stdout had when it started
 (stdout itself is then pointed at stderr, so a library that prints cannot break a message):
@@ -12,7 +12,7 @@ It reads JSON lines on stdin and writes JSON lines on the file descriptor stdout
 
 A test reads the student's answers by name. A name the test reads that neither the setup cells nor an
 earlier test defined is asked of the student's kernel (``{"op": "ask", "what": "names", ...}``) and
-arrives as plain data (``adamclinic.grading.plain``): numbers, arrays, the course's configs, Keras
+arrives as plain data (``adamclinic.judging.plain``): numbers, arrays, the course's configs, Keras
 architectures. A student's function arrives as a ``RemoteFunction``: calling it sends plain arguments to
 the kernel (``{"op": "ask", "what": "call", ...}``) and brings a plain result back. Whatever the kernel
 does, all this process ever receives is data, and the verdict is computed here, by the test's own code
@@ -31,7 +31,7 @@ import sys
 import traceback
 from typing import Any
 
-from adamclinic.grading.plain import PlainDataError, decode, encode
+from adamclinic.judging.plain import PlainDataError, decode, encode
 
 
 class StudentCodeError(Exception):
@@ -116,8 +116,14 @@ class Judge:
         mine = _fingerprint(value)
         if mine is None:
             return value
-        for held in self.namespace.values():
-            for candidate in (held, getattr(held, "data", None)):
+        for held in list(self.namespace.values()):
+            if isinstance(held, (RemoteFunction, Unreadable)):  # the student's: never a candidate, never read
+                continue
+            try:
+                inner = getattr(held, "data", None)
+            except Exception:  # an object of the setup cells whose .data is a computation that fails
+                inner = None
+            for candidate in (held, inner):
                 if type(candidate) is type(value) and _fingerprint(candidate) == mine:
                     return candidate
         return value
@@ -156,6 +162,9 @@ class Judge:
         body = self.channel.ask({"what": "names", "names": names})
         values = body.get("values", {}) if isinstance(body.get("values"), dict) else {}
         errors = body.get("errors", {}) if isinstance(body.get("errors"), dict) else {}
+        if "error" in body:  # the kernel handed over nothing: every name the test reads says why
+            reason = f"the student's kernel could not hand over {', '.join(names)}: {str(body['error'])[:2000]}"
+            errors = {name: reason for name in names}
         for name in names:
             if name in values:
                 try:
