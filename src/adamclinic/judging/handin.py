@@ -1,7 +1,8 @@
 """The student's side of judging: hand answers out of the kernel as plain data, nothing more.
 
-The grading runner calls ``serve`` in the student's kernel (a silent execution, after the student's
-cells up to a hidden test have run) when the judge asks for something:
+The grading runner calls ``serve`` in the student's kernel (one silent execution per hidden test, after
+the student's cells up to it have run); it answers the judge's requests, read one JSON line at a time
+from a FIFO, until the runner says ``end``:
 
 * ``{"what": "names", "names": [...]}``: the current values of those names, each as plain data
   (``adamclinic.judging.plain``), or a *handle* when the value is not plain data (a function);
@@ -9,8 +10,8 @@ cells up to a hidden test have run) when the judge asks for something:
   with those plain arguments, and hand back its result (or the exception it raised, as text).
 
 A test may pass one of its own functions to a student's function (``which_bug(step)``). The test's
-function stays in the judge: here it is a ``JudgeFunction``, and calling it writes a request file into
-the folder the runner watches, which relays it to the judge and writes the judge's plain answer back.
+function stays in the judge: here it is a ``JudgeFunction``, and calling it writes a callback line that
+the runner relays to the judge, and reads the judge's plain answer back.
 
 This module runs beside the student's code and can be replaced by it; that is fine. Nothing it
 writes is believed: it only carries the student's own answers, which the judge checks by
@@ -20,9 +21,7 @@ retraining and recomputing in a process of its own (``adamclinic.judging.judge``
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import time
 import traceback
 from typing import Any
 
@@ -44,60 +43,81 @@ def _user_namespace() -> dict:
     return shell.user_ns if shell is not None else {}
 
 
+class Channel:
+    """JSON lines with the runner over two FIFOs: requests in, answers (and callbacks) out."""
+
+    def __init__(self, requests_path: str, answers_path: str):
+        self.inbox = open(requests_path, "rb")  # noqa: SIM115 (closed by close())
+        self.outbox = open(answers_path, "wb", buffering=0)  # noqa: SIM115
+
+    def read(self) -> dict:
+        line = self.inbox.readline(MAX_LINE_BYTES)
+        message = json.loads(line) if line else {"op": "end"}
+        return message if isinstance(message, dict) else {"op": "end"}
+
+    def write(self, message: dict) -> None:
+        self.outbox.write(json.dumps(message).encode() + b"\n")
+
+    def close(self) -> None:
+        self.inbox.close()
+        self.outbox.close()
+
+
+MAX_LINE_BYTES = 64 * 2**20
+
+
 class JudgeFunction:
     """One of the test's own functions, kept in the judge; a call crosses as plain data both ways."""
 
-    def __init__(self, handle: str, folder: str, kind: str):
-        self._handle, self._folder, self._kind = handle, folder, kind
+    def __init__(self, handle: str, channel: Channel, kind: str):
+        self._handle, self._channel, self._kind = handle, channel, kind
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = secrets.token_hex(6)
-        request = {
-            "handle": self._handle,
-            "args": encode(list(args), handles=_keep),
-            "kwargs": encode(kwargs, handles=_keep),
-        }
-        path = os.path.join(self._folder, f"cb-{name}")
-        with open(path + ".part", "w", encoding="utf-8") as handle:
-            json.dump(request, handle)
-        os.rename(path + ".part", path + ".json")
-        reply_path, pause, waited = path + ".reply", 0.0005, 0.0
-        while not os.path.exists(reply_path):
-            time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.01)
-            if waited > 600:
-                raise TimeoutError("the grader's function did not answer")
-        with open(reply_path, encoding="utf-8") as handle:
-            reply = json.load(handle)
-        os.unlink(reply_path)
-        if "value" not in reply:
-            raise RuntimeError(
-                f"the grader's {self._kind} refused the call: {reply.get('raised') or reply.get('error')}"
-            )
-        return decode(reply["value"], remote=self._remote)
-
-    def _remote(self, handle: str, kind: str) -> JudgeFunction:
-        return JudgeFunction(handle, self._folder, kind)
+        self._channel.write(
+            {
+                "op": "callback",
+                "handle": self._handle,
+                "args": encode(list(args), handles=_keep),
+                "kwargs": encode(kwargs, handles=_keep),
+            }
+        )
+        reply = self._channel.read()
+        body = reply.get("body") if reply.get("op") == "callback-result" else None
+        if not isinstance(body, dict) or "value" not in body:
+            reason = (body or {}).get("raised") or (body or {}).get("error") or "no answer"
+            raise RuntimeError(f"the grader's {self._kind} refused the call: {reason}")
+        return decode(body["value"], remote=lambda handle, kind: JudgeFunction(handle, self._channel, kind))
 
     def __repr__(self) -> str:
         return f"<the grader's {self._kind}>"
 
 
-def serve(request_text: str, answer_path: str) -> None:
-    """Answer one judge request; the answer (JSON) goes to ``answer_path`` for the runner to pass on."""
+def serve(requests_path: str, answers_path: str) -> None:
+    """Answer the judge's requests for one hidden test, until the runner says ``end``.
+
+    One silent execution in the kernel serves every request of the test: a test that calls the student's
+    function two thousand times pays the kernel's execution overhead once, not two thousand times."""
+    channel = Channel(requests_path, answers_path)
     try:
-        request = json.loads(request_text)
+        while True:
+            message = channel.read()
+            if message.get("op") != "ask":
+                return
+            channel.write({"op": "answer", "body": _answer(message.get("request"), channel)})
+    finally:
+        channel.close()
+
+
+def _answer(request: Any, channel: Channel) -> dict:
+    try:
+        request = request if isinstance(request, dict) else {}
         if request.get("what") == "names":
-            answer = _names(request.get("names", []))
-        elif request.get("what") == "call":
-            answer = _call(request, str(request.get("callbacks", "")))
-        else:
-            answer = {"error": f"unknown request {request.get('what')!r}"}
+            return _names(request.get("names", []))
+        if request.get("what") == "call":
+            return _call(request, channel)
+        return {"error": f"unknown request {request.get('what')!r}"}
     except Exception as error:  # the request itself could not be served
-        answer = {"error": f"{type(error).__name__}: {error}"}
-    with open(answer_path, "w", encoding="utf-8") as handle:
-        json.dump(answer, handle)
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _names(names: list[str]) -> dict:
@@ -113,19 +133,21 @@ def _names(names: list[str]) -> dict:
     return {"values": values, "errors": errors}
 
 
-def _call(request: dict, callbacks: str) -> dict:
+def _call(request: dict, channel: Channel) -> dict:
     target = _HANDLES.get(request.get("handle"))
     if target is None:
         return {"error": "no such handle"}
 
     def remote(handle: str, kind: str) -> JudgeFunction:
-        return JudgeFunction(handle, callbacks, kind)
+        return JudgeFunction(handle, channel, kind)
 
     args = decode(request.get("args", {"$list": []}), remote=remote)
     kwargs = decode(request.get("kwargs", {"$dict": []}), remote=remote)
     try:
         result = target(*args, **kwargs)
-    except BaseException as error:  # the student's function raised: that is its answer
+    except KeyboardInterrupt:  # the runner's interrupt at the time limit: this test's serving ends
+        raise
+    except BaseException as error:  # the student's function raised (or exited): that is its answer
         lines = traceback.format_exception_only(type(error), error)
         return {"raised": "".join(lines).strip()[-3000:]}
     try:
