@@ -342,11 +342,21 @@ def _array(body: Any) -> np.ndarray:
     return array
 
 
-def _course_function(name: Any) -> Callable:
+def _course_name(
+    name: Any, shape: str, outside: str = "only the course's own functions can be named"
+) -> tuple[str, str]:
+    """``module:name`` split in two, the module inside the course package; else a message that says so."""
     if not isinstance(name, str) or ":" not in name:
-        raise PlainDataError("a course function must be named module:name")
-    module_name, attribute = name.split(":", 1)
-    if not (module_name == "adamclinic" or module_name.startswith("adamclinic.")) or not attribute.isidentifier():
+        raise PlainDataError(shape)
+    module_name, rest = name.split(":", 1)
+    if not (module_name == "adamclinic" or module_name.startswith("adamclinic.")):
+        raise PlainDataError(f"{name}: {outside}")
+    return module_name, rest
+
+
+def _course_function(name: Any) -> Callable:
+    module_name, attribute = _course_name(name, "a course function must be named module:name")
+    if not attribute.isidentifier():
         raise PlainDataError(f"{name}: only the course's own functions can be named")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
@@ -358,11 +368,9 @@ def _course_function(name: Any) -> Callable:
 
 
 def _course_class(name: Any) -> type:
-    if not isinstance(name, str) or ":" not in name:
-        raise PlainDataError("a dataclass must be named module:qualname")
-    module_name, qualname = name.split(":", 1)
-    if not (module_name == "adamclinic" or module_name.startswith("adamclinic.")):
-        raise PlainDataError(f"{name}: only the course's own classes can be handed in")
+    module_name, qualname = _course_name(
+        name, "a dataclass must be named module:qualname", "only the course's own classes can be handed in"
+    )
     try:
         cls: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
