@@ -1,4 +1,4 @@
-"""The grader against broken and hostile submissions: one class of 26, graded in ONE batch.
+"""The grader against broken and hostile submissions: one class of 40, graded in ONE batch.
 
 Every case below is one student of the sandbox probe assignment (tests/grading_probe.py), graded by
 ``python -m adamclinic.grading grade`` with 2 Dask workers, bubblewrap, a 10 s cell limit, a 40 s
@@ -262,12 +262,23 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     # Targeted at this grader, by someone who has read it (issue 19): each earns what the same answers earn
     # without the attack (TARGETED says which honest student that is), because the hidden tests run in the
     # judge, a process that never runs student code, on answers that leave the kernel as plain data.
+    # Each forgery replaces the hand-in with one that speaks its protocol and answers every name with
+    # ``forged(names)``, the raw bytes of an answer line. It skips TensorFlow as the runner does (2 GiB limit).
     forge = (
+        "import os\nos.environ['ADAMCLINIC_SKIP_TENSORFLOW'] = '1'\n"
         "import adamclinic.judging.handin as handin, json\n"
-        "def serve(request_text, answer_path):\n"
-        "    with open(answer_path, 'w') as handle:\n"
-        "        json.dump({'values': {name: FORGED for name in json.loads(request_text).get('names', [])}}, handle)\n"
+        "def serve(requests_path, answers_path):\n"
+        "    inbox, outbox = open(requests_path, 'rb'), open(answers_path, 'wb', buffering=0)\n"
+        "    for line in inbox:\n"
+        "        message = json.loads(line)\n"
+        "        if message.get('op') != 'ask':\n"
+        "            return\n"
+        "        outbox.write(forged(message['request'].get('names', [])) + b'\\n')\n"
         "handin.serve = serve\n"
+    )
+    every_name_as = (
+        "def forged(names):\n"
+        "    return json.dumps({'op': 'answer', 'body': {'values': {name: FORGED for name in names}}}).encode()\n"
     )
     attack(
         "nbgrader_patched",
@@ -280,19 +291,37 @@ def build_class(course: Path, listener: Listener) -> dict[str, tuple[str, dict]]
     attack(
         "handin_forges_a_class_from_os",
         first_answer(
-            "FORGED = {'$dataclass': 'os:system', 'fields': {'command': 'touch /tmp/pwned'}}\n" + forge, **WRONG
+            "FORGED = {'$dataclass': 'os:system', 'fields': {'command': 'touch /tmp/pwned'}}\n" + every_name_as + forge,
+            **WRONG,
         ),
     )
     attack(
         "handin_forges_a_keras_config",
         first_answer(
-            "FORGED = {'$keras': {'module': 'os', 'class_name': 'system', 'config': 'touch /tmp/pwned'}}\n" + forge,
+            "FORGED = {'$keras': {'module': 'os', 'class_name': 'system', 'config': 'touch /tmp/pwned'}}\n"
+            + every_name_as
+            + forge,
             **WRONG,
         ),
     )
-    attack(
+    attack(  # JSON nested 100,000 deep: too deep for Python's own parser, on every side of the hand-in
         "handin_forges_deep_nesting",
-        first_answer("FORGED = 2.0\nfor _ in range(5000):\n    FORGED = {'$list': [FORGED]}\n" + forge, **WRONG),
+        first_answer(
+            "def forged(names):\n"
+            "    deep = b'{\"$list\": [' * 100_000 + b'2.0' + b']}' * 100_000\n"
+            "    values = b', '.join(json.dumps(name).encode() + b': ' + deep for name in names)\n"
+            '    return b\'{"op": "answer", "body": {"values": {\' + values + b\'}}}\'\n' + forge,
+            **WRONG,
+        ),
+    )
+    attack(  # the hand-in stops before it answers: each test learns so at once, with no wait for a time limit
+        "handin_replaced_by_one_that_breaks",
+        first_answer(
+            "import os\nos.environ['ADAMCLINIC_SKIP_TENSORFLOW'] = '1'\nimport adamclinic.judging.handin as handin\n"
+            "def serve(requests_path, answers_path):\n    raise RuntimeError('no answers today')\n"
+            "handin.serve = serve\n",
+            **WRONG,
+        ),
     )
     attack(
         "forged_verdicts_on_every_pipe",
@@ -462,6 +491,7 @@ ATTACKS = [
     "handin_forges_a_class_from_os",
     "handin_forges_a_keras_config",
     "handin_forges_deep_nesting",
+    "handin_replaced_by_one_that_breaks",
     "forged_verdicts_on_every_pipe",
     "reads_the_hidden_tests",
     "answers_right_only_when_graded",
@@ -480,7 +510,7 @@ def test_a_targeted_attack_scores_what_the_same_answers_score_without_it(graded_
     student with the same answers, graded in the same batch."""
     status, _ = graded_class["cases"][student]
     row = report(graded_class["course"])[student]
-    assert row["status"] == status, row
+    assert row["status"] == status, f"{row['status']}: {row['reason']}"
     honest = part_scores(graded_class["course"], TARGETED[student])
     assert part_scores(graded_class["course"], student) == pytest.approx(honest), row
 
@@ -497,11 +527,37 @@ def test_reasons_say_what_happened(graded_class):
     assert "time limit" in rows["sleeps_past_timeout"]["reason"]
 
 
-def printed(course: Path, student: str) -> str:
-    """Everything the student's autograded notebook printed (not its sources)."""
-    notebook = json.loads(
+def test_forged_hand_ins_reached_the_judge_and_were_refused_with_a_reason(graded_class):
+    """The forgeries really replaced the hand-in (they are not just failed imports), and each test says why
+    it could not use the answer."""
+    course = graded_class["course"]
+    assert "names the module 'os'" in errors(course, "handin_forges_a_keras_config")
+    assert "os:system: only the course's own classes" in errors(course, "handin_forges_a_class_from_os")
+    assert "nested too deep" in errors(course, "handin_forges_deep_nesting")
+    broken = errors(course, "handin_replaced_by_one_that_breaks")
+    assert "hand-in ended without answering (RuntimeError: no answers today)" in broken
+    assert "time limit" not in report(course)["handin_replaced_by_one_that_breaks"]["reason"]
+
+
+def autograded(course: Path, student: str) -> dict:
+    return json.loads(
         (course / "grading" / "autograded" / student / "sandbox_probe" / "sandbox_probe.ipynb").read_text()
     )
+
+
+def errors(course: Path, student: str) -> str:
+    """Every error the student's autograded notebook shows (the hidden tests' messages among them)."""
+    return "\n".join(
+        f"{o.get('ename')}: {o.get('evalue')}"
+        for c in autograded(course, student)["cells"]
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    )
+
+
+def printed(course: Path, student: str) -> str:
+    """Everything the student's autograded notebook printed (not its sources)."""
+    notebook = autograded(course, student)
     return "".join(
         "".join(o.get("text", ""))
         for c in notebook["cells"]

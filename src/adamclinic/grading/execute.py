@@ -427,7 +427,7 @@ class Link:
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep for Python's parser
             return None
         return message if isinstance(message, dict) else None
 

@@ -156,7 +156,7 @@ class HandinSession:
         line, _, self.buffer = self.buffer.partition(b"\n")
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep for Python's parser
             return {"op": "not-json"}
         return message if isinstance(message, dict) else {"op": "not-json"}
 
@@ -319,6 +319,9 @@ class GradingRunner(NotebookClient):
                 if message is None:
                     return {"error": f"the kernel did not answer within {limit} s (a function that does not return?)"}
                 return {"error": f"the answer is larger than {MAX_ANSWER_BYTES // 2**20} MB"}
+            if message.get("op") == "over":
+                session.broken = f"its hand-in ended without answering ({message.get('why')})"
+                return {"error": f"the kernel's hand-in ended without answering ({message.get('why')})"}
             if message.get("op") == "callback":
                 self.protocol.send({"op": "callback", **{k: message.get(k) for k in ("handle", "args", "kwargs")}})
                 result = await loop.run_in_executor(None, self.protocol.receive)
@@ -327,6 +330,8 @@ class GradingRunner(NotebookClient):
                     {"op": "callback-result", "body": body if isinstance(body, dict) else {"error": "no answer"}}
                 )
                 continue
+            if message.get("op") == "not-json":
+                return {"error": "the kernel's answer is not JSON that Python can read (or is nested too deep)"}
             body = message.get("body") if message.get("op") == "answer" else None
             return body if isinstance(body, dict) else {"error": "the kernel's answer is not a JSON object"}
 
@@ -346,20 +351,36 @@ class GradingRunner(NotebookClient):
 def handin_code(requests: str, answers: str) -> str:
     """What the runner executes, silently, in the student's kernel to answer one test's requests.
 
+    When ``serve`` ends, however it ends, a last ``over`` line says so: a hand-in that stops before it
+    answers (the student replaced ``serve``, or broke what it needs) costs that test at once, not a
+    wait until the time limit.
+
     It runs in a namespace of its own, so the student's names stay as they were. A kernel that never
     loaded the course holds no Keras object, so handing in its answers needs no TensorFlow; loading it
     there would cost seconds, and more memory than a tight limit allows.
     """
     body = (
-        "import os, sys\n"
-        "if 'adamclinic' not in sys.modules:\n"
-        "    os.environ['ADAMCLINIC_SKIP_TENSORFLOW'] = '1'\n"
+        "import json, os, sys\n"
+        "ended = {'op': 'over', 'why': 'it returned'}\n"
+        "try:\n"
+        "    if 'adamclinic' not in sys.modules:\n"
+        "        os.environ['ADAMCLINIC_SKIP_TENSORFLOW'] = '1'\n"
+        "        try:\n"
+        "            import adamclinic\n"
+        "        finally:\n"
+        "            del os.environ['ADAMCLINIC_SKIP_TENSORFLOW']\n"
+        "    from adamclinic.judging.handin import serve\n"
+        f"    serve({requests!r}, {answers!r})\n"
+        "except BaseException as error:\n"
+        "    ended['why'] = (type(error).__name__ + ': ' + str(error))[:300]\n"
+        "    raise\n"
+        "finally:\n"
+        f"    fd = os.open({answers!r}, os.O_WRONLY | os.O_NONBLOCK)\n"
         "    try:\n"
-        "        import adamclinic\n"
-        "    finally:\n"
-        "        del os.environ['ADAMCLINIC_SKIP_TENSORFLOW']\n"
-        "from adamclinic.judging.handin import serve\n"
-        f"serve({requests!r}, {answers!r})\n"
+        "        os.write(fd, json.dumps(ended).encode() + b'\\n')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    os.close(fd)\n"
     )
     return f"exec(compile({body!r}, '<handin>', 'exec'), {{'__name__': '__handin__'}})"
 

@@ -207,7 +207,12 @@ class Unreadable:
     def _fail(self, *args, **kwargs):
         raise StudentCodeError(self._reason)
 
-    __call__ = __float__ = __int__ = __bool__ = __iter__ = __len__ = _fail
+    __call__ = __float__ = __int__ = __index__ = __round__ = __bool__ = __iter__ = __len__ = _fail
+    __getitem__ = __contains__ = __array__ = __neg__ = __pos__ = __abs__ = _fail
+    __lt__ = __le__ = __gt__ = __ge__ = _fail  # ``0 < answer`` says why, not "'<' not supported"
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _fail
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __pow__ = __rpow__ = _fail
+    __matmul__ = __rmatmul__ = _fail
 
     def __getattr__(self, attribute: str):
         if attribute.startswith("__"):
