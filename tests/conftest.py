@@ -40,7 +40,7 @@ GROUP_SECONDS = {
     "lesson06": 155,
     "lesson07": 120,
     "ex01_round_trip": 82,
-    "grading_hostile": 220,
+    "grading_hostile": 160,
     "lesson04": 70,
     "lesson08": 62,
     "ex08_mystery_runs": 59,

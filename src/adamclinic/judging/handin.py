@@ -7,7 +7,9 @@ from a FIFO, until the runner says ``end``:
 * ``{"what": "names", "names": [...]}``: the current values of those names, each as plain data
   (``adamclinic.judging.plain``), or a *handle* when the value is not plain data (a function);
 * ``{"what": "call", "handle": h, "args": ..., "kwargs": ...}``: call what handle ``h`` stands for
-  with those plain arguments, and hand back its result (or the exception it raised, as text).
+  with those plain arguments, and hand back its result (or the exception it raised, as text);
+* ``{"what": "helper", "helper": "adamclinic.module:name", "handle": h, ...}``: the same, through a course
+  helper that takes the function first (one request for a loop of thousands of calls).
 
 A test may pass one of its own functions to a student's function (``which_bug(step)``). The test's
 function stays in the judge: here it is a ``JudgeFunction``, and calling it writes a callback line that
@@ -20,6 +22,8 @@ retraining and recomputing in a process of its own (``adamclinic.judging.judge``
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import secrets
 import traceback
@@ -115,6 +119,8 @@ def _answer(request: Any, channel: Channel) -> dict:
             return _names(request.get("names", []))
         if request.get("what") == "call":
             return _call(request, channel)
+        if request.get("what") == "helper":
+            return _call(request, channel, helper=_course_helper(request.get("helper")))
         return {"error": f"unknown request {request.get('what')!r}"}
     except Exception as error:  # the request itself could not be served
         return {"error": f"{type(error).__name__}: {error}"}
@@ -133,10 +139,21 @@ def _names(names: list[str]) -> dict:
     return {"values": values, "errors": errors}
 
 
-def _call(request: dict, channel: Channel) -> dict:
+def _course_helper(name: Any):
+    """The course function ``module:qualname`` names (the judge's request; nothing outside the course)."""
+    module, _, qualname = str(name).partition(":")
+    if not module.startswith("adamclinic.") or not qualname.isidentifier():
+        raise ValueError(f"not a course helper: {name!r}")
+    return getattr(importlib.import_module(module), qualname)
+
+
+def _call(request: dict, channel: Channel, helper=None) -> dict:
+    """Call the function a handle stands for, or ``helper(that function, ...)``, on plain arguments."""
     target = _HANDLES.get(request.get("handle"))
     if target is None:
         return {"error": "no such handle"}
+    if helper is not None:
+        target = functools.partial(helper, target)
 
     def remote(handle: str, kind: str) -> JudgeFunction:
         return JudgeFunction(handle, channel, kind)

@@ -14,7 +14,9 @@ A test reads the student's answers by name. A name the test reads that neither t
 earlier test defined is asked of the student's kernel (``{"op": "ask", "what": "names", ...}``) and
 arrives as plain data (``adamclinic.judging.plain``): numbers, arrays, the course's configs, Keras
 architectures. A student's function arrives as a ``RemoteFunction``: calling it sends plain arguments to
-the kernel (``{"op": "ask", "what": "call", ...}``) and brings a plain result back. Whatever the kernel
+the kernel (``{"op": "ask", "what": "call", ...}``) and brings a plain result back; a course helper that
+calls it thousands of times runs whole in the kernel instead (``{"what": "helper", ...}``, see
+``RemoteFunction.run_helper``). Whatever the kernel
 does, all this process ever receives is data, and the verdict is computed here, by the test's own code
 and the course's engine, retraining the student's fix from scratch.
 """
@@ -85,12 +87,33 @@ class RemoteFunction:
             }
         except PlainDataError as error:
             raise StudentCodeError(f"the grader could not pass arguments to {self._name}: {error}") from None
+        return self._result(request, f"the result of {self._name}")
+
+    def run_helper(self, helper, *args: Any, **kwargs: Any) -> Any:
+        """``helper(this function, *args, **kwargs)``, run whole in the student's kernel: one request for a
+        course helper that calls the function thousands of times (``step_updates`` iterating an optimizer
+        step), instead of one request per call. The helper is the course's own, named by module; what comes
+        back is the student's answer, plain data, checked here like any other."""
+        keep = self._judge.keep
+        try:
+            request = {
+                "what": "helper",
+                "helper": f"{helper.__module__}:{helper.__qualname__}",
+                "handle": self._handle,
+                "args": encode(list(args), handles=keep),
+                "kwargs": encode(kwargs, handles=keep),
+            }
+        except PlainDataError as error:
+            raise StudentCodeError(f"the grader could not pass arguments to {self._name}: {error}") from None
+        return self._result(request, f"what {helper.__name__} made of {self._name}")
+
+    def _result(self, request: dict, what: str) -> Any:
         body = self._judge.channel.ask(request, callback=self._judge.run_callback)
         if "raised" in body:
             raise StudentCodeError(f"{self._name} raised {body['raised']}")
         if "error" in body or "value" not in body:
             raise StudentCodeError(f"{self._name}: {body.get('error', 'no result came back')}")
-        return self._judge.decode(body["value"], f"the result of {self._name}")
+        return self._judge.decode(body["value"], what)
 
     def __getattr__(self, attribute: str):
         if attribute.startswith("__"):

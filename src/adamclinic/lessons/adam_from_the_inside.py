@@ -180,6 +180,9 @@ def step_updates(
     and ``m``, ``v`` start at zero. The weights are zero before every call, so the update is exactly
     ``-w_new`` (no digits lost subtracting two positions, whatever precision the step computes in).
     """
+    run_helper = getattr(type(step), "run_helper", None)
+    if run_helper is not None:  # the grader's handle to a student's step in another process: loop over there
+        return np.asarray(run_helper(step, step_updates, gradients, lr, beta_1, beta_2, epsilon), dtype=np.float64)
     g = np.asarray(gradients, dtype=np.float64)
     m = np.zeros(g.shape[1:])
     v = np.zeros(g.shape[1:])
