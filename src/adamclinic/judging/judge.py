@@ -77,37 +77,27 @@ class RemoteFunction:
         self._judge, self._handle, self._name = judge, handle, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        keep = self._judge.keep
-        try:
-            request = {
-                "what": "call",
-                "handle": self._handle,
-                "args": encode(list(args), handles=keep),
-                "kwargs": encode(kwargs, handles=keep),
-            }
-        except PlainDataError as error:
-            raise StudentCodeError(f"the grader could not pass arguments to {self._name}: {error}") from None
-        return self._result(request, f"the result of {self._name}")
+        return self._ask({"what": "call"}, args, kwargs, f"the result of {self._name}")
 
     def run_helper(self, helper, *args: Any, **kwargs: Any) -> Any:
         """``helper(this function, *args, **kwargs)``, run whole in the student's kernel: one request for a
         course helper that calls the function thousands of times (``step_updates`` iterating an optimizer
         step), instead of one request per call. The helper is the course's own, named by module; what comes
         back is the student's answer, plain data, checked here like any other."""
+        request = {"what": "helper", "helper": f"{helper.__module__}:{helper.__qualname__}"}
+        return self._ask(request, args, kwargs, f"what {helper.__name__} made of {self._name}")
+
+    def _ask(self, request: dict, args: tuple, kwargs: dict, what: str) -> Any:
         keep = self._judge.keep
         try:
             request = {
-                "what": "helper",
-                "helper": f"{helper.__module__}:{helper.__qualname__}",
+                **request,
                 "handle": self._handle,
                 "args": encode(list(args), handles=keep),
                 "kwargs": encode(kwargs, handles=keep),
             }
         except PlainDataError as error:
             raise StudentCodeError(f"the grader could not pass arguments to {self._name}: {error}") from None
-        return self._result(request, f"what {helper.__name__} made of {self._name}")
-
-    def _result(self, request: dict, what: str) -> Any:
         body = self._judge.channel.ask(request, callback=self._judge.run_callback)
         if "raised" in body:
             raise StudentCodeError(f"{self._name} raised {body['raised']}")
