@@ -78,6 +78,12 @@ class ClassGrading:
         return self.root / "grading" / "reports"
 
     @property
+    def judge_compile_cache(self) -> Path:
+        """Where judges keep compiled training steps between grading runs (ADAMCLINIC_JUDGE_COMPILE_CACHE,
+        or ``grading/judge-cache``): a regrade, or a judge started later in a batch, skips compiling."""
+        return Path(os.environ.get("ADAMCLINIC_JUDGE_COMPILE_CACHE") or self.root / "grading" / "judge-cache")
+
+    @property
     def journal_path(self) -> Path:
         return self.reports / f"{self.assignment}.journal.jsonl"
 
@@ -340,6 +346,7 @@ class ClassGrading:
                 "staging": str(staging / f"{s}-{uuid.uuid4().hex[:8]}"),
                 "limits": self.limits,
                 "threads": threads,
+                "judge_compile_cache": str(self.judge_compile_cache),
                 "notebooks": notebooks,
             }
             for s in students

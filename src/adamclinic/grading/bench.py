@@ -90,10 +90,13 @@ def make_class(folder: Path, assignment: str, students: int, plain: bool) -> Pat
 
 
 def timed(command: list[str], cwd: Path) -> float:
+    # Each run starts cold, as a class's first grading does: its course copy has its own (empty) judge
+    # compile cache, and no XLA cache of the caller's is passed on.
+    env = nbgrader_environment(skip_tensorflow=False)
+    env.pop("ADAMCLINIC_JUDGE_COMPILE_CACHE", None)
+    env.pop("TF_XLA_FLAGS", None)
     start = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=cwd, env=nbgrader_environment(skip_tensorflow=False), capture_output=True, text=True
-    )
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return time.perf_counter() - start

@@ -84,6 +84,9 @@ class SandboxedExecute(NbGraderPreprocessor):
         config=True
     )
     judgement_path = Unicode("", help="where to write the judgement JSON (empty: nowhere)").tag(config=True)
+    judge_compile_cache = Unicode(
+        "", help="a folder where judges keep XLA's compiled training steps between processes (empty: none)"
+    ).tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
         folder = Path(resources.get("metadata", {}).get("path") or ".")
@@ -131,7 +134,13 @@ class SandboxedExecute(NbGraderPreprocessor):
     def _judge_for_this_notebook(self) -> Link:
         """An idle judge of this process with the same settings, told to forget the last notebook, or a new one."""
         self.judge_failure = None
-        key = (self.threads, self.cpu_seconds, self.memory_bytes, sandbox.bubblewrap() is not None)
+        key = (
+            self.threads,
+            self.cpu_seconds,
+            self.memory_bytes,
+            sandbox.bubblewrap() is not None,
+            self.judge_compile_cache,
+        )
         judge = JUDGES.take(key)
         if judge is None:
             home = Path(tempfile.mkdtemp(prefix="adamclinic-judge-"))
@@ -144,11 +153,25 @@ class SandboxedExecute(NbGraderPreprocessor):
         return judge
 
     def _judge_command(self, home: Path) -> tuple[list[str], Path | None, dict | None]:
-        """The judge: this Python, the course read-only, an empty folder, no student file, no network."""
+        """The judge: this Python, the course read-only, an empty folder, no student file, no network.
+
+        With ``judge_compile_cache``, also that folder (read-write), as XLA's persistent compilation
+        cache: a judge then loads a training step that another judge compiled in about a second instead
+        of compiling it again. Only judges ever mount it: an entry holds executable code, which a
+        student's sandbox must never be able to write (nor read: it holds the reference's models)."""
         inner = [sys.executable, "-m", "adamclinic.judging.judge"]
         extra = {**sandbox.thread_environment(self.threads), "ADAMCLINIC_SKIP_TENSORFLOW": "0"}
+        cache = Path(self.judge_compile_cache) if self.judge_compile_cache else None
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
         if sandbox.bubblewrap() is not None:
-            return sandbox.command(home / "work", home / "io", inner, self._limits(), extra), None, None
+            binds = []
+            if cache is not None:
+                binds = [(cache, sandbox.COMPILE_CACHE_MOUNT)]
+                extra["TF_XLA_FLAGS"] = sandbox.xla_cache_flag(sandbox.COMPILE_CACHE_MOUNT)
+            return sandbox.command(home / "work", home / "io", inner, self._limits(), extra, binds), None, None
+        if cache is not None:
+            extra["TF_XLA_FLAGS"] = sandbox.xla_cache_flag(str(cache))
         return inner, home / "work", {**sandbox.sandbox_environment(home=str(home / "work")), **extra}
 
     def _run(self, work: Path, io: Path, nb: NotebookNode, tests: list[int], judge: Link, started: float) -> dict:

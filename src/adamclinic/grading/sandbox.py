@@ -26,6 +26,7 @@ from adamclinic.paths import REPOSITORY_ROOT
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "passwd", "group", "hosts", "mime.types")
 WORK_MOUNT = "/work/submission"
 IO_MOUNT = "/work/io"
+COMPILE_CACHE_MOUNT = "/work/compile-cache"  # judges only (adamclinic.grading.execute)
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,21 @@ def thread_environment(threads: int) -> dict[str, str]:
     }
 
 
+def xla_cache_flag(folder: str) -> str:
+    """``TF_XLA_FLAGS`` for XLA's persistent compilation cache in ``folder``."""
+    return f"--tf_xla_persistent_cache_directory={folder}"
+
+
 def command(
-    work: Path, io: Path, inner: list[str], limits: Limits, extra_env: dict[str, str] | None = None
+    work: Path,
+    io: Path,
+    inner: list[str],
+    limits: Limits,
+    extra_env: dict[str, str] | None = None,
+    extra_binds: list[tuple[Path, str]] | None = None,
 ) -> list[str]:
-    """The bubblewrap command line that runs ``inner`` with ``work`` and ``io`` as its only writable folders."""
+    """The bubblewrap command line that runs ``inner`` with ``work`` and ``io`` (and ``extra_binds``, host
+    folder and mount point) as its only writable folders."""
     # /tmp first: a bind made before it (a course cloned under /tmp) would be hidden by the tmpfs.
     args = [
         bubblewrap() or "bwrap",
@@ -103,7 +115,10 @@ def command(
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for root in _python_roots() + _read_only_course_parts():
         args += ["--ro-bind", str(root), str(root)]
-    args += ["--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT, "--chdir", WORK_MOUNT, "--clearenv"]
+    args += ["--bind", str(work), WORK_MOUNT, "--bind", str(io), IO_MOUNT]
+    for folder, mount in extra_binds or []:
+        args += ["--bind", str(folder), mount]
+    args += ["--chdir", WORK_MOUNT, "--clearenv"]
     for key, value in {**sandbox_environment(), **(extra_env or {})}.items():
         args += ["--setenv", key, value]
     return args + ["--"] + inner

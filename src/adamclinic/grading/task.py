@@ -99,6 +99,7 @@ def autograde_one(spec: dict) -> dict:
         "SandboxedExecute": {
             "judgement_path": str(judgement),
             "threads": int(spec.get("threads", 0)),
+            "judge_compile_cache": spec.get("judge_compile_cache", ""),
             **spec.get("limits", {}),
         },
     }
