@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,39 +34,62 @@ ROOT = Path(__file__).resolve().parents[1]
 # watch. The browser tests put the pause back for their JupyterLab server (tests/test_browser.py).
 os.environ["ADAMCLINIC_NO_PACING"] = "1"
 
+# XLA's persistent compilation cache, one folder per test run, shared by every process the run starts
+# without a sandbox (both workers, the browser tests' kernels, nbgrader validate's kernels): a trainer
+# another process has compiled loads in about a second instead of compiling again for two to four. The
+# grader's sandboxes clear their environment, so student kernels never see it. The controller makes the
+# folder before the workers start, and they inherit it; the controller removes it at the end.
+# ADAMCLINIC_TEST_XLA_CACHE=off runs without it (to measure what it saves).
+XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory="
+if XLA_CACHE_FLAG not in os.environ.get("TF_XLA_FLAGS", "") and os.environ.get("ADAMCLINIC_TEST_XLA_CACHE") != "off":
+    os.environ["ADAMCLINIC_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="adamclinic-test-xla-")
+    # The grader's judges (trusted: they never run student code) share it too; student sandboxes never do.
+    os.environ["ADAMCLINIC_JUDGE_COMPILE_CACHE"] = os.environ["ADAMCLINIC_TEST_XLA_CACHE"]
+    os.environ["TF_XLA_FLAGS"] = " ".join(
+        filter(None, [os.environ.get("TF_XLA_FLAGS", ""), XLA_CACHE_FLAG + os.environ["ADAMCLINIC_TEST_XLA_CACHE"]])
+    )
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and os.environ.get("ADAMCLINIC_TEST_XLA_CACHE", "off") != "off":
+        shutil.rmtree(os.environ.pop("ADAMCLINIC_TEST_XLA_CACHE"), ignore_errors=True)
+
+
 # Seconds each group took on the 2-core reference machine with the full suite running (pytest
-# --durations, 2026-12-05, plus the estimated cost of the tests added since). Groups that are not listed count as DEFAULT_SECONDS.
+# --durations=0 on a fresh clone, 2026-12-06, summed per group). Groups that are not listed count as
+# DEFAULT_SECONDS. Only the order matters: refresh them when a group grows by a lot.
 GROUP_SECONDS = {
-    "browser": 560,
-    "lesson02": 195,
-    "lesson06": 155,
-    "lesson07": 120,
-    "ex01_round_trip": 82,
-    "grading_hostile": 160,
-    "lesson04": 70,
-    "lesson08": 62,
-    "ex08_mystery_runs": 59,
-    "ex05_data_problems": 59,
-    "ex02_gradients": 58,
-    "grading_resume": 56,
-    "lesson05": 53,
-    "validate[ex02_gradients]": 51,
-    "ex03_scaling": 51,
-    "validate[ex08_mystery_runs]": 49,
-    "lesson01": 45,
-    "ex04_betas_epsilon": 45,
-    "validate[ex07_not_adam]": 44,
-    "ex07_not_adam": 44,
-    "ex06_wrong_objective": 44,
-    "grading_services": 42,
-    "lesson03": 40,
-    "validate[ex05_data_problems]": 39,
-    "validate[ex06_wrong_objective]": 31,
-    "ex00_adam_update": 23,
-    "validate[ex04_betas_epsilon]": 22,
-    "validate[ex03_scaling]": 22,
-    "validate[ex00_adam_update]": 17,
-    "lesson00": 10,
+    "browser": 580,
+    "lesson02": 206,
+    "grading_hostile": 170,
+    "lesson06": 153,
+    "lesson07": 137,
+    "lesson05": 122,
+    "ex08_mystery_runs": 118,
+    "ex02_gradients": 117,
+    "ex01_round_trip": 96,
+    "lesson08": 86,
+    "grading_resume": 82,
+    "validate[ex02_gradients]": 71,
+    "ex06_wrong_objective": 70,
+    "lesson04": 64,
+    "ex07_not_adam": 62,
+    "lesson01": 62,
+    "validate[ex08_mystery_runs]": 56,
+    "ex05_data_problems": 55,
+    "lesson03": 54,
+    "grading_services": 50,
+    "ex04_betas_epsilon": 50,
+    "ex03_scaling": 44,
+    "validate[ex06_wrong_objective]": 44,
+    "ex00_adam_update": 38,
+    "validate[ex05_data_problems]": 36,
+    "validate[ex07_not_adam]": 35,
+    "grading_new_points": 34,
+    "validate[ex04_betas_epsilon]": 29,
+    "validate[ex03_scaling]": 25,
+    "validate[ex00_adam_update]": 23,
+    "lesson00": 11,
 }
 DEFAULT_SECONDS = 1.0
 
@@ -115,16 +140,18 @@ def check_system_programs(config, items) -> None:
     missing = {line.split()[0] for line in check.stderr.splitlines()[1:] if line.startswith("  ")}
     for item in items:
         if any(piece in missing for mark in item.iter_markers("needs_system") for piece in mark.args):
-            item.fixturenames.insert(0, "missing_system_program")
             item.stash[MISSING_MESSAGE] = message
 
 
 MISSING_MESSAGE = pytest.StashKey[str]()
 
 
-@pytest.fixture
-def missing_system_program(request):
-    pytest.fail(request.node.stash[MISSING_MESSAGE], pytrace=False)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # A hook, not an inserted fixture: the parameters of one test function share their fixture list, so a
+    # fixture added for the one that needs the program would fail its siblings too.
+    if MISSING_MESSAGE in item.stash:
+        pytest.fail(item.stash[MISSING_MESSAGE], pytrace=False)
 
 
 @pytest.fixture(autouse=True)
