@@ -262,6 +262,7 @@ def test_without_bubblewrap_the_grader_says_so_once_and_still_grades(tmp_path):
     assert part_scores(course, "ben") == pytest.approx(EXPECTED["ben"])
 
 
+@pytest.mark.xdist_group("grading_new_points")  # a group only so that its 30 s are not sent out last
 def test_a_part_whose_points_change_is_regraded_on_the_new_points(tmp_path):
     """The gradebook's copy of the assignment is refreshed when solutions/ changes, not reused."""
     import nbformat
