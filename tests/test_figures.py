@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from adamclinic.figures import all_figures, curves_frame, draw, pixels, read_curves
+from adamclinic.panels import BLEW_UP
 from nbgrader_course import ROOT
 
 LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
@@ -58,11 +59,71 @@ def test_the_picture_is_drawn_from_its_data(name):
     "name", [pytest.param(name, marks=pytest.mark.xdist_group(lesson_group(name))) for name in sorted(FIGURES)]
 )
 def test_the_data_is_the_lessons_seeded_run(name):
-    """Retrained now, the figure's runs give the committed curves (to 2%: float noise, not a changed run)."""
+    """Retrained now, the figure's runs give the committed curves, up to the rounding of another CPU."""
     figure = FIGURES[name]
     fresh = curves_frame(figure.curves())
     committed = read_curves(figure)
     assert list(fresh.columns) == list(committed.columns), f"the runs changed: make figures NAME={name}"
-    np.testing.assert_allclose(
-        fresh.to_numpy(), committed.to_numpy(), rtol=0.02, atol=1e-6, err_msg=f"stale figure: make figures NAME={name}"
+    assert far_apart_share(fresh.to_numpy(), committed.to_numpy()) <= MOVED_SHARE, (
+        f"stale figure: make figures NAME={name}"
     )
+
+
+# Another CPU rounds float32 sums differently (AVX-512 against AVX2 kernels), and a curve near zero or on a
+# knife edge shows it: retrained on an AMD AVX2 machine, the figures drawn on an Intel AVX-512 one had up to
+# 2.5% of their points more than 25% away (02's ReLU + He tail near loss 0.02, 04b's lr = 0.03 run), and
+# the rest within a few percent. A changed run (another rate, model or data) moves most of its points.
+FAR = 0.25
+MOVED_SHARE = 0.05
+# After a run blows up (the status line's rule: ten times where it started) it is chaos: 04a's β2 = 0.5 curve
+# agrees to 1.4% on both CPUs until it blows up, then ends at 7355 on one and near 0.1 on the other. Such a
+# curve is compared until it blows up, and must blow up within BLOW_UP_EPOCHS of the committed epoch.
+BLOW_UP_EPOCHS = 2
+
+
+def blow_up_index(curve: np.ndarray) -> int | None:
+    """The first row at which ``curve`` is over BLEW_UP times its first value, or not finite (NaN padding aside)."""
+    values = curve[~np.isnan(curve)] if not np.isnan(curve).all() else curve
+    if len(values) == 0:
+        return None
+    over = ~np.isfinite(values) | (values > BLEW_UP * values[0]) if values[0] > 0 else np.zeros(len(values), bool)
+    return int(np.argmax(over)) if over.any() else None
+
+
+def far_apart_share(fresh: np.ndarray, committed: np.ndarray) -> float:
+    """The share of points more than FAR apart (relative to the larger); a NaN on one side only counts as far,
+    and so does every point of a curve that blows up on one side only or at another epoch."""
+    fresh, committed = fresh.astype(float).copy(), committed.astype(float).copy()
+    far = 0
+    for column in range(fresh.shape[1]):
+        ours, theirs = blow_up_index(fresh[:, column]), blow_up_index(committed[:, column])
+        if ours is None and theirs is None:
+            continue
+        if ours is None or theirs is None or abs(ours - theirs) > BLOW_UP_EPOCHS:
+            far += len(fresh)
+            fresh[:, column] = committed[:, column] = np.nan
+            continue
+        fresh[min(ours, theirs) + 1 :, column] = committed[min(ours, theirs) + 1 :, column] = np.nan
+    both = ~np.isnan(fresh) & ~np.isnan(committed)
+    one_sided = np.isnan(fresh) != np.isnan(committed)
+    larger = np.maximum(np.maximum(np.abs(fresh[both]), np.abs(committed[both])), 1e-6)
+    gap = np.abs(fresh[both] - committed[both]) / larger
+    return float(((gap > FAR).sum() + one_sided.sum() + far) / max(both.sum() + one_sided.sum() + far, 1))
+
+
+def test_the_staleness_check_tells_a_changed_run_from_another_cpu():
+    """A curve rounded differently passes, and so does a blow-up that goes elsewhere afterwards; a run whose
+    rate or length changed fails, and so does one that blows up where it did not."""
+    epochs = np.arange(1, 31, dtype=float)
+    curve = np.exp(-epochs / 8)[:, None]
+    assert far_apart_share(curve * (1 + 0.03 * np.sin(epochs))[:, None], curve) == 0
+    assert far_apart_share(np.exp(-epochs / 4)[:, None], curve) > MOVED_SHARE  # twice the rate
+    shorter = curve.copy()
+    shorter[20:] = np.nan
+    assert far_apart_share(shorter, curve) > MOVED_SHARE
+    blown = curve.copy()
+    blown[10:] = 7355.0
+    elsewhere = blown.copy()
+    elsewhere[12:] = 0.097
+    assert far_apart_share(elsewhere, blown) == 0
+    assert far_apart_share(blown, curve) > MOVED_SHARE
