@@ -120,10 +120,12 @@ def test_sigmoid_gradient_vanishes_yet_adam_moves_the_first_layer_most(runs, see
 
 
 def test_three_of_five_sigmoid_runs_are_still_at_chance_after_30_epochs(runs):
-    """Section 3: after 30 epochs the loss is still at chance (2.30) for 3 of 5 seeds; the best ends at 1.90."""
+    """Section 3: after 30 epochs the loss is still at chance (2.30) for 3 of 5 seeds; the best ends at about 1.9."""
     at_chance = [abs(runs("sigmoid", seed).final_loss - CHANCE) < 0.01 for seed in SEEDS]
-    assert sum(at_chance) == 3  # seeds 0, 1, 4 at 2.303 .. 2.306; seeds 2, 3 at 1.95, 1.90
-    assert 1.89 < min(runs("sigmoid", seed).final_loss for seed in SEEDS) < 1.91  # "the best ends at 1.90"
+    # The same three seeds on both CPUs: Intel AVX-512: seeds 0, 1, 4 at 2.303 .. 2.306, seeds 2, 3 at 1.95, 1.90;
+    # AMD AVX2: seeds 0, 1, 4 at 2.303 .. 2.306, seeds 2, 3 at 1.97, 1.92 (seeds 5 to 14: 5 of 10 at chance)
+    assert sum(at_chance) == 3
+    assert 1.88 < min(runs("sigmoid", seed).final_loss for seed in SEEDS) < 1.94  # Intel 1.900; AMD 1.917
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -210,14 +212,17 @@ def test_the_first_layer_moves_late_as_its_gradient_grows(runs, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_given_100_epochs_the_sigmoid_net_plateaus_then_escapes_slowly(runs, seed):
-    """Section 3: flat at chance for 27-36 epochs, then a slow fall to 1.47-1.84 (19-29% accuracy);
-    by epoch 100 the first layer's gradient is 0.16-0.54 times the last's, no longer a millionth."""
+    """Section 3: flat at chance for 27-36 epochs, then a slow fall to 1.2-1.8 (19-39% accuracy);
+    by epoch 100 the first layer's gradient is 0.16-0.54 times the last's, no longer a millionth.
+    Where the slow fall ends depends on the CPU's float32 rounding (seed 4 ends at 1.24 on AMD AVX2, within
+    1.47 .. 1.84 on Intel AVX-512): the plateau and the escape are asserted tightly, the end loosely."""
     history = runs("sigmoid 100 epochs", seed)
     escape = int(np.argmax(history.loss < 2.2)) + 1
+    # Intel AVX-512: 27 .. 36; AMD AVX2: 27 .. 36 (seeds 5 to 14: 24 .. 41)
     assert 27 <= escape <= 36 and np.all(history.loss[: escape - 1] > 2.2)
-    assert 1.45 < history.final_loss < 1.85  # measured 1.465 .. 1.835
-    assert 0.18 < history.epochs[-1].val_accuracy < 0.3  # measured 0.190 .. 0.294
-    assert 0.15 < ratio(history, epoch=100) < 0.6  # measured 0.158 .. 0.544
+    assert 1.2 < history.final_loss < 1.85  # Intel AVX-512: 1.465 .. 1.835; AMD AVX2: 1.244 .. 1.823
+    assert 0.18 < history.epochs[-1].val_accuracy < 0.4  # Intel AVX-512: 0.190 .. 0.294; AMD AVX2: 0.185 .. 0.389
+    assert 0.15 < ratio(history, epoch=100) < 0.6  # Intel AVX-512: 0.158 .. 0.544; AMD AVX2: 0.240 .. 0.540
 
 
 # Section 4: the fixes ----------------------------------------------------------------------------
@@ -271,15 +276,15 @@ def test_the_articles_three_layer_relu_net_has_no_vanishing_gradient(runs, seed)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_normal_1_initialization_explodes_but_adam_gives_no_nan(runs, seed):
     """Section 6: first loss 7e5-2.4e6, every layer's gradient 4e5-1.4e6 (ratio near 1); Adam: no NaN,
-    final loss 3.9e3-1.2e4, accuracy 24-52%."""
+    final loss 3.8e3-1.3e4, accuracy 24-52%."""
     history = runs("exploding", seed)
     assert 6e5 < history.loss[0] < 2.5e6  # measured 7.1e5 .. 2.4e6
     first = history.layer_grad_norms[0]
     assert 4e5 < first[0] < 1.4e6 and 4e5 < first[-1] < 1.4e6  # measured 4.4e5 .. 1.34e6
     assert 0.5 < ratio(history) < 2.5  # measured 0.66 .. 2.34
     assert not history.diverged
-    assert 3.5e3 < history.final_loss < 1.3e4  # measured 3888 .. 12230
-    assert 0.24 <= history.epochs[-1].val_accuracy < 0.53  # measured 0.241 .. 0.524
+    assert 3.5e3 < history.final_loss < 1.5e4  # Intel AVX-512: 3888 .. 12230; AMD AVX2: 3834 .. 13413
+    assert 0.24 <= history.epochs[-1].val_accuracy < 0.53  # Intel AVX-512: 0.241 .. 0.524; AMD AVX2: 0.246 .. 0.496
 
 
 @pytest.mark.parametrize("seed", SEEDS)
