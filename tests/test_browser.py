@@ -397,9 +397,11 @@ def a_smaller_distance_unit_lowers_the_loss(before: str, after: str) -> None:
 
 
 def beta_2_one_half_blows_up_seed_0(before: str, after: str) -> None:
-    # Lesson 04a: at β2 = 0.5 one run in five blows up, and seed 0 (the panel's) is that run: 7355 at the end.
+    # Lesson 04a: at β2 = 0.5 seed 0 (the panel's) blows up on every CPU measured; where it ends does not hold
+    # (Intel AVX-512: 7355; AMD AVX2: up to 22.6 in epoch 2, then back to 0.097), so the status line's own
+    # rule decides: a peak over ten times the untrained loss.
     assert reported_losses(before)[1] < 0.05, before
-    assert reported_losses(after)[1] > 1000, after
+    assert "blew up" in after, after
 
 
 def epsilon_one_trains_slower(before: str, after: str) -> None:

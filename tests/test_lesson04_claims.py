@@ -42,6 +42,7 @@ from adamclinic.lessons.epsilon_and_bias_correction import (
 )
 from adamclinic.lessons.learning_rate import prediction_spread
 from adamclinic.models import small_relu_net, small_tanh_net
+from adamclinic.panels import BLEW_UP, starting_loss
 from lesson_cells import plain_keras_cells
 
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
@@ -102,11 +103,24 @@ def test_beta_1_0_999_is_slow_on_the_network(finals):
     assert (slow > 1.3 * default).all() and 1.6 < (slow / default).mean() < 2.5  # measured mean 1.9
 
 
-def test_beta_2_0_5_blows_up_one_run_in_five(finals):
-    """04a §1 (table) and §3: at β2 = 0.5 one of the five runs blows up, the others end fine."""
-    losses = final(finals(beta_2=0.5))
-    assert losses[0] > 1000  # seed 0: 7355
-    assert ((losses[1:] > 0.02) & (losses[1:] < 0.06)).all(), losses  # measured 0.024 .. 0.050
+def test_beta_2_0_5_blows_up_seed_0_and_some_runs_for_good(finals):
+    """04a §1 (table) and §3: at β2 = 0.5 seed 0 (the panel's) blows up: its loss rises above 10 times the
+    untrained model's (the status line's "blew up"); at least one of seeds 0-4 blows up for good (above 1000,
+    or NaN); at least three end fine. Which seeds, how far and whether they recover follows the CPU's float
+    rounding: these runs sit on a knife edge (the lesson says so)."""
+    histories = finals(beta_2=0.5)
+    peaks = np.array([np.inf if h.diverged else float(np.max(h.loss)) for h in histories])
+    starts = np.array([starting_loss(h.config) for h in histories])  # seeds 0-4: 1.18, 1.11, 1.04, 0.88, 1.88
+    blew_up = peaks > BLEW_UP * starts
+    # Intel AVX-512: seed 0 ends at 7355. AMD AVX2: seed 0 peaks at 22.6 in epoch 2 and falls to 0.097.
+    assert blew_up[0], peaks
+    # Intel AVX-512: seed 0 (7355). AMD AVX2: seed 1 (1.3e16, NaN in epoch 15); seeds 0-39: 5 of 40 for good,
+    # 7 of 40 blow up (0, 1, 5, 19, 30, 35, 37).
+    assert (peaks > 1000).any(), peaks
+    losses = final(histories)
+    fine = (losses > 0.02) & (losses < 0.06)
+    # Intel AVX-512: seeds 1-4, 0.024 .. 0.050. AMD AVX2: seeds 2-4, 0.024 .. 0.032.
+    assert fine.sum() >= 3 and (fine | blew_up).all(), losses
 
 
 def test_epsilon_is_harmless_up_to_1e_3_and_slows_training_beyond(finals):
@@ -156,7 +170,8 @@ def test_steps_spike_when_beta_2_is_below_beta_1_squared(base):
     table = spike_table(base, [0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 0.999]).set_index("β2")
     low, high = table["largest step / lr (min over seeds)"], table["largest step / lr (max over seeds)"]
     spikes = table["steps > 10 lr (per run, mean)"]
-    assert low[0.5] > 1000 and 2000 < spikes[0.5] < 3500  # measured 3351 .. 620618, 2764 spikes per run
+    # Intel AVX-512: 3351 .. 620618, 2764 spikes per run; AMD AVX2: 3351 .. 1.8e17 (seed 1 diverges), 2439
+    assert low[0.5] > 1000 and 2000 < spikes[0.5] < 3500
     assert low[0.6] > 100 and high[0.6] < 3000  # measured 146 .. 1836
     assert low[0.7] > 15 and high[0.7] < 150 and 80 < spikes[0.7] < 250  # measured 21 .. 99, 137 spikes
     for beta_2 in (0.8, 0.9, 0.99):
@@ -190,17 +205,21 @@ def test_a_quiet_step_multiplies_the_step_by_beta_1_over_root_beta_2():
 
 
 def test_at_beta_2_0_5_the_big_steps_come_while_the_gradient_is_zero(base):
-    """04a §3, When the big steps happen: at β2 = 0.5, 82-100% of the moves above 10 lr are made on a step
+    """04a §3, When the big steps happen: at β2 = 0.5, 77-100% of the moves above 10 lr are made on a step
     where that weight's gradient is exactly 0, by weights silent on most of their previous 100 steps; the
-    first move after 20 or more quiet steps is 0.14 lr (median, every seed)."""
+    first move after 20 or more quiet steps is 0.14 lr (median, on every run whose moves stay finite)."""
     report = big_step_report(replace(base, beta_2=0.5), threshold=10.0)
     share = report["share made while the weight's gradient is 0"]
-    assert (share > 0.8).all(), share  # measured 0.823 .. 0.9998
+    # Intel AVX-512: 0.823 .. 0.9998. AMD AVX2: 0.837, 0.773, 0.9986, 0.9996, 0.949 (the lowest on seeds 0 and 1,
+    # the runs that blow up there; seeds 0-9: 0.773 .. 0.9996, every run that does not blow up above 0.94).
+    assert (share > 0.75).all(), share
     before = report["mover's zero gradients over its previous 100 steps (median)"]
-    assert ((before > 0.8) & (before < 0.95)).all(), before  # measured 0.83 .. 0.93
-    back = report["first move after ≥ 20 quiet steps (lr, median)"]
-    assert ((back > 0.135) & (back < 0.15)).all(), back  # measured 0.1411 .. 0.1415
-    assert (report["largest move (lr)"] > 1000).all()  # the spike table's runs: 3351 .. 620618
+    assert ((before > 0.8) & (before < 0.95)).all(), before  # Intel AVX-512: 0.83 .. 0.93; AMD AVX2: 0.82 .. 0.925
+    back = report["first move after ≥ 20 quiet steps (lr, median)"].dropna()  # NaN: a run whose moves turn NaN
+    # Intel AVX-512: 0.1411 .. 0.1415 on all five; AMD AVX2: 0.1413 .. 0.1416 on four (seed 1 turns NaN)
+    assert len(back) >= 4 and ((back > 0.135) & (back < 0.15)).all(), back
+    # the spike table's runs: Intel AVX-512 3351 .. 620618; AMD AVX2 3351 .. 1.8e17 (seed 1, which diverges)
+    assert (report["largest move (lr)"] > 1000).all()
 
 
 def test_at_the_defaults_the_first_step_is_lr_and_the_big_ones_come_late(base):
