@@ -64,7 +64,7 @@ GROUP_SECONDS = {
     "grading_hostile": 170,
     "lesson06": 153,
     "lesson07": 137,
-    "lesson05": 122,
+    "lesson05": 140,
     "ex08_mystery_runs": 118,
     "ex02_gradients": 117,
     "ex01_round_trip": 96,

@@ -4,6 +4,12 @@ The lesson's numbers were measured on Keras 3.15.1 / TensorFlow 2.21 (CPU). The 
 lesson's own words with a little margin; the measured values are in comments.
 """
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -336,22 +342,78 @@ def test_section_4_in_the_engine_both_networks_turn_nan_in_the_first_epoch(one_n
 
 
 def test_section_4_eager_relu_keeps_nan():
-    """Section 4: run eagerly, keras.ops.relu(NaN) is NaN (the fused graph kernel maps it to 0)."""
+    """Section 4: run eagerly, keras.ops.relu(NaN) is NaN (oneDNN's fused graph kernel maps it to 0)."""
     assert np.isnan(float(keras.ops.relu(float("nan"))))
 
 
+def onednn_on() -> bool:
+    """Whether TensorFlow runs its oneDNN kernels in this process. On Linux it does by default only on a
+    CPU with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (the Intel AVX-512 reference machine: on; the AMD
+    EPYC without AVX-512: off); ``TF_ENABLE_ONEDNN_OPTS=1`` or ``0``, set before TensorFlow loads, overrides it."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def relu_fit_autopsy(data, seed: int) -> dict:
+    """Section 4's ReLU cell: ``keras_fit`` for 5 epochs on the data with one NaN, its losses and its autopsy."""
+    history = keras_fit(TrainConfig(data=data, build_model=small_relu_net, epochs=5, seed=seed))
+    return {"losses": [float(v) for v in history.loss], **nan_autopsy(history)}
+
+
+def assert_relu_fit_dies_as_onednn_decides(autopsy: dict, onednn: bool, target_variance: float) -> None:
+    """With oneDNN (its fused matmul + bias + ReLU kernel maps NaN to 0): finite losses ending at about
+    0.958, the loss of predicting a constant; exactly one NaN row in the first layer (row 3, the NaN's
+    feature, 32 weights); constant predictions. Without oneDNN (TensorFlow's own ReLU keeps NaN): every loss
+    NaN from epoch 1 and every weight NaN, as with tanh. Seeds 0-4 and 5-11, final losses: Intel AVX-512
+    (oneDNN on by default) 0.958 on 0-4; AMD AVX2 with TF_ENABLE_ONEDNN_OPTS=1 0.9575 .. 0.9583 on 0-11;
+    AMD AVX2 by default (oneDNN off) NaN from epoch 1 on 0-11."""
+    losses = np.array(autopsy["losses"])
+    if onednn:
+        assert np.isfinite(losses).all()
+        assert autopsy["final loss"] == pytest.approx(0.958, abs=0.003)
+        assert autopsy["final loss"] == pytest.approx(target_variance, rel=0.01)
+        assert autopsy["first-layer rows with NaN"] == [3]
+        assert autopsy["NaN weights"] == 32
+        assert autopsy["prediction spread"] < 1e-6 and autopsy["NaN predictions"] == 0
+    else:
+        assert np.isnan(losses).all() and autopsy["diverged at epoch"] == 1
+        assert autopsy["NaN weights"] == autopsy["weights"]
+        assert autopsy["NaN predictions"] > 0
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_section_4_with_model_fit_a_relu_net_dies_silently(one_nan, seed):
-    """Section 4: ReLU with model.fit (5 epochs): finite loss of about 0.958 (the loss of predicting a
-    constant), exactly one NaN row in the first layer (row 3, the NaN's feature), constant predictions."""
-    history = keras_fit(TrainConfig(data=one_nan, build_model=small_relu_net, epochs=5, seed=seed))
-    autopsy = nan_autopsy(history)
-    assert np.isfinite(history.loss).all()
-    assert history.final_loss == pytest.approx(0.958, abs=0.003)
-    assert history.final_loss == pytest.approx(one_nan.y_train.var(), rel=0.01)
-    assert autopsy["first-layer rows with NaN"] == [3]
-    assert autopsy["NaN weights"] == 32
-    assert autopsy["prediction spread"] < 1e-6 and autopsy["NaN predictions"] == 0
+def test_section_4_with_model_fit_a_relu_net_dies_silently_with_onednn_loudly_without(one_nan, seed):
+    """Section 4: ReLU with model.fit (5 epochs), in this process, with the oneDNN setting TensorFlow chose
+    for this CPU: silent death with oneDNN, a NaN loss at once without (see the assert helper)."""
+    autopsy = relu_fit_autopsy(one_nan, seed)
+    assert_relu_fit_dies_as_onednn_decides(autopsy, onednn_on(), float(one_nan.y_train.var()))
+
+
+_OTHER_ONEDNN_RUN = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from adamclinic.data import smooth_regression
+from adamclinic.lessons.data_problems import with_one_nan
+from test_lesson05_claims import SEEDS, onednn_on, relu_fit_autopsy
+data = with_one_nan(smooth_regression(), row=0, column=3)
+print(json.dumps({{"onednn": onednn_on(), "runs": [relu_fit_autopsy(data, seed) for seed in SEEDS]}}))
+"""
+
+
+def test_section_4_switching_onednn_switches_how_the_relu_net_dies(one_nan):
+    """Section 4's other half, whichever CPU runs the suite: the same five ReLU runs in a fresh process
+    with oneDNN switched the other way (TF_ENABLE_ONEDNN_OPTS), so both outcomes the lesson describes are
+    checked on every machine (about 16 s of CPU, mostly importing TensorFlow)."""
+    here = onednn_on()
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0" if here else "1"}
+    code = _OTHER_ONEDNN_RUN.format(tests=str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["onednn"] is (not here)
+    for autopsy in result["runs"]:
+        assert_relu_fit_dies_as_onednn_decides(autopsy, not here, float(one_nan.y_train.var()))
 
 
 @pytest.mark.parametrize("seed", SEEDS)

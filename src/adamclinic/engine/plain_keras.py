@@ -1,9 +1,11 @@
 """The same run written as a student writes it: ``model.compile`` + ``model.fit``, no engine.
 
 Lessons show it beside the engine, tests check that the two agree, and the clinic watches it with a
-callback. One place where the two differ on purpose: NaN inputs. On a CPU, ``fit`` runs a TensorFlow
-graph in which the graph optimizer fuses each Dense layer's matmul, bias and ReLU into one kernel, and
-that kernel maps NaN to 0; eager execution (``run_eagerly=True``) and XLA (the engine) keep the NaN.
+callback. One place where the two can differ: NaN inputs. On a CPU, ``fit`` runs a TensorFlow graph in
+which the graph optimizer fuses each Dense layer's matmul, bias and ReLU into one kernel; when TensorFlow
+uses oneDNN (on by default on Linux only for CPUs with AVX-512 VNNI or AMX, or with
+``TF_ENABLE_ONEDNN_OPTS=1``), that kernel maps NaN to 0. Without oneDNN, eager execution
+(``run_eagerly=True``) and XLA (the engine) keep the NaN.
 """
 
 from __future__ import annotations
