@@ -125,18 +125,25 @@ def student_function(source: str, name: str):
 def test_the_real_runs_of_the_hidden_diagnosis_test_are_far_from_the_thresholds():
     """The diagnosis rule's thresholds (training loss CHANCE_LOSS/2 = 1.15; validation 10% above its best).
 
-    Measured on seeds 0-4 (the hidden test uses one seed of each):
-    lr 0.3, 30 epochs: last training loss 2.32, 1.55, 2.31, 2.07, 2.32 (all above 1.15); validation rise 14.5%,
-        82%, 0.1%, 3.4%, 1.4%: seed 0 is the hidden one, where a rule that looks at validation first says "overfits";
+    Measured on seeds 0-4 (the hidden test uses one seed of each), Intel AVX-512 and AMD AVX2 alike unless both given:
+    lr 0.3, 30 epochs: last training loss 2.32, 1.55 / 1.155, 2.31, 2.07, 2.32; validation rise 14.5%, 82% / 45%,
+        0.1%, 3.4%, 1.4%: seed 0 is the hidden one, where a rule that looks at validation first says "overfits".
+        Seed 1 partly learns at lr 0.3 (its best epoch 1.105 on AMD) and ends near the threshold 1.15 on AMD (1.1553):
+        a knife edge, which is why the hidden test uses seed 0; it is asserted only not to be healthy.
     FAILING (coupled L2 1.0): 2.3026 on every seed;
-    OVERFITTING, 100 epochs: training 0.0010-0.0015, validation rise 24-27%;
+    OVERFITTING, 100 epochs: training 0.0010-0.0016, validation rise 24-27%;
     OVERFITTING stopped at 20 epochs: training 0.042-0.050, rise 6.1%, 4.8%, 0%, 0%, 0.2% (seed 3 is the hidden one).
     """
     reference = student_function(ANSWERS["diagnose_answer"]["reference"], "diagnose")
     wrong = student_function(ANSWERS["diagnose_answer"]["wrong"], "diagnose")
+    knife_edge = 1  # lr 0.3, seed 1: Intel 1.55, AMD 1.1553 against the threshold 1.1513
     for seed in SEEDS:
         stuck = run_regularized(replace(FAILING, l2=0.0, learning_rate=0.3, seed=seed))
-        assert stuck.final_loss > 1.2 * CHANCE_LOSS / 2 and reference(stuck.loss, stuck.val_loss) == "fails to minimize"
+        if seed == knife_edge:
+            assert stuck.final_loss > 0.9 * CHANCE_LOSS / 2 and reference(stuck.loss, stuck.val_loss) != "healthy"
+        else:
+            assert stuck.final_loss > 1.2 * CHANCE_LOSS / 2
+            assert reference(stuck.loss, stuck.val_loss) == "fails to minimize"
         killed = run_regularized(replace(FAILING, seed=seed))
         assert (
             abs(killed.final_loss - CHANCE_LOSS) < 1e-3

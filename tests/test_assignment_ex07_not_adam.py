@@ -124,8 +124,12 @@ def student_function(source: str, name: str):
 
 @pytest.mark.slow
 def test_classifier_bar_separates_matching_outputs_from_optimizer_tweaks():
-    """ACCURACY_BAR = 0.8. Seeds 0-2 (0-4 measured): softmax output 0.899-0.905 (0.894-0.905), linear output
-    with from_logits=True identical; the bug 0.18-0.40; lr 1e-4 0.27-0.47; lr 1e-2 0.11-0.22."""
+    """ACCURACY_BAR = 0.8 on the mean over seeds 0, 1 (the hidden test's). Seeds 0-2 (0-4 measured): softmax
+    output 0.899-0.905 (0.894-0.905) on both CPUs, linear output with from_logits=True identical. The wrong
+    ones, Intel AVX-512 / AMD AVX2: the bug 0.18-0.40 / 0.19-0.37 (mean over seeds 0, 1: 0.29 / 0.31);
+    lr 1e-4 0.27-0.47 / 0.23-0.54 (AMD per seed 0.541, 0.364, 0.336, 0.230, 0.319; mean over 0, 1: 0.45);
+    lr 1e-2 0.11-0.22 / 0.11-0.22. The bug's runs are a lottery (lesson 07a), so a single seed can reach 0.54:
+    the hidden verdict (a mean over two seeds) still fails them by over 0.3 on both CPUs."""
     broken = broken_classifier()
     for config in (
         replace(broken, build_model=digit_classifier(10, "softmax")),
@@ -133,7 +137,8 @@ def test_classifier_bar_separates_matching_outputs_from_optimizer_tweaks():
     ):
         assert classifier_repair_accuracy(config, SEEDS).min() > ACCURACY_BAR + 0.08
     for config in (broken, replace(broken, learning_rate=1e-4), replace(broken, learning_rate=1e-2)):
-        assert classifier_repair_accuracy(config, SEEDS).max() < ACCURACY_BAR - 0.3
+        accuracy = classifier_repair_accuracy(config, SEEDS)
+        assert accuracy[:2].mean() < ACCURACY_BAR - 0.3 and accuracy.max() < ACCURACY_BAR - 0.2, accuracy
 
 
 @pytest.mark.slow

@@ -82,26 +82,31 @@ def classifier_runs():
 
 def test_section_1_linear_output_without_from_logits_stalls_near_ln_k(classifier_runs):
     """Section 1: correct setup ends at 0.054-0.062 with 89-91% held-out accuracy; a linear output with
-    from_logits=False starts at 5.7-9.4 and stalls at 2.09-2.29 (ln 10 = 2.30), 18-40% accuracy."""
+    from_logits=False starts at 5.7-9.4 and stalls at 2.09-2.30 (ln 10 = 2.30), 18-40% accuracy."""
     good = classifier_runs("softmax output, from_logits=False")
     bad = classifier_runs("linear output, from_logits=False")
     assert between([h.final_loss for h in good], 0.05, 0.066)  # measured 0.054 .. 0.062
     assert between([held_out_accuracy(h) for h in good], 0.885, 0.915)  # 0.894 .. 0.905
     assert between([h.loss[0] for h in bad], 5.5, 9.6)  # 5.74 .. 9.41
-    assert between([h.final_loss for h in bad], 2.05, LN10)  # 2.085 .. 2.285
-    assert between([held_out_accuracy(h) for h in bad], 0.15, 0.42)  # 0.182 .. 0.395
+    assert between([h.final_loss for h in bad], 2.05, LN10)  # Intel AVX-512: 2.085 .. 2.285; AMD AVX2: 2.215 .. 2.301
+    # Intel AVX-512: 0.182 .. 0.395; AMD AVX2: 0.188 .. 0.370
+    assert between([held_out_accuracy(h) for h in bad], 0.15, 0.42)
 
 
 def test_section_1_the_plateau_is_rows_the_loss_clipped_into_k_equal_probabilities(classifier_runs):
-    """Section 1, why ln K: at the end of the bug's run 91-99% of the training rows have all ten outputs
-    below ε = 1e-7, lose exactly ln 10 and pass back a gradient of exactly 0; the raw outputs are not
-    equal (spread within a row 0.20-0.31). The correct setup has no such row."""
+    """Section 1, why ln K: at the end of the bug's run over 90% of the training rows (up to nearly all)
+    have all ten outputs below ε = 1e-7, lose exactly ln 10 and pass back a gradient of exactly 0, and the
+    plateau is that share of ln 10; the raw outputs are not equal (spread within a row 0.2-0.5). The correct
+    setup has no such row. How many of the last rows die is a knife edge: it differs with the CPU."""
     for h in classifier_runs("linear output, from_logits=False"):
         autopsy = clip_autopsy(h)
         dead = autopsy["rows with every output at or below ε"]
-        assert 0.9 < dead < 0.995  # measured 0.990, 0.984, 0.992, 0.970, 0.906
+        # Intel AVX-512: 0.990, 0.984, 0.992, 0.970, 0.906; AMD AVX2: 0.994, 0.986, 0.9993, 0.962, 0.997
+        # (AMD seeds 5-9: 0.834, 0.978, 0.851, 0.997, 1.0: every row can die)
+        assert 0.9 < dead <= 1.0
         assert autopsy["rows whose loss is ln K"] == dead and autopsy["rows with a gradient of exactly 0"] == dead
-        assert 0.19 < autopsy["spread of the raw outputs in a row"] < 0.33  # measured 0.204 .. 0.311
+        # Intel AVX-512: 0.204 .. 0.311; AMD AVX2: 0.207, 0.196, 0.465, 0.263, 0.512
+        assert 0.19 < autopsy["spread of the raw outputs in a row"] < 0.55
         assert h.final_loss == pytest.approx(dead * LN10, abs=0.02)  # the plateau is the dead rows' ln 10
     good = clip_autopsy(classifier_runs("softmax output, from_logits=False")[0])
     assert good["rows with a gradient of exactly 0"] == 0.0
@@ -109,19 +114,22 @@ def test_section_1_the_plateau_is_rows_the_loss_clipped_into_k_equal_probabiliti
 
 def test_section_1_with_fewer_classes_the_bug_is_a_lottery(classifier_runs):
     """Section 1: K = 3: the linear output with from_logits=False ends anywhere from 0.18 to ln 3 = 1.10,
-    held-out accuracy 0.32 to 0.99; at least one seed sits exactly at ln 3. On seed 0 (the panel's) the
+    held-out accuracy from about a third to over 90%; seed 0 sits exactly at ln 3. Which other seeds are
+    lucky changes even with the CPU (seed 3: 0.18 on Intel, 0.65 on AMD). On seed 0 (the panel's) the
     plateau is exactly ln 5 at K = 5 and ln 3 at K = 3."""
     bad = classifier_runs("linear output, from_logits=False", classes=3)
     finals = np.array([h.final_loss for h in bad])
-    assert between(finals, 0.15, math.log(3) + 0.01)  # 0.178, 0.79, 1.099, 0.178 .. 1.099
-    assert np.isclose(finals, math.log(3), atol=2e-3).sum() >= 1  # seeds 0 and 2
+    # Intel AVX-512: 1.099, 0.79, 1.099, 0.178, ..; AMD AVX2: 1.0986, 0.909, 1.085, 0.647, 0.631
+    assert between(finals, 0.15, math.log(3) + 0.01)
+    assert finals[0] == pytest.approx(math.log(3), abs=2e-3)  # seed 0 on both (Intel: seed 2 too)
     accuracy = [held_out_accuracy(h) for h in bad]
-    assert min(accuracy) < 0.4 and max(accuracy) > 0.95  # 0.324 and 0.990
-    # the more rows die before they are fitted, the higher it ends: all on seeds 0 and 2 (exactly ln 3),
-    # 72% on seed 1, 53% on seed 4, under 1% on seed 3 (0.18)
+    # Intel AVX-512: 0.324 .. 0.990; AMD AVX2: 0.324, 0.629, 0.829, 0.914, 0.771 (seeds 5-9: 0.44 .. 0.98)
+    assert min(accuracy) < 0.4 and max(accuracy) > 0.9
+    # the more rows die before they are fitted, the higher it ends: every row on seed 0 (exactly ln 3), and
+    # from most to few on the others. Intel AVX-512: 1.0, 0.721, 1.0, 0.007, 0.531;
+    # AMD AVX2: 1.0, 0.827, 0.988, 0.589, 0.575
     dead = np.array([clip_autopsy(h)["rows with every output at or below ε"] for h in bad])
-    assert dead[0] == dead[2] == 1.0 and dead[3] < 0.01  # measured 1.0, 0.721, 1.0, 0.007, 0.531
-    assert 0.69 < dead[1] < 0.75 and 0.5 < dead[4] < 0.56
+    assert dead[0] == 1.0 and dead.min() < 0.6
     assert np.all(np.diff(finals[np.argsort(dead, kind="stable")]) >= -1e-6)
     # the panel's seed 0 follows ln K: every row dies at K = 5 too, and the loss sits at exactly ln 5
     five = classifier_runs("linear output, from_logits=False", classes=5, seeds=(0,))[0]
@@ -151,8 +159,9 @@ def test_section_1_label_format_mismatches_raise():
 
 def test_section_1_a_one_unit_softmax_loss_falls_while_every_prediction_is_one():
     """Section 1: Dense(1, softmax) + binary cross-entropy: the loss curve is the sigmoid net's (Keras
-    computes it from the logit), every prediction is exactly 1.0, training accuracy 0.500, held-out
-    0.482 (the share of class 1) where the sigmoid net scores 0.79 (seeds 0 to 2)."""
+    computes it from the logit), every prediction is one and the same number, 1.0 to the last bit of float32
+    (Intel AVX-512: exactly 1.0; AMD AVX2: 0.99999994, one float32 step below), training accuracy 0.500,
+    held-out 0.482 (the share of class 1) where the sigmoid net scores 0.79 (seeds 0 to 2)."""
     pool, held_out = overlapping_classes()
     data = imbalanced(pool, held_out, 0.5)
     for seed in range(3):
@@ -161,7 +170,8 @@ def test_section_1_a_one_unit_softmax_loss_falls_while_every_prediction_is_one()
         np.testing.assert_allclose(broken.loss, working.loss, rtol=1e-5)
         assert broken.loss[-1] < 0.75 * broken.loss[0]  # 0.63 -> 0.42
         predictions = broken.predict(data.x_val)
-        assert np.all(predictions == 1.0)
+        assert np.unique(predictions).size == 1
+        assert np.all(np.abs(predictions - 1.0) <= np.finfo(np.float32).epsneg)  # 1.0 or 0.99999994
         assert broken.epochs[-1].accuracy == pytest.approx(0.5)
         assert float(((predictions[:, 0] > 0.5) == data.y_val[:, 0]).mean()) == pytest.approx(0.482, abs=0.001)
         assert float(((working.predict(data.x_val)[:, 0] > 0.5) == data.y_val[:, 0]).mean()) > 0.78  # 0.789 .. 0.795
