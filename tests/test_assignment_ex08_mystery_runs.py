@@ -155,8 +155,11 @@ def test_learning_rate_bars_separate_fixes_from_half_measures():
 
     Measured last validation losses, seeds 0-2: P1 untreated 1.54, 1.97, 2.26; lr 1e-3 (reference) 0.55, 0.49,
     0.50; lr 1e-2 0.45, 0.44, 0.48 (the clinic finds overfitting on seeds 1-2, not the learning rate: it passes);
-    lr 0.1 1.44, 1.10, 0.86 and named too high on seed 1 (fails). P2 untreated 2.45, 2.46, 2.42; lr 3e-3
-    (reference) 0.42, 0.37, 0.45; lr 1e-3 0.56, 0.55, 0.57; lr 3e-5 2.30 on every seed, still too low (fails).
+    lr 0.1 1.44, 1.10, 0.86 and named too high on seed 1 (fails). That is Intel AVX-512; on AMD AVX2 lr 0.1 gives
+    1.29, 1.27, 0.86 and the clinic calls seeds 0-1 overfitting (seeds 3-5: too high, overfitting, too high):
+    which cause it names is a knife edge, so the bar alone fails it, on both CPUs (mean 1.27, 1.28: 1.6x the bar).
+    P2 untreated 2.45, 2.46, 2.42; lr 3e-3 (reference) 0.42, 0.37, 0.45; lr 1e-3 0.56, 0.55, 0.57; lr 3e-5 2.30 on
+    every seed, still too low (fails).
     """
     for choice in ("reference", "other_right"):
         for name, fixed in zip(("P1", "P2"), answer("learning_rate_answer", choice, ("FIXED_P1", "FIXED_P2"))):
@@ -166,7 +169,7 @@ def test_learning_rate_bars_separate_fixes_from_half_measures():
             assert val[list(GRADED)].mean() < 0.75 * BARS[name] and val.max() < BARS[name], (choice, name, val)
     wrong_p1, wrong_p2 = answer("learning_rate_answer", "wrong", ("FIXED_P1", "FIXED_P2"))
     verdicts, val = val_losses(wrong_p1)
-    assert "learning_rate_too_high" in verdicts[:2] and val[list(GRADED)].mean() > 1.4 * BARS["P1"]
+    assert val[list(GRADED)].mean() > 1.4 * BARS["P1"]  # Intel AVX-512 1.27, AMD AVX2 1.28
     verdicts, val = val_losses(wrong_p2)
     assert verdicts == ["learning_rate_too_low"] * 3 and val.min() > 2 * BARS["P2"]
 

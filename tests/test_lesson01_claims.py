@@ -171,9 +171,16 @@ def test_warmup_and_decay_beat_every_constant_rate_tried_on_average(data):
 
 
 def test_warmup_does_not_rescue_a_rate_far_too_high(data):
+    """Section 6: over seeds 0-4 a constant 0.3 leaves 2 nets dead, warmup + cosine decay to 0.3 leaves 3 or 4.
+
+    Which seeds die is a knife edge: Intel AVX-512: constant 2 dead, warmup 4; AMD AVX2 (no AVX-512): constant 2
+    (0.150, 0.963, 0.085, 0.309, 0.980), warmup 3 (0.958, 0.958, 0.047, 0.958, 0.053). On AMD over seeds 0-14:
+    constant 7 of 15 dead, warmup 13 of 15. The claim is the direction: warmup leaves more dead, not fewer."""
     dead = lambda losses: int((losses > 0.9).sum())  # noqa: E731  (dead: stuck near the mean's loss)
-    assert dead(final_losses(data, 0.3)) == 2
-    assert dead(final_losses(data, make_schedule("warmup + cosine decay", 0.3, STEPS))) == 4
+    constant = dead(final_losses(data, 0.3))
+    warm = dead(final_losses(data, make_schedule("warmup + cosine decay", 0.3, STEPS)))
+    assert constant == 2  # Intel 2, AMD 2
+    assert warm in (3, 4) and warm > constant  # Intel 4, AMD 3
 
 
 def test_the_plain_keras_cells_tell_the_same_story_as_the_engine():

@@ -166,10 +166,11 @@ def test_case_notes_numbers(runs, seed):
 
     f, f_report = runs(("F", "no treatment"), seed)
     if seed < 2:
-        assert f.diverged_at == 2  # NaN in epoch 2
-    else:
-        assert 1e8 < f.final_loss < 1e9  # 3.07e8
-    assert f_report.causes[1] == "learning_rate_too_high"
+        assert f.diverged_at == 2  # NaN in epoch 2 (Intel AVX-512 and AMD AVX2)
+        assert f_report.causes[1] == "learning_rate_too_high"  # the blow-up in epoch 1 is its evidence
+    else:  # a knife edge: Intel AVX-512 ends at 3.07e8 (lr too high second); AMD AVX2: 0.70, then 2.4e14, NaN in epoch 3
+        assert np.nanmax(f.loss) > 1e8 and (f.diverged_at == 3 or 1e8 < f.final_loss < 1e9)
+        assert f_report.causes[0] == "beta_2_too_low"
     assert f_report.record.beta_2 < f_report.record.beta_1**2 and 0.9 / math.sqrt(0.3) == pytest.approx(1.64, abs=0.005)
     assert 0.018 < runs(("F", CURES["F"]), seed)[0].final_loss < 0.026  # 0.0185, 0.0186, 0.0248
 
@@ -200,7 +201,7 @@ def test_no_learning_rate_on_the_menu_cures_patients_a_to_d(runs, seed):
     assert runs(("A", LOWER), seed)[0].final_loss == pytest.approx(0.958, abs=0.001)
     assert 0.3 < runs(("A", HIGHER), seed)[0].final_loss < 0.51  # 0.323, 0.306, 0.500
     assert 3e4 < runs(("B", LOWER), seed)[0].final_loss < 1.6e5  # 1.05e5, 1.59e5, 3.12e4
-    assert 170 < runs(("B", HIGHER), seed)[0].final_loss < 3200  # 171, 3189, 342
+    assert 150 < runs(("B", HIGHER), seed)[0].final_loss < 4500  # Intel AVX-512 171, 3189, 342; AMD AVX2 171, 3821, 342
     assert 4.05e6 < runs(("C", LOWER), seed)[0].final_loss < 4.15e6  # 4.08e6..4.09e6
     assert 2.9e4 < runs(("C", HIGHER), seed)[0].final_loss < 3.2e4  # 2.96e4, 3.14e4, 3.14e4
 
