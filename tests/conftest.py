@@ -40,6 +40,8 @@ os.environ["ADAMCLINIC_NO_PACING"] = "1"
 # grader's sandboxes clear their environment, so student kernels never see it. The controller makes the
 # folder before the workers start, and they inherit it; the controller removes it at the end.
 # ADAMCLINIC_TEST_XLA_CACHE=off runs without it (to measure what it saves).
+# The flag is spelled here rather than taken from adamclinic.grading.sandbox.xla_cache_flag: importing the
+# course package would import TensorFlow in the controller, which never trains.
 XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory="
 if XLA_CACHE_FLAG not in os.environ.get("TF_XLA_FLAGS", "") and os.environ.get("ADAMCLINIC_TEST_XLA_CACHE") != "off":
     os.environ["ADAMCLINIC_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="adamclinic-test-xla-")

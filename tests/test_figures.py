@@ -83,7 +83,7 @@ BLOW_UP_EPOCHS = 2
 
 def blow_up_index(curve: np.ndarray) -> int | None:
     """The first row at which ``curve`` is over BLEW_UP times its first value, or not finite (NaN padding aside)."""
-    values = curve[~np.isnan(curve)] if not np.isnan(curve).all() else curve
+    values = curve[~np.isnan(curve)]
     if len(values) == 0:
         return None
     over = ~np.isfinite(values) | (values > BLEW_UP * values[0]) if values[0] > 0 else np.zeros(len(values), bool)
