@@ -21,6 +21,18 @@ predictions), on at most ``probe_rows`` rows. Per epoch the monitor only copies 
 Keras's logs. ``monitor.seconds`` is the time spent inside it.
 """
 
+from adamclinic.clinic.checks import (
+    ChecksReport,
+    GradientCheck,
+    InitialLossCheck,
+    OverfitCheck,
+    check_gradients,
+    check_initial_loss,
+    check_loss_gradient,
+    check_model_gradient,
+    check_overfits_one_batch,
+    run_checks,
+)
 from adamclinic.clinic.monitor import ClinicMonitor, monitored_fit
 from adamclinic.clinic.record import PROBE_ROWS, RunRecord, record_from_history
 from adamclinic.clinic.rules import CAUSES, HEALTHY, RULES, THRESHOLD, Finding, Report, diagnose
@@ -31,11 +43,21 @@ __all__ = [
     "PROBE_ROWS",
     "RULES",
     "THRESHOLD",
+    "ChecksReport",
     "ClinicMonitor",
     "Finding",
+    "GradientCheck",
+    "InitialLossCheck",
+    "OverfitCheck",
     "Report",
     "RunRecord",
+    "check_gradients",
+    "check_initial_loss",
+    "check_loss_gradient",
+    "check_model_gradient",
+    "check_overfits_one_batch",
     "diagnose",
     "monitored_fit",
     "record_from_history",
+    "run_checks",
 ]
