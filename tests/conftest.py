@@ -71,6 +71,8 @@ GROUP_SECONDS = {
     "ex02_gradients": 117,
     "ex01_round_trip": 96,
     "lesson08": 86,
+    "lesson09": 95,
+    "clinic_checks": 35,
     "grading_resume": 82,
     "validate[ex02_gradients]": 71,
     "ex06_wrong_objective": 70,
