@@ -448,6 +448,19 @@ def lr_1e3_is_healthy_where_lr_1_was_too_high(before: str, after: str) -> None:
     assert abs(float(match.group(3)) - 0.957) < 0.001, after
 
 
+def batch_256_at_the_same_rate_ends_about_three_times_higher(before: str, after: str) -> None:
+    # Lesson 09a, section 2 (seed 0): batch 16 ends at 0.0137, batch 256 at the same rate at 0.0428 (3.1x).
+    assert reported_losses(before)[1] < 0.018, before
+    assert 2.3 < reported_losses(after)[1] / reported_losses(before)[1] < 4.5, (before, after)
+
+
+def the_cut_off_net_fails_where_the_healthy_net_passed(before: str, after: str) -> None:
+    # Lesson 09b, section 3 (seed 0): the healthy net passes every check; the stop_gradient net fails two.
+    assert "All checks passed" in before, before
+    assert "[FAIL] gradient through the weights" in after and "[FAIL] overfit one batch" in after, after
+    assert "get no gradient" in after, after
+
+
 LIVE_CONTROLS = {
     "00": LiveControl(
         "lessons/00_adam_from_the_inside.ipynb",
@@ -536,6 +549,22 @@ LIVE_CONTROLS = {
         "0.001",
         r"No problem found\.",
         lr_1e3_is_healthy_where_lr_1_was_too_high,
+    ),
+    "09a": LiveControl(
+        "lessons/09a_batch_size_and_float16.ipynb",
+        "batches = batch_size_panel(",
+        "batch size",
+        "256",
+        r"batch 256, lr=0\.00562: finished 30 epochs",
+        batch_256_at_the_same_rate_ends_about_three_times_higher,
+    ),
+    "09b": LiveControl(
+        "lessons/09b_checks_and_generalization.ipynb",
+        "show_panel(checks_panel(",
+        "model",
+        "tf.stop_gradient before the output",
+        r"Fix what failed",
+        the_cut_off_net_fails_where_the_healthy_net_passed,
     ),
 }
 

@@ -18,6 +18,10 @@ the asserts (Keras 3.15.1 / TensorFlow 2.21, CPU):
   of 8 batches, tuned on the mean final validation accuracy. The slow tests retrain only the tuned
   settings on seed 0; the comment beside each bound gives the figures over seeds 0-9.
 
+The last part is lesson 09a's notebook itself: its panels' pure functions, its plain-Keras cells against the
+engine, and the claims its prose adds (seed 0, the seed the panels train; measured on an Intel Xeon with
+AVX-512, where the float16 figures matched the AMD ones).
+
 Lesson 09b's sanity checks live in the clinic (``adamclinic.clinic.checks``); ``tests/test_checks.py``
 proves them.
 """
@@ -29,19 +33,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adamclinic.clinic import check_gradients, check_initial_loss, check_overfits_one_batch
+from adamclinic.clinic.checks import OVERFIT_FRACTION
 from adamclinic.data import digits, parcels, smooth_regression
 from adamclinic.engine import run
+from adamclinic.figures import Figure, read_curves
 from adamclinic.lessons.batch_size_and_float16 import (
+    BATCH_SIZES,
+    FIGURE,
+    PRECISIONS,
+    PROBLEMS,
+    TUNED_RATE,
+    PrecisionConfig,
     adam_first_steps,
     batch_size_config,
+    batch_size_panel,
+    batch_size_panel_config,
     batch_trap,
     best_learning_rates,
+    describe_precision_run,
     fit_in_precision,
     float16_facts,
     gradient_noise,
     learning_rate_sweep,
+    lesson_data,
     model_in_precision,
     noise_exponent,
+    precision_config,
+    precision_history,
+    precision_panel,
     rescaled_learning_rate,
     scaled_targets,
     scaling_exponent,
@@ -50,10 +70,22 @@ from adamclinic.lessons.batch_size_and_float16 import (
     train_in_precision,
 )
 from adamclinic.lessons.checks_and_generalization import (
+    CHANCE_LOSS,
+    CHECK_CASES,
     FAMILIES,
     MOMENTUM,
+    OVERFIT_STEPS,
+    TUNED_RATES,
     OptimizerSetting,
+    check_case,
+    checks_for,
+    checks_panel,
+    describe_optimizer_run,
     digits_split,
+    mse_with_sign_bug,
+    optimizer_panel,
+    optimizer_run,
+    panel_setting,
     plain_keras_run,
     setting_grid,
     summarize,
@@ -61,6 +93,7 @@ from adamclinic.lessons.checks_and_generalization import (
     wide_digits_net,
 )
 from adamclinic.models import parcel_relu_net, small_relu_net
+from lesson_cells import plain_keras_cells
 
 # =====================================================================================================
 # Lesson 09a, part 1: batch size
@@ -68,7 +101,8 @@ from adamclinic.models import parcel_relu_net, small_relu_net
 
 SEEDS = range(5)
 SMALL, LARGE = 16, 256
-TUNED_RATE = 10**-2.25  # 0.0056: the best rate at batch 16 over seeds 0-4, on the quarter- and eighth-decade grids
+# TUNED_RATE (the lesson's): 10**-2.25 = 0.0056, the best rate at batch 16 over seeds 0-4, on the quarter- and
+# eighth-decade grids.
 # Five rates an eighth of a decade apart around each batch size's best (0.0032 .. 0.01 and 0.013 .. 0.042).
 REDUCED_GRID = {SMALL: [10 ** (k / 8) for k in range(-20, -15)], LARGE: [10 ** (k / 8) for k in range(-15, -10)]}
 
@@ -530,9 +564,9 @@ def test_on_256_digits_adam_and_sgd_with_momentum_score_the_same_on_new_data(opt
     """No generalization gap at this size: the two tuned runs agree within the spread over seeds, on the
     validation digits and on the test digits neither saw."""
     adam, sgd = optimizer_runs[ADAM], optimizer_runs[SGD_MOMENTUM]
-    for optimizer_run in (adam, sgd):
-        assert 0.80 < optimizer_run.val_accuracy[-1] < 0.88  # seeds 0-9: Adam 0.829 .. 0.846, SGD 0.821 .. 0.849
-        assert 0.86 < optimizer_run.test_accuracy < 0.94  # seeds 0-9: Adam 0.880 .. 0.911, SGD 0.889 .. 0.911
+    for tuned in (adam, sgd):
+        assert 0.80 < tuned.val_accuracy[-1] < 0.88  # seeds 0-9: Adam 0.829 .. 0.846, SGD 0.821 .. 0.849
+        assert 0.86 < tuned.test_accuracy < 0.94  # seeds 0-9: Adam 0.880 .. 0.911, SGD 0.889 .. 0.911
     # Adam minus SGD, paired by seed. Validation: seed 0 +0.000, seeds 0-9 -0.008 .. +0.017 (mean +0.001);
     # test: seed 0 -0.010, seeds 0-9 -0.017 .. +0.012 (mean -0.006, Adam lower on 7 of 10, sd of each 0.006-0.009).
     assert abs(adam.val_accuracy[-1] - sgd.val_accuracy[-1]) < 0.03
@@ -548,11 +582,11 @@ def test_held_out_loss_follows_how_far_training_went_not_which_optimizer(optimiz
     adam, sgd = optimizer_runs[ADAM], optimizer_runs[SGD_MOMENTUM]
     assert sgd.val_loss[-1] > adam.val_loss[-1] + 0.05  # gap seed 0: 0.158; seeds 0-9: 0.078 .. 0.211
     assert sgd.test_loss > adam.test_loss  # gap seed 0: 0.054; seeds 0-9: 0.016 .. 0.101
-    for optimizer_run in (adam, sgd):
-        best = int(np.argmin(optimizer_run.val_loss)) + 1
+    for tuned in (adam, sgd):
+        best = int(np.argmin(tuned.val_loss)) + 1
         assert 3 <= best <= 25  # the best validation loss comes early: seeds 0-9, Adam epoch 13 .. 17, SGD 5 .. 15
         # Then it climbs: seeds 0-9, Adam +0.14 .. 0.19, SGD +0.19 .. 0.28.
-        assert optimizer_run.val_loss[-1] > optimizer_run.val_loss[best - 1] + 0.1
+        assert tuned.val_loss[-1] > tuned.val_loss[best - 1] + 0.1
 
 
 @pytest.mark.slow
@@ -564,3 +598,472 @@ def test_decoupled_weight_decay_trades_training_loss_for_validation_loss_not_acc
     assert adamw.val_loss[-1] < adam.val_loss[-1] - 0.05  # fall seed 0: 0.144; seeds 0-9: 0.102 .. 0.169
     assert abs(adamw.val_accuracy[-1] - adam.val_accuracy[-1]) < 0.025  # seeds 0-9: -0.008 .. +0.008
     assert abs(adamw.test_accuracy - adam.test_accuracy) < 0.03  # seeds 0-9: -0.012 .. +0.007
+
+
+# =====================================================================================================
+# Lesson 09a: the live demos, the plain-Keras cells and the notebook's own claims (seed 0 unless a test says otherwise)
+# =====================================================================================================
+
+# --- fast: no training -----------------------------------------------------------------------------------
+
+
+def test_the_batch_size_panel_trains_the_lessons_plain_config():
+    base = batch_size_config(16, TUNED_RATE)
+    panel = batch_size_panel(base)
+    assert list(panel.controls["batch_size"].options) == list(BATCH_SIZES)
+    assert panel.current_config() == base
+    moved = batch_size_panel_config(base, {"batch_size": 256, "learning_rate": 0.0225})
+    assert moved == batch_size_config(256, 0.0225)  # the same seed, data, model and 30 epochs
+    assert moved.label() == "batch 256, lr=0.0225"
+
+
+def test_a_precision_config_refuses_what_it_cannot_train_and_names_itself():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision_config("bfloat16")
+    with pytest.raises(ValueError, match="problem must be one of"):
+        precision_config("float16", "loss × 2")
+    config = precision_config("float16", "targets × 100")
+    assert isinstance(config, PrecisionConfig) and (config.epochs, config.batch_size, config.seed) == (30, 32, 0)
+    assert config.label() == "float16, targets × 100, lr=0.001"
+    assert float(np.std(config.training_data.y_train)) == pytest.approx(100 * np.std(lesson_data().y_train), rel=1e-5)
+    assert precision_config("float16", "loss × 1e-6").loss_weight == 1e-6
+    assert precision_config().training_data is lesson_data()
+
+
+def test_the_precision_panel_offers_every_precision_and_problem():
+    panel = precision_panel()
+    assert list(panel.controls["precision"].options) == list(PRECISIONS)
+    assert list(panel.controls["problem"].options) == list(PROBLEMS)
+    panel.controls["problem"].unobserve_all()  # choose without training
+    panel.controls["problem"].value = "loss × 1e-6"
+    assert panel.current_config() == precision_config("float32", "loss × 1e-6")
+
+
+def test_float16s_spacing_and_the_loss_scales_defaults():
+    """Section 5's table and section 8's loss scale: 2^15 at first, doubled after 2000 good steps."""
+    assert float16_facts().machine_epsilon == 2**-10  # 9.8e-4, the spacing of float16 numbers near 1
+    assert float(np.spacing(np.float16(0.2))) / 2 == pytest.approx(6.1e-5, rel=0.01)  # a smaller update is lost
+    assert (1024 - 256) / 1023 == pytest.approx(0.75, abs=0.001)  # section 1: the noise formula's last factor
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+    assert scaled.initial_scale == 2**15 and scaled.dynamic_growth_steps == 2000
+
+
+def test_the_figure_names_the_trap():
+    assert "16× fewer steps" in FIGURE["title"]
+
+
+# --- slow: the runs --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def panel_runs():
+    """The precision panel's runs, seed 0, 30 epochs: every precision with every problem (12 runs, about 8 s)."""
+    return {(p, problem): precision_history(precision_config(p, problem)) for p in PRECISIONS for problem in PROBLEMS}
+
+
+@pytest.mark.slow
+def test_the_precision_panel_trains_exactly_what_train_in_precision_trains(panel_runs):
+    data = lesson_data()
+    for problem, reference in (
+        ("none", train_in_precision(data, small_relu_net, "float16", epochs=30)),
+        ("loss × 1e-6", train_in_precision(data, small_relu_net, "mixed_float16", epochs=30, loss_weight=1e-6)),
+        ("targets × 100", train_in_precision(scaled_targets(data, 100), small_relu_net, "float16", epochs=30)),
+    ):
+        precision = reference.precision
+        streamed = panel_runs[precision, problem].precision_run
+        assert np.array_equal(streamed.step_loss, reference.step_loss, equal_nan=True)
+        assert np.array_equal(streamed.zero_gradient_share, reference.zero_gradient_share)
+        assert np.array_equal(streamed.skipped, reference.skipped)
+        assert len(panel_runs[precision, problem].epochs) == len(reference.loss)  # stops where it stops
+
+
+@pytest.mark.slow
+def test_section_7_no_problem_pure_float16_ends_ten_times_above_float32_and_mixed_trains_like_it(panel_runs):
+    float32 = panel_runs["float32", "none"].precision_run
+    float16 = panel_runs["float16", "none"].precision_run
+    assert float16.loss[0] > 30 and 0.9 < float32.loss[0] < 1.1  # epoch 1: 37.5 against 0.990
+    assert 0.35 < float16.final_loss < 0.55 and 0.04 < float32.final_loss < 0.05  # measured 0.440 and 0.0444
+    assert 5 < float16.final_loss / float32.final_loss < 15  # "ten times": measured 9.9
+    for mixed in ("mixed_float16", "mixed_float16 without loss scaling"):
+        assert panel_runs[mixed, "none"].precision_run.final_loss == pytest.approx(float32.final_loss, rel=0.03)
+
+
+@pytest.mark.slow
+def test_section_7_a_tiny_loss_underflows_without_loss_scaling(panel_runs):
+    float32 = panel_runs["float32", "loss × 1e-6"].precision_run
+    unscaled = panel_runs["mixed_float16 without loss scaling", "loss × 1e-6"].precision_run
+    scaled = panel_runs["mixed_float16", "loss × 1e-6"].precision_run
+    pure = panel_runs["float16", "loss × 1e-6"].precision_run
+    # float32 still trains, slower than at the full loss (ε now matters): measured 1.155 -> 0.223 against 0.044
+    assert float32.final_loss < 0.5 * float32.loss[0]
+    assert float32.final_loss > 2 * panel_runs["float32", "none"].precision_run.final_loss
+    assert 0.80 < unscaled.mean_zero_gradient_share() < 0.92  # measured 86%
+    assert float32.mean_zero_gradient_share() < 0.06  # "a few percent": measured 3.7%
+    assert abs(scaled.mean_zero_gradient_share() - float32.mean_zero_gradient_share()) < 0.01
+    assert scaled.final_loss == pytest.approx(float32.final_loss, rel=0.02)  # measured within 0.01%
+    assert pure.largest_update.max() == 0  # no weight moves in 30 epochs
+    assert pure.final_loss == pytest.approx(pure.loss[0], rel=1e-3)  # measured 1.176 -> 1.176
+
+
+@pytest.mark.slow
+def test_section_7_big_targets_are_inf_at_once_and_nan_in_epoch_5(panel_runs):
+    float16 = panel_runs["float16", "targets × 100"].precision_run
+    assert float16.first_inf_step == 1
+    assert (float16.first_nan_step - 1) // float16.steps_per_epoch + 1 == 5  # measured step 156
+    assert float16.first_nan_step == float16.first_step_with_gradient_above(SQUARE_OVERFLOWS_ABOVE) + 1
+    mixed = panel_runs["mixed_float16", "targets × 100"].precision_run
+    float32 = panel_runs["float32", "targets × 100"].precision_run
+    assert not mixed.diverged and mixed.first_inf_step is None
+    assert 5 <= mixed.skipped.sum() <= 15  # "about ten": measured 10
+    assert mixed.final_loss == pytest.approx(float32.final_loss, rel=0.05)  # measured 1625 against 1635
+
+
+@pytest.mark.slow
+def test_the_precision_status_line_says_what_float16_did(panel_runs):
+    broken = describe_precision_run(panel_runs["float16", "targets × 100"])
+    assert "first inf loss: step 1" in broken and "first NaN: step 1" in broken and "#D55E00" in broken
+    underflow = describe_precision_run(panel_runs["mixed_float16 without loss scaling", "loss × 1e-6"])
+    assert "zero gradients 8" in underflow and "first NaN: none" in underflow  # 86%
+    fixed = describe_precision_run(panel_runs["mixed_float16", "targets × 100"])
+    assert "steps skipped by LossScaleOptimizer" in fixed and "first NaN: none" in fixed
+
+
+@pytest.mark.slow
+def test_the_precision_panel_draws_each_epoch_and_reports():
+    panel = precision_panel(precision_config(epochs=3))
+    history = panel.train_now(precision_config("float16", "targets × 100", epochs=8))
+    assert len(panel.plot.lines[-1].x) == 0  # every epoch's loss was inf or NaN: nothing drawable
+    assert history.precision_run.first_nan_step is not None and len(history.epochs) == 5
+    assert "first NaN: step" in panel.status.value
+
+
+@pytest.mark.slow
+def test_section_2_at_the_same_rate_batch_256_stops_about_three_times_higher():
+    """The panel's seed 0: the last epoch's loss 0.0137 at batch 16, 0.0428 at batch 256 (3.1x); at batch 256 the
+    best of the rates x1, x2, x4, x5.3, x8, x16 is x4 or x5.3 (0.0225 or 0.03); x16 (0.09) is worse than x4."""
+    small = run(batch_size_config(16, TUNED_RATE)).final_loss
+    losses = {factor: run(batch_size_config(256, TUNED_RATE * factor)).final_loss for factor in (1, 2, 4, 5.3, 8, 16)}
+    assert 0.010 < small < 0.018 and 0.035 < losses[1] < 0.05
+    assert 2.3 < losses[1] / small < 4.5  # measured 3.1
+    assert min(losses, key=losses.get) in (4, 5.3)
+    assert losses[16] > losses[4]  # measured 0.0315 against 0.0202
+
+
+@pytest.mark.slow
+def test_the_batch_size_panel_reports_steps_and_the_loss_on_all_rows():
+    panel = batch_size_panel()
+    panel.train_now(batch_size_config(256, TUNED_RATE))
+    assert "batch 256, lr=0.00562</b>: finished 30 epochs" in panel.status.value
+    assert "optimizer steps: <b>120</b>" in panel.views[0].widget.value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_section_1_at_batch_16_the_noise_is_about_as_big_as_the_gradient(seed):
+    """At the initial weights, noise ÷ signal at batch 16: 2.71, 2.67, 1.03, 3.86, 0.54 over seeds 0-4; at batch 256
+    0.126, 0.131, 0.049, 0.168, 0.026."""
+    noise = gradient_noise(seed=seed)["noise ÷ signal"]
+    assert 0.4 < noise[16] < 5
+    assert noise[256] < 0.2
+    if seed == 0:
+        assert 2.4 < noise[16] < 3.0
+
+
+@pytest.mark.slow
+def test_lesson_09a_plain_keras_cells_tell_the_same_story_as_the_engine():
+    """Section 4's cell: model.fit falls into the trap and out of it with the square-root rule, as the engine does
+    (seed 0: fit 0.0180, 0.0421, 0.0284; engine 0.0128, 0.0428, 0.0213). Section 8's: under the float16 policy fit's
+    loss is finite, then NaN from epoch 5, the engine's epoch too; under mixed_float16 it trains."""
+    cells = plain_keras_cells("09a_batch_size_and_float16")
+    for losses in (cells["fit_losses"], cells["engine_losses"]):
+        small, trap, fixed = losses["batch 16"], losses["batch 256 (the trap)"], losses["batch 256, lr × 4"]
+        assert trap > 1.8 * small  # fit 2.3x, engine 3.3x
+        assert fixed < 0.8 * trap  # fit 0.67x, engine 0.50x
+    half = np.array(cells["half_history"].history["loss"])
+    mixed = np.array(cells["mixed_history"].history["loss"])
+    assert np.isfinite(half[:4]).all() and np.isnan(half[4:]).all()  # NaN from epoch 5
+    assert str(cells["half"].layers[0].kernel.dtype) == "float16"
+    assert type(cells["mixed"].optimizer).__name__ == "LossScaleOptimizer"
+    assert str(cells["mixed"].layers[0].kernel.dtype) == "float32"
+    assert np.isfinite(mixed).all() and mixed[-1] < 0.85 * mixed[0]  # measured 9572 -> 7668
+    assert keras.config.dtype_policy().name == "float32"  # the cell put the default back
+    engine = train_in_precision(cells["big"], small_relu_net, "float16", epochs=7, seed=0)
+    assert (engine.first_nan_step - 1) // engine.steps_per_epoch + 1 == 5
+    engine_mixed = train_in_precision(cells["big"], small_relu_net, "mixed_float16", epochs=7, seed=0)
+    assert np.allclose(mixed, engine_mixed.loss, rtol=0.05)  # the same run, other batches
+
+
+# =====================================================================================================
+# Lesson 09b: the notebook's checks on its menu of planted bugs, its plain-Keras cells and its two panels (seed 0)
+# =====================================================================================================
+
+STEM = "09b_checks_and_generalization"
+
+
+# Fast: no training ------------------------------------------------------------------------------------------
+
+
+def test_the_menu_holds_one_healthy_model_and_four_planted_bugs():
+    assert list(CHECK_CASES) == [
+        "healthy digits net",
+        "logits into a probability loss",
+        "tf.stop_gradient before the output",
+        "labels shuffled against the images",
+        "custom loss with a wrong gradient",
+    ]
+    assert [case.bug is None for case in CHECK_CASES.values()] == [True, False, False, False, False]
+    x, shuffled = CHECK_CASES["labels shuffled against the images"].arrays()
+    assert np.array_equal(x, digits().x_train) and not np.array_equal(shuffled, digits().y_train)
+    assert np.array_equal(np.sort(shuffled, axis=0), np.sort(digits().y_train, axis=0))  # the same labels, moved
+    with pytest.raises(ValueError, match="choose one of"):
+        check_case("no such model")
+
+
+def test_section_1_a_fresh_net_starts_at_ln_10_and_logits_far_above():
+    """Section 1 (seed 0): the healthy net starts at 2.345 = 1.02 × ln 10, the logits net at 10.7 = 4.7 × ln 10."""
+    x, y = digits().x_train, digits().y_train
+    healthy, _, _, loss = check_case("healthy digits net")
+    logits, _, _, _ = check_case("logits into a probability loss")
+    start = check_initial_loss(healthy, x, y, loss)
+    wrong = check_initial_loss(logits, x, y, loss)
+    assert start.passed and 1.0 < start.initial_loss / CHANCE_LOSS < 1.05  # 1.018 (seeds 0-4: 1.01 .. 1.08)
+    assert not wrong.passed and 4.2 < wrong.initial_loss / CHANCE_LOSS < 5.2  # 4.66 (10.73)
+    assert "from_logits=True" in wrong.message and "softmax" in wrong.message
+
+
+def test_section_3_the_gradient_check_scores_mse_near_zero_and_the_sign_bug_exactly_2():
+    model, x, y, _ = check_case("custom loss with a wrong gradient")
+    y_true, y_pred = y[:64], model.predict(x[:64], verbose=0)
+    correct = check_gradients("mse", y_true, y_pred)
+    planted = check_gradients(mse_with_sign_bug, y_true, y_pred)
+    assert correct.passed and correct.max_relative_error < 1e-6  # measured about 1e-7 (float64 rounding)
+    assert not planted.passed and planted.max_relative_error == pytest.approx(2.0, abs=1e-3)  # 2.0 at every entry
+    assert "wrong sign" in planted.message and "custom_gradient" in planted.message
+
+
+def test_the_figure_is_tuned_adam_and_sgd_training_and_validation():
+    figure = Figure.of_lesson(STEM)
+    curves = read_curves(figure)
+    assert list(curves.columns) == [
+        "Adam, training",
+        "Adam, validation",
+        "SGD + momentum, training",
+        "SGD + momentum, validation",
+    ]
+    assert len(curves) == 100
+    for name in ("Adam", "SGD + momentum"):
+        validation = curves[f"{name}, validation"].to_numpy()
+        best = int(np.argmin(validation))
+        assert best < 25 and validation[-1] > validation[best] + 0.1  # the caption: bottoms out early, climbs
+        assert curves[f"{name}, training"].iloc[-1] < 2e-3  # falling toward 1e-4
+    assert curves["SGD + momentum, training"].iloc[-1] < curves["Adam, training"].iloc[-1]
+
+
+# Slow: the checks on the menu (about 2 s of CPU per model) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def menu_checks():
+    return {name: checks_for(name, seed=0) for name in CHECK_CASES}
+
+
+def verdicts(checks):
+    return {result.title: result.passed for result in checks.report.results}
+
+
+@pytest.mark.slow
+def test_the_chart_draws_exactly_the_curve_the_overfit_check_trains(menu_checks):
+    for name, checks in menu_checks.items():
+        check = checks.result("overfit one batch")
+        assert len(checks.curve) == OVERFIT_STEPS == check.steps
+        assert np.allclose(checks.curve, np.array(check.loss_curve) / checks.reference_loss, rtol=1e-4), name
+        assert checks.reference_loss == pytest.approx(check.reference_loss, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_section_3_table_each_planted_bug_fails_the_checks_the_answer_names(menu_checks):
+    table = {name: verdicts(checks) for name, checks in menu_checks.items()}
+    assert menu_checks["healthy digits net"].report.passed
+    overfit = {name: checks.result("overfit one batch") for name, checks in menu_checks.items()}
+    healthy = overfit["healthy digits net"]
+    assert healthy.end_loss / CHANCE_LOSS < 0.003 and healthy.held_out_skill > 0.5  # 0.0015, κ 0.65
+
+    assert table["logits into a probability loss"] == {
+        "initial loss": False,
+        "gradient through the weights": True,  # the clipped loss's gradient is computed correctly
+        "overfit one batch": False,
+    }
+    assert 0.6 < overfit["logits into a probability loss"].end_loss / CHANCE_LOSS < 0.9  # stuck at 0.75
+
+    stopped = menu_checks["tf.stop_gradient before the output"]
+    assert table["tf.stop_gradient before the output"] == {
+        "initial loss": True,
+        "gradient through the weights": False,
+        "overfit one batch": False,
+    }
+    assert stopped.result("gradient through the weights").no_gradient == ("cut_off/kernel", "cut_off/bias")
+    assert 0.1 < overfit["tf.stop_gradient before the output"].end_loss / CHANCE_LOSS < 0.25  # 0.157: "16%"
+
+    shuffled = overfit["labels shuffled against the images"]
+    assert table["labels shuffled against the images"] == {
+        "initial loss": True,
+        "gradient through the weights": True,
+        "overfit one batch": False,
+    }
+    assert shuffled.end_loss < OVERFIT_FRACTION * shuffled.reference_loss and shuffled.held_out_skill < 0.05
+
+    assert table["custom loss with a wrong gradient"] == {
+        "initial loss": True,
+        "gradient of the loss function": False,
+        "gradient through the weights": False,
+        "overfit one batch": False,
+    }
+    custom = menu_checks["custom loss with a wrong gradient"]
+    assert custom.result("gradient through the weights").max_relative_error == pytest.approx(2.0, abs=0.01)
+    assert 1e8 < overfit["custom loss with a wrong gradient"].end_loss < 1e10  # 7.6e8: "grows to near 10⁹"
+    assert all(
+        not verdicts(checks)["overfit one batch"]
+        for name, checks in menu_checks.items()
+        if name != "healthy digits net"
+    )
+
+
+@pytest.mark.slow
+def test_section_2_shuffled_labels_are_learned_by_heart_and_caught_on_other_rows():
+    """Section 2's table (seed 0): end loss 0.0035 (true labels) and 0.012 (shuffled), κ 0.65 and -0.02."""
+    x, y = digits().x_train, digits().y_train
+    healthy, _, _, loss = check_case("healthy digits net")
+    _, shuffled_y = CHECK_CASES["labels shuffled against the images"].arrays()
+    true_labels = check_overfits_one_batch(healthy, x, y, loss)
+    shuffled = check_overfits_one_batch(healthy, x, shuffled_y, loss)
+    assert true_labels.passed and shuffled.end_loss / CHANCE_LOSS < 0.01  # both below 1% of ln 10
+    assert true_labels.end_loss / CHANCE_LOSS < 0.01  # 0.0015 and 0.0053
+    assert 0.55 < true_labels.held_out_skill < 0.75  # 0.65 (seeds 0-4 on AMD: 0.61 .. 0.69)
+    assert not shuffled.passed and abs(shuffled.held_out_skill) < 0.05  # -0.02
+    assert "do not follow from the inputs" in shuffled.message
+
+
+# Slow: the notebook's plain-Keras cells (three 100-epoch runs: about 30 s of CPU) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return plain_keras_cells("09b_checks_and_generalization")
+
+
+@pytest.mark.slow
+def test_the_plain_keras_checks_cell_fails_the_logits_model_and_passes_the_fix(cells):
+    broken, fixed = cells["broken_report"], cells["fixed_report"]
+    assert [r.title for r in broken.failed] == ["initial loss", "overfit one batch"]
+    assert fixed.passed
+    fit = cells["fit"].history
+    assert fit["loss"][-1] < 0.15 and fit["val_accuracy"][-1] > 0.85  # measured 0.096 and 0.885 after 20 epochs
+
+
+@pytest.mark.slow
+def test_the_plain_keras_optimizer_cell_shows_no_gap_and_agrees_with_the_module(cells):
+    """Section 4's table: the cell's compile/fit gives the module's runs (plain_keras_run, the figure's curves)."""
+    scores, histories = cells["scores"], cells["histories"]
+    adam, sgd, adamw = scores["Adam"], scores["SGD + momentum"], scores["AdamW"]
+    figure = read_curves(Figure.of_lesson(STEM))
+    for name in ("Adam", "SGD + momentum"):
+        # The same seed, model and batches as plain_keras_run: the figure's validation curve, to its 6 digits.
+        assert np.allclose(histories[name]["val_loss"], figure[f"{name}, validation"], rtol=0.02)
+    assert adam["final val accuracy"] == pytest.approx(0.840, abs=0.01)  # 0.840 both ("84.0%")
+    assert abs(adam["final val accuracy"] - sgd["final val accuracy"]) < 0.02  # 0.000 (seeds 0-9: -0.008 .. 0.017)
+    assert 0 < sgd["test accuracy"] - adam["test accuracy"] < 0.03  # 0.906 vs 0.897 (AMD seed 0: +0.010 too)
+    assert 2e-4 < adam["final train loss"] < 7e-4 and 6e-5 < sgd["final train loss"] < 3e-4  # 4.0e-4, 1.7e-4
+    assert sgd["final val loss"] > adam["final val loss"] + 0.05  # 0.884 vs 0.726
+    assert (
+        np.argmin(histories["Adam"]["val_loss"]) + 1 <= 20
+        and np.argmin(histories["SGD + momentum"]["val_loss"]) + 1 <= 12
+    )  # 14, 8
+    assert adamw["final train loss"] > 5 * adam["final train loss"]  # 3.8e-3: "about ten times higher"
+    assert adamw["final val loss"] < adam["final val loss"] - 0.08  # 0.582
+    assert abs(adamw["final val accuracy"] - adam["final val accuracy"]) < 0.02  # 0.846
+
+
+# Slow: the optimizer panel's runs (50 epochs, about 5 s of CPU each) ----------------------------------------
+
+
+@pytest.mark.slow
+def test_optimizer_run_is_plain_keras_run_with_a_live_callback():
+    split, build, setting = digits_split(256), wide_digits_net(256), OptimizerSetting("Adam", 1e-3)
+    reference = plain_keras_run(split, build, setting, seed=0, epochs=3)
+    seen = []
+    watched = optimizer_run(setting, seed=0, epochs=3, on_epoch=lambda *values: seen.append(values))
+    assert np.array_equal(watched.train_loss, reference.train_loss)
+    assert np.array_equal(watched.val_loss, reference.val_loss)
+    assert watched.test_loss == reference.test_loss
+    assert [values[0] for values in seen] == [1, 2, 3] and seen[-1][2] == watched.val_loss[-1]
+
+    class Cancelled:
+        def is_set(self):
+            return True
+
+    stopped = optimizer_run(setting, seed=0, epochs=3, cancel=Cancelled())
+    assert len(stopped.train_loss) == 1
+    assert "stopped at epoch 1" in describe_optimizer_run(stopped, 3)
+
+
+@pytest.fixture(scope="module")
+def optimizer_panel_runs():
+    return {
+        family: optimizer_run(panel_setting(family, TUNED_RATES[family]), seed=0)
+        for family in ("Adam", "Adam + cosine decay", "SGD + momentum")
+    }
+
+
+@pytest.mark.slow
+def test_the_panels_cosine_schedule_lowers_the_validation_loss_not_the_accuracy(optimizer_panel_runs):
+    """Section 4's panel, 50 epochs, seed 0: Adam 0.0016 / 0.65 / 0.835; cosine 0.0065 / 0.59 / 0.832;
+    SGD + momentum 0.00035 / 0.83 / 0.843 (final training loss / validation loss / accuracy)."""
+    adam, cosine, sgd = (
+        optimizer_panel_runs["Adam"],
+        optimizer_panel_runs["Adam + cosine decay"],
+        optimizer_panel_runs["SGD + momentum"],
+    )
+    table = {
+        "Adam": (0.0016, 0.65, 0.835),
+        "Adam + cosine decay": (0.0065, 0.59, 0.832),
+        "SGD + momentum": (0.00035, 0.83, 0.843),
+    }
+    for family, (train_loss, val_loss, val_accuracy) in table.items():
+        run = optimizer_panel_runs[family]
+        assert train_loss / 1.6 < run.final_train_loss < train_loss * 1.6, family
+        assert abs(run.val_loss[-1] - val_loss) < 0.04 and abs(run.val_accuracy[-1] - val_accuracy) < 0.015, family
+    assert cosine.final_train_loss > 2 * adam.final_train_loss  # 4x: the steps shrink toward 0
+    assert cosine.val_loss[-1] < adam.val_loss[-1] - 0.03  # 0.059 lower
+    assert abs(cosine.val_accuracy[-1] - adam.val_accuracy[-1]) < 0.01  # -0.003: "less than a point"
+    assert sgd.final_train_loss < adam.final_train_loss and sgd.val_loss[-1] > adam.val_loss[-1] + 0.1
+    assert "finished 50 epochs" in describe_optimizer_run(adam, 50)
+
+
+# Slow: the panels themselves (widgets, no browser) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_checks_panel_runs_the_default_then_a_picked_model_in_the_background():
+    panel = checks_panel()
+    first = panel.train_now()
+    assert first.report.passed and "All checks passed" in panel.status.value
+    assert len(panel.plot.lines[0].x) == OVERFIT_STEPS // 10  # redrawn every 10 steps while it trained
+    panel.controls["case"].value = "tf.stop_gradient before the output"
+    panel.wait()
+    assert panel.results[-1].case == "tf.stop_gradient before the output" and len(panel.results) == 2
+    assert "FAIL" in panel.status.value and "get no gradient" in panel.status.value
+    assert panel.threshold in panel.plot.figure.marks  # the 5% line stays through new runs
+    panel.clear()
+    assert panel.plot.figure.marks == [panel.threshold]
+
+
+@pytest.mark.slow
+def test_picking_an_optimizer_moves_the_slider_to_its_tuned_rate_and_trains_once():
+    panel = optimizer_panel(epochs=2)
+    panel.train_now()
+    panel.controls["family"].value = "SGD + momentum"
+    panel.wait()
+    assert math.isclose(panel.controls["learning_rate"].value, 0.1)
+    assert len(panel.results) == 2 and panel.results[-1].setting == OptimizerSetting("SGD + momentum", 0.1)
+    assert "SGD + momentum, lr=0.1: finished 2 epochs" in panel.status.value
+    assert len(panel.plot.figure.marks) == 4  # two runs, each training and validation

@@ -60,8 +60,9 @@ def test_lesson_follows_the_course_skeleton(path):
 # prose it is two lessons (lessons 04 and 07 were split at about 3,500).
 MAX_LESSON_WORDS = 2900
 # The lessons whose mechanism is an equation (Adam's update, the bias correction, the noise floor, the
-# AdamW/L2 relation): they write it as rendered LaTeX with each symbol read in words.
-WITH_DISPLAY_MATH = ("00_", "01_", "02_", "04", "05_", "06_")
+# AdamW/L2 relation, the batch-size rules, ln K and the finite difference): they write it as rendered LaTeX
+# with each symbol read in words.
+WITH_DISPLAY_MATH = ("00_", "01_", "02_", "04", "05_", "06_", "09")
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=short)

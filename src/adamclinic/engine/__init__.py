@@ -7,7 +7,7 @@ Imports nothing else of the course: lessons, panels and the clinic build on it.
 from adamclinic.engine.optimizers import OPTIMIZERS, AdamWithoutBiasCorrection, make_optimizer
 from adamclinic.engine.plain_keras import keras_fit
 from adamclinic.engine.schedules import SCHEDULE_KINDS, make_schedule
-from adamclinic.engine.seeding import seed_everything
+from adamclinic.engine.seeding import call_seeded, seed_everything
 from adamclinic.engine.training import (
     Dataset,
     EpochMetrics,
@@ -32,6 +32,7 @@ __all__ = [
     "LearningRate",
     "StepTrace",
     "TrainConfig",
+    "call_seeded",
     "describe_learning_rate",
     "keras_fit",
     "learning_rate_table",

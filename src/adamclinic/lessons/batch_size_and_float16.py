@@ -77,7 +77,7 @@ import pandas as pd
 import tensorflow as tf
 
 from adamclinic.data import smooth_regression
-from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, run, seed_everything
+from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, call_seeded, run, seed_everything
 from adamclinic.models import small_relu_net
 from adamclinic.panels import ScoreBoard, TrainingPanel, log_slider
 
@@ -1330,3 +1330,125 @@ def figure_curves() -> dict[str, np.ndarray]:
         "batch 256, lr × 16 (linear rule)": batch_size_config(256, rescaled_learning_rate(TUNED_RATE, 16, 256, 1.0)),
     }
     return {label: run(config).loss for label, config in runs.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging an exercise's repairs (ex09_batch_float16_checks, parts A and B)
+# Each retrains the student's fix with fixed seeds, here, on data and with code the student does not
+# control: the large batch on lesson 01's own rows, the float16 run on a model built and seeded here.
+# ---------------------------------------------------------------------------------------------
+
+SMALL_BATCH, LARGE_BATCH = 16, 256
+SAME_STEPS_EPOCHS = EPOCHS * LARGE_BATCH // SMALL_BATCH  # 480: the small batch's 1920 steps at batch 256
+LARGE_BATCH_SEEDS = SEEDS
+FLOAT16_SEEDS = (0, 1)
+FLOAT16_EPOCHS = 10
+FLOAT16_RATE = 1e-3
+
+
+def small_batch_run() -> TrainConfig:
+    """Exercise 09's starting point (part A): lesson 01's net and data, batch 16, 30 epochs, at the rate
+    tuned there (``TUNED_RATE``, 0.0056)."""
+    return batch_size_config(SMALL_BATCH, TUNED_RATE)
+
+
+def large_batch_losses(config: TrainConfig, seeds: Sequence[int] = LARGE_BATCH_SEEDS) -> np.ndarray:
+    """The training loss (all 1024 rows, final weights) per seed of ``config`` retrained here on lesson 01's
+    data: the student's batch-256 run. ``inf`` for a run that diverged.
+
+    A ``TypeError`` for anything but a ``TrainConfig``; a ``ValueError`` for another batch size, other data,
+    another net, another optimizer than Adam, or more than ``SAME_STEPS_EPOCHS`` epochs (as many steps as
+    the small batch took: more would be more training, not a choice of rate)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"expected a TrainConfig (for example dataclasses.replace(SMALL_BATCH_RUN, ...)); got {type(config).__name__}."
+        )
+    reference = lesson_data()
+    if config.batch_size != LARGE_BATCH:
+        raise ValueError(f"keep the batch size at {LARGE_BATCH}; the run asks for {config.batch_size}.")
+    if not (
+        config.data.x_train.shape == reference.x_train.shape
+        and np.array_equal(config.data.x_train, reference.x_train)
+        and np.array_equal(config.data.y_train, reference.y_train)
+    ):
+        raise ValueError("keep lesson 01's training rows (data=SMALL_BATCH_RUN.data).")
+    if config.build_model is not small_relu_net:
+        raise ValueError("keep lesson 01's net (build_model=small_relu_net).")
+    if config.optimizer != "adam":
+        raise ValueError(f"keep Adam; the run asks for {config.optimizer!r}.")
+    if not 1 <= config.epochs <= SAME_STEPS_EPOCHS:
+        raise ValueError(
+            f"train between 1 and {SAME_STEPS_EPOCHS} epochs (the small batch's number of steps); got {config.epochs}."
+        )
+    losses = [full_training_loss(run(replace(config, data=reference, seed=seed))) for seed in seeds]
+    return np.asarray(losses, dtype=float)
+
+
+def _fit_float32(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, learning_rate: float) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def float16_repair(
+    train_in_float16: Callable,
+    seeds: Sequence[int] = FLOAT16_SEEDS,
+    epochs: int = FLOAT16_EPOCHS,
+    learning_rate: float = FLOAT16_RATE,
+) -> pd.DataFrame:
+    """Run the student's ``train_in_float16(model, x, y, epochs, learning_rate) -> trained model`` on lesson
+    01's net, built and seeded here, and on its data, beside the same run in float32 trained here with
+    ``compile`` and ``fit``; both start from the same weights and draw the same batches (``call_seeded``).
+
+    One row per seed: ``float16 layers`` (how many of the returned model's layers with weights compute in
+    float16, of ``layers``), the training MSE of the returned model and of the float32 run (all 1024 rows,
+    measured here in float64), and their ``ratio``. A model that did not come back, or whose predictions
+    are not finite, has the MSE ``inf``."""
+    data = lesson_data()
+    run_helper = getattr(type(train_in_float16), "run_helper", None)
+    rows = []
+    for seed in seeds:
+        seed_everything(seed)
+        model = small_relu_net()
+        x, y = data.x_train.copy(), data.y_train.copy()
+        if run_helper is not None:  # the grader's handle to the student's function: it trains in their kernel
+            returned = run_helper(train_in_float16, call_seeded, seed, model, x, y, epochs, learning_rate)
+        else:
+            returned = call_seeded(train_in_float16, seed, model, x, y, epochs, learning_rate)
+        rows.append(
+            {
+                "seed": seed,
+                **_half_model_summary(returned, data),
+                "float32 MSE": _float32_mse(seed, epochs, learning_rate),
+            }
+        )
+    table = pd.DataFrame(rows).set_index("seed")
+    return table.assign(ratio=table["float16 MSE"] / table["float32 MSE"])
+
+
+@cache
+def _float32_mse(seed: int, epochs: int, learning_rate: float) -> float:
+    """The float32 run ``float16_repair`` compares with: the same weights and batches, ``compile`` and ``fit``
+    (deterministic, so computed once per process for every submission a judge grades)."""
+    data = lesson_data()
+    seed_everything(seed)
+    model = small_relu_net()
+    trained = call_seeded(_fit_float32, seed, model, data.x_train.copy(), data.y_train.copy(), epochs, learning_rate)
+    return _training_mse(trained, data)
+
+
+def _half_model_summary(model, data: Dataset) -> dict[str, float | int]:
+    if not isinstance(model, keras.Model):
+        return {"layers": 0, "float16 layers": 0, "float16 MSE": math.inf}
+    with_weights = [layer for layer in model.layers if layer.weights]
+    half = sum(1 for layer in with_weights if str(layer.compute_dtype) == "float16")
+    return {"layers": len(with_weights), "float16 layers": half, "float16 MSE": _training_mse(model, data)}
+
+
+def _training_mse(model: keras.Model, data: Dataset) -> float:
+    try:
+        predictions = np.asarray(model(data.x_train, training=False), dtype="float64").reshape(data.y_train.shape)
+    except (ValueError, TypeError):
+        return math.inf
+    mse = float(np.mean((predictions - data.y_train) ** 2))
+    return mse if math.isfinite(mse) else math.inf

@@ -44,9 +44,10 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from adamclinic.data import digits
-from adamclinic.engine import seed_everything
+from adamclinic.data import digits, smooth_regression
+from adamclinic.engine import call_seeded, seed_everything
 from adamclinic.models import mlp
 
 FAMILIES = ("Adam", "SGD + momentum", "AdamW", "Adam + cosine decay", "AdamW + cosine decay")
@@ -320,30 +321,21 @@ def digits_net_with_logits() -> keras.Model:
 
 def digits_net_cut_by_stop_gradient() -> keras.Model:
     """64 → 64 (ReLU) → ``tf.stop_gradient`` → 10 (softmax): the hidden layer never gets a gradient."""
-    import tensorflow as tf
-
     inputs = keras.Input((64,))
     hidden = keras.layers.Dense(64, activation="relu", name="cut_off")(inputs)
     stopped = keras.layers.Lambda(tf.stop_gradient, name="stop_gradient")(hidden)
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(stopped), name="digits_stop_gradient")
 
 
-def _square_with_sign_bug():
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def square(error):
-        # The forward value is right; the hand-written gradient has its sign flipped (the true one is 2·error).
-        return tf.square(error), lambda upstream: -2.0 * error * upstream
-
-    return square
+@tf.custom_gradient
+def _square_with_sign_bug(error):
+    # The forward value is right; the hand-written gradient has its sign flipped (the true one is 2·error).
+    return tf.square(error), lambda upstream: -2.0 * error * upstream
 
 
 def mse_with_sign_bug(y_true, y_pred):
     """Mean squared error with a hand-written gradient whose sign is wrong: right value, gradient uphill."""
-    import tensorflow as tf
-
-    return tf.reduce_mean(_square_with_sign_bug()(y_true - y_pred), axis=-1)
+    return tf.reduce_mean(_square_with_sign_bug(y_true - y_pred), axis=-1)
 
 
 @dataclass(frozen=True)
@@ -359,8 +351,6 @@ class CheckCase:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The training inputs and targets the checks read (labels shuffled for that case)."""
-        from adamclinic.data import smooth_regression
-
         data = digits() if self.data == "digits" else smooth_regression()
         y = data.y_train
         if self.shuffled_labels:
@@ -374,7 +364,7 @@ def _healthy_digits_net() -> keras.Model:
     return digits_relu_net()
 
 
-def _regression_net() -> keras.Model:
+def _lesson01_regression_net() -> keras.Model:
     from adamclinic.models import small_relu_net
 
     return small_relu_net()
@@ -393,7 +383,10 @@ CHECK_CASES: dict[str, CheckCase] = {
         _healthy_digits_net, "digits", SCE, bug="each image has another image's label", shuffled_labels=True
     ),
     "custom loss with a wrong gradient": CheckCase(
-        _regression_net, "regression", mse_with_sign_bug, bug="a hand-written MSE gradient with its sign flipped"
+        _lesson01_regression_net,
+        "regression",
+        mse_with_sign_bug,
+        bug="a hand-written MSE gradient with its sign flipped",
     ),
 }
 
@@ -842,7 +835,7 @@ def optimizer_panel(
 # The lesson's figure (python -m adamclinic.figures 09b_checks_and_generalization) ------------------------------
 
 FIGURE = {
-    "title": "Tuned Adam and SGD + momentum on 256 digits: same accuracy, validation loss turns up (seed 0)",
+    "title": "Tuned Adam and SGD + momentum on 256 digits (seed 0)",
     "y_label": "cross-entropy",
     "log_y": True,
 }
@@ -862,3 +855,86 @@ def figure_curves() -> dict[str, np.ndarray]:
         curves[f"{name}, training"] = result.train_loss
         curves[f"{name}, validation"] = result.val_loss
     return curves
+
+
+# =====================================================================================================
+# Judging an exercise's repairs (ex09_batch_float16_checks, part C)
+# The student's overfit-one-batch check is called on patients drawn here, healthy and broken, with
+# weights and rows drawn under seeds the student never sees; whether each can learn a batch is known
+# by construction (and the clinic's own check_overfits_one_batch agrees: tests/test_assignment_ex09_*).
+# =====================================================================================================
+
+OVERFIT_PATIENT_ROWS = 256  # the rows handed to the check (it picks its own batch among them)
+
+
+def sigmoid_output_net() -> keras.Model:
+    """Exercise 09's patient: lesson 01's net with a sigmoid output, on targets that spread over ±2.
+
+    A sigmoid cannot go below 0 or above 1, so no training makes it fit most of the targets."""
+    return mlp("sigmoid_output_net", 10, (32, 32), "relu", output_activation="sigmoid")
+
+
+def _relu_output_net() -> keras.Model:
+    return mlp("relu_output_net", 10, (32, 32), "relu", output_activation="relu")
+
+
+def _digits_net() -> keras.Model:
+    return mlp("digits_relu_net", 64, (64,), "relu", outputs=10, output_activation="softmax")
+
+
+def _twice_softmax_net() -> keras.Model:
+    """The digits net with a ``Softmax`` layer after its softmax output: the probabilities it can give lie
+    between about 0.09 and 0.23, so its loss cannot fall below ln(e + 9) - 1 = 1.46."""
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+            keras.layers.Softmax(),
+        ],
+        name="twice_softmax_net",
+    )
+
+
+def _regression_net() -> keras.Model:
+    return mlp("small_relu_net", 10, (32, 32), "relu")
+
+
+# name: (can it learn one batch?, builder, data set, loss)
+OVERFIT_PATIENTS: dict[str, tuple[bool, Callable[[], keras.Model], str, Any]] = {
+    "digits classifier": (True, _digits_net, "digits", "sparse_categorical_crossentropy"),
+    "regression net": (True, _regression_net, "regression", "mean_squared_error"),
+    "sigmoid output on targets below 0 and above 1": (False, sigmoid_output_net, "regression", "mean_squared_error"),
+    "relu output on targets below 0": (False, _relu_output_net, "regression", "mean_squared_error"),
+    "a second softmax after the output": (False, _twice_softmax_net, "digits", "sparse_categorical_crossentropy"),
+}
+
+
+def overfit_patient(name: str, seed: int) -> tuple[keras.Model, np.ndarray, np.ndarray, Any]:
+    """``(model, x, y, loss)``: the patient ``name`` with its weights drawn under ``seed``, and
+    ``OVERFIT_PATIENT_ROWS`` of its data set's training rows drawn with ``seed``."""
+    _, build, dataset, loss = OVERFIT_PATIENTS[name]
+    data = digits() if dataset == "digits" else smooth_regression()
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.x_train), size=OVERFIT_PATIENT_ROWS, replace=False))
+    seed_everything(seed)
+    return build(), data.x_train[rows].copy(), data.y_train[rows].copy(), loss
+
+
+def overfit_check_verdicts(overfits_one_batch: Callable, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Call the student's ``overfits_one_batch(model, x, y, loss) -> bool`` on every patient of
+    ``OVERFIT_PATIENTS`` at every seed (after ``seed_everything(seed)``, so the verdicts are the same at
+    every call); one row each with the ``expected`` and the ``answer`` (``None`` when it is not a bool:
+    the ``problem`` column says what came back)."""
+    run_helper = getattr(type(overfits_one_batch), "run_helper", None)
+    rows = []
+    for seed in seeds:
+        for name, (expected, *_) in OVERFIT_PATIENTS.items():
+            model, x, y, loss = overfit_patient(name, seed)
+            if run_helper is not None:  # the grader's handle to the student's function: it runs in their kernel
+                answer = run_helper(overfits_one_batch, call_seeded, seed, model, x, y, loss)
+            else:
+                answer = call_seeded(overfits_one_batch, seed, model, x, y, loss)
+            plain = bool(answer) if isinstance(answer, (bool, np.bool_)) else None
+            problem = "" if plain is not None else f"returned {answer!r}, not True or False"
+            rows.append({"patient": name, "seed": seed, "expected": expected, "answer": plain, "problem": problem})
+    return pd.DataFrame(rows)
