@@ -1,7 +1,7 @@
 """Every graded assignment: exercises/ is exactly what nbgrader generates from solutions/, each solution passes
 ``nbgrader validate`` and each untouched exercise fails it.
 
-The release check runs nbgrader's own GenerateAssignment in-process, for all nine assignments in about
+The release check runs nbgrader's own GenerateAssignment in-process, for all ten assignments in about
 a quarter of a second (``make check`` runs it). Validation runs the real ``nbgrader validate`` command
 in a temporary copy of the course, one assignment per test. ex01 is not validated here a second time:
 the browser test presses JupyterLab's Validate button on its untouched and its solved exercise (the
