@@ -60,9 +60,10 @@ def runs(base):
 
 
 def test_the_checklist_covers_every_cause_the_instrument_names():
-    """Section 1: seven steps in order, data first and validation last."""
-    assert len(CHECKLIST) == 7
-    assert CHECKLIST.index[0].startswith("1. the data") and CHECKLIST.index[-1].startswith("7. validation")
+    """Section 1: the checks first (step 0, lesson 09b), then seven steps down a run, data first and validation last."""
+    assert len(CHECKLIST) == 8
+    assert CHECKLIST.index[0].startswith("0. the checks") and "run_checks(" in CHECKLIST.iloc[0]["look at"]
+    assert CHECKLIST.index[1].startswith("1. the data") and CHECKLIST.index[-1].startswith("7. validation")
     assert len(CAUSES) == 14
 
 

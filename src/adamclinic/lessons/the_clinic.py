@@ -27,6 +27,17 @@ from adamclinic.panels import TrainingPanel, log_slider
 CHECKLIST = pd.DataFrame(
     [
         (
+            # Step 0 needs no failing run, only the model, a few rows and the loss: seconds, and it tells a bug
+            # from an optimizer problem before any curve is read (lesson 09b; adamclinic.clinic.checks).
+            "0. the checks, before blaming the optimizer",
+            "run_checks(model, x, y, loss): the fresh model's loss against a know-nothing prediction's "
+            "(ln K for K balanced classes); can it learn one batch of 32 rows by heart; "
+            "the loss's gradient against finite differences",
+            "a bug, not the optimizer: logits into a probability loss or raw inputs (a start far above ln K); "
+            "a frozen or cut-off layer, an output that cannot reach the targets (one batch not learned); "
+            "a custom loss with a wrong or zero gradient",
+        ),
+        (
             "1. the data, before training",
             "NaN or infinite inputs; each input column's size; the targets' size; the label mix",
             "NaN inputs; unscaled inputs; unscaled targets; an imbalanced label mix",
