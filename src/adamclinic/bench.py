@@ -12,6 +12,9 @@ For the main live demo of every lesson it prints, as JSON:
 Lesson 00 draws optimizer paths on a 2-D surface instead of training a network: its figures are for
 one 500-step path (``adamclinic.lessons.adam_from_the_inside.trajectory``), against the same steps taken eagerly.
 
+Lesson 09a's precision panel and lesson 09b's two panels do not train on the engine (a custom float16 loop,
+the clinic's checks, plain ``model.fit``): ``lesson09_figures`` times each move whole, first and again.
+
 ``python -m adamclinic.bench grading`` times the class grader instead (``adamclinic.grading.bench``).
 
 Figures, not a test: timings vary with the machine and its load.
@@ -203,6 +206,11 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
 
         return target_config(TrainConfig(smooth_regression(), small_relu_net), 250_000.0, "standardize")
 
+    def lesson09a() -> TrainConfig:
+        from adamclinic.lessons.batch_size_and_float16 import TUNED_RATE, batch_size_config
+
+        return batch_size_config(256, TUNED_RATE)  # the trap: a new batch size is a new compiled trainer
+
     return {
         "01_learning_rate": lambda: TrainConfig(smooth_regression(), small_relu_net),
         "02_vanishing_exploding_gradients": lesson02,
@@ -211,6 +219,35 @@ def lesson_demos() -> dict[str, Callable[[], TrainConfig]]:
         "05_data_problems": lesson05,
         "06_overfitting_or_optimizer": lesson06,
         "07a_bugs_in_the_model_and_loss": lesson07,
+        "09a_batch_size_and_float16": lesson09a,
+    }
+
+
+def lesson09_figures(repeats: int = 2) -> dict:
+    """Seconds per move of the panels that do not train on the engine: the first move (which traces and
+    compiles) and the median of ``repeats`` more."""
+    from adamclinic.lessons.batch_size_and_float16 import PRECISIONS, precision_config, precision_history
+    from adamclinic.lessons.checks_and_generalization import (
+        CHECK_CASES,
+        TUNED_RATES,
+        checks_for,
+        optimizer_run,
+        panel_setting,
+    )
+
+    def timed(function: Callable, *args: object) -> dict:
+        first = _seconds(lambda: function(*args))
+        again = statistics.median(_seconds(lambda: function(*args)) for _ in range(repeats))
+        return {"first_s": round(first, 3), "again_s": round(again, 3)}
+
+    return {
+        "09a precision panel, 30 epochs": {
+            name: timed(precision_history, precision_config(name)) for name in PRECISIONS
+        },
+        "09b checks panel, one model": {name: timed(checks_for, name) for name in CHECK_CASES},
+        "09b optimizer panel, 50 epochs": {
+            family: timed(optimizer_run, panel_setting(family, rate)) for family, rate in TUNED_RATES.items()
+        },
     }
 
 
@@ -219,6 +256,7 @@ def main() -> dict:
     for lesson, make in lesson_demos().items():
         figures[lesson] = engine_figures(make())
     figures["08_the_clinic"] = diagnostics_figures()
+    figures["09_panels_off_the_engine"] = lesson09_figures()
     figures["machine"] = f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     return figures
 
