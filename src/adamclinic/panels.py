@@ -519,7 +519,60 @@ class EpochView(Protocol):
         """The student pressed "Clear runs"."""
 
 
-class TrainingPanel:
+class BackgroundRuns:
+    """What every live panel shares: a control moved runs ``self.train_now(request, cancel=...)`` in one
+    background thread, and a newer move cancels a stale run where it can. A panel calls
+    ``_start_background_runs()`` in its ``__init__`` and has a ``status`` widget for a run that fails."""
+
+    def _start_background_runs(self) -> None:
+        self._cancel = threading.Event()
+        self._pending: Any = None
+        self._busy = False
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def train_now(self, request: Any, cancel: threading.Event | None = None) -> Any:
+        raise NotImplementedError
+
+    def request(self, request: Any) -> None:
+        """Run ``request`` in the background, cancelling whatever run is still going."""
+        with self._wake:
+            self._pending = request
+            self._cancel.set()
+            self._wake.notify()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve, name="adamclinic-panel", daemon=True)
+                self._worker.start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None:
+                    self._busy = False
+                    if not self._wake.wait(timeout=60):
+                        self._worker = None
+                        return  # idle for a minute: let the thread go; the next move starts another
+                request, self._pending = self._pending, None
+                self._busy = True
+                self._cancel = threading.Event()
+                cancel = self._cancel
+            try:
+                self.train_now(request, cancel=cancel)
+            except Exception as error:  # a bad setting must not kill the panel
+                self.status.value = f"<span style='color:#D55E00'>Training failed: {error}</span>"
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until background runs are done (for tests and scripted demos)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._wake:
+                if self._pending is None and not self._busy:
+                    return
+            time.sleep(0.02)
+        raise TimeoutError("The panel was still training when the wait ran out.")
+
+
+class TrainingPanel(BackgroundRuns):
     """Controls + live loss plot + status line, around ``train_fn(config) -> History``.
 
     ``controls`` maps a ``TrainConfig`` field name (or any name ``make_config`` understands) to a
@@ -554,11 +607,7 @@ class TrainingPanel:
         self.clear_button = w.Button(description="Clear runs", icon="trash", layout=w.Layout(width="120px"))
         self.clear_button.on_click(lambda _: self.clear())
         self.histories: list[History] = []
-        self._cancel = threading.Event()
-        self._pending: TrainConfig | None = None
-        self._busy = False
-        self._wake = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._start_background_runs()
         for control in controls.values():
             control.observe(self._on_change, names="value")
         self.widget = w.VBox(
@@ -621,43 +670,6 @@ class TrainingPanel:
             self.status.value = f"<span style='color:#D55E00'>Cannot train with these settings: {error}</span>"
             return
         self.request(config)
-
-    def request(self, config: TrainConfig) -> None:
-        """Train ``config`` in the background, cancelling whatever run is still going."""
-        with self._wake:
-            self._pending = config
-            self._cancel.set()
-            self._wake.notify()
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name="adamclinic-panel", daemon=True)
-                self._worker.start()
-
-    def _serve(self) -> None:
-        while True:
-            with self._wake:
-                while self._pending is None:
-                    self._busy = False
-                    if not self._wake.wait(timeout=60):
-                        self._worker = None
-                        return  # idle for a minute: let the thread go; the next move starts another
-                config, self._pending = self._pending, None
-                self._busy = True
-                self._cancel = threading.Event()
-                cancel = self._cancel
-            try:
-                self.train_now(config, cancel=cancel)
-            except Exception as error:  # a bad setting must not kill the panel
-                self.status.value = f"<span style='color:#D55E00'>Training failed: {error}</span>"
-
-    def wait(self, timeout: float = 60.0) -> None:
-        """Block until background runs are done (for tests and scripted demos)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._wake:
-                if self._pending is None and not self._busy:
-                    return
-            time.sleep(0.02)
-        raise TimeoutError("The panel was still training when the wait ran out.")
 
     def _ipython_display_(self) -> None:
         display(self.widget)

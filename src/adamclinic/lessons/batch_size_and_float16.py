@@ -881,6 +881,33 @@ def train_in_precision(
     rows = len(data.x_train)
     if not 1 <= batch_size <= rows:
         raise ValueError(f"batch_size must be between 1 and the {rows} training rows; got {batch_size}.")
+    epochs_run = _precision_epochs(
+        data, build_model, precision, loss, batch_size, seed, learning_rate, loss_weight, jit_compile
+    )
+    records, seconds, cpu_seconds = [], [], []
+    for _, (record, wall, cpu) in zip(range(epochs), epochs_run):
+        records.append(record)
+        seconds.append(wall)
+        cpu_seconds.append(cpu)
+        if stop_when_broken and not record[-1].all():  # a weight is NaN or inf: every later step is NaN too
+            break
+    return _precision_run(precision, records, rows // batch_size, seconds, cpu_seconds)
+
+
+def _precision_epochs(
+    data: Dataset,
+    build_model: Callable[[], keras.Model],
+    precision: str,
+    loss: str,
+    batch_size: int,
+    seed: int,
+    learning_rate: float,
+    loss_weight: float,
+    jit_compile: bool,
+):
+    """Train epoch after epoch (the caller stops), yielding each epoch's per-step records and its wall and CPU
+    seconds: the one loop behind ``train_in_precision`` and the panel's ``precision_history``."""
+    rows = len(data.x_train)
     steps = rows // batch_size
     key = (build_model, precision, loss, batch_size, steps, data.x_train.shape[1:], data.y_train.shape[1:], jit_compile)
     if key not in _trainers:
@@ -890,32 +917,11 @@ def train_in_precision(
     x, y = tf.constant(data.x_train), tf.constant(data.y_train)
     weight = tf.constant(loss_weight, tf.float32)
     rng = np.random.default_rng(seed)
-    records: list[list[np.ndarray]] = []
-    seconds, cpu_seconds = [], []
-    for _ in range(epochs):
+    while True:
         wall, cpu = time.perf_counter(), time.process_time()
         order = tf.constant(rng.permutation(rows), dtype=tf.int32)
-        records.append([r.numpy() for r in trainer.epoch(x, y, order, weight)])
-        seconds.append(time.perf_counter() - wall)
-        cpu_seconds.append(time.process_time() - cpu)
-        if stop_when_broken and not records[-1][-1].all():  # a weight is NaN or inf: every later step is NaN too
-            break
-    step_loss, zeros, lost, largest, largest_grad, scales, skipped, finite = (np.concatenate(r) for r in zip(*records))
-    return PrecisionRun(
-        precision=precision,
-        loss=step_loss.astype("float64").reshape(-1, steps).mean(axis=1),
-        step_loss=step_loss.astype("float64"),
-        zero_gradient_share=zeros.astype("float64"),
-        lost_update_share=lost.astype("float64"),
-        largest_update=largest.astype("float64"),
-        largest_gradient=largest_grad.astype("float64"),
-        loss_scale=scales.astype("float64"),
-        skipped=skipped,
-        weights_finite=finite,
-        steps_per_epoch=steps,
-        epoch_seconds=np.array(seconds),
-        epoch_cpu_seconds=np.array(cpu_seconds),
-    )
+        record = [r.numpy() for r in trainer.epoch(x, y, order, weight)]
+        yield record, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def compare_precisions(
@@ -1209,38 +1215,28 @@ def precision_history(
     one epoch at a time, calling ``on_epoch`` after each; the ``History`` carries the ``PrecisionRun`` as
     ``precision_run``. Stops after the first epoch that leaves a weight NaN or inf, or when ``cancel`` is set."""
     data = config.training_data
-    rows = len(data.x_train)
     steps = steps_per_epoch(data, config.batch_size)
-    key = (
+    epochs_run = _precision_epochs(
+        data,
         config.build_model,
         config.precision,
         config.loss,
         config.batch_size,
-        steps,
-        data.x_train.shape[1:],
-        data.y_train.shape[1:],
+        config.seed,
+        float(config.learning_rate),
+        config.loss_weight,
         False,
     )
-    if key not in _trainers:
-        _trainers[key] = _PrecisionTrainer(
-            config.build_model, config.precision, config.loss, config.batch_size, steps, False
-        )
-    trainer = _trainers[key]
-    trainer.reset(config.seed, float(config.learning_rate))
-    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
-    weight = tf.constant(config.loss_weight, tf.float32)
-    rng = np.random.default_rng(config.seed)
     history = History(config)
     records, seconds, cpu_seconds = [], [], []
     for epoch in range(1, config.epochs + 1):
         if cancel is not None and cancel.is_set():
             history.cancelled = True
             break
-        wall, cpu = time.perf_counter(), time.process_time()
-        order = tf.constant(rng.permutation(rows), dtype=tf.int32)
-        records.append([r.numpy() for r in trainer.epoch(x, y, order, weight)])
-        seconds.append(time.perf_counter() - wall)
-        cpu_seconds.append(time.process_time() - cpu)
+        record, wall, cpu = next(epochs_run)
+        records.append(record)
+        seconds.append(wall)
+        cpu_seconds.append(cpu)
         step_loss = records[-1][0].astype("float64")
         metrics = EpochMetrics(
             epoch=epoch,

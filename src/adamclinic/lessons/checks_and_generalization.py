@@ -35,20 +35,27 @@ optimizer that got there change how well the minimum does on new data?
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import bqplot as bq
+import ipywidgets as w
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from IPython.display import display
 
+from adamclinic.clinic import run_checks
+from adamclinic.clinic.checks import OVERFIT_FRACTION
 from adamclinic.data import digits, smooth_regression
-from adamclinic.engine import call_seeded, seed_everything
-from adamclinic.models import mlp
+from adamclinic.engine import EpochMetrics, call_seeded, seed_everything
+from adamclinic.models import digits_relu_net, mlp, small_relu_net
+from adamclinic.panels import BackgroundRuns, LossPlot, fit_axis, log_slider, ys
 
 FAMILIES = ("Adam", "SGD + momentum", "AdamW", "Adam + cosine decay", "AdamW + cosine decay")
 MOMENTUM = 0.9  # Wilson et al.'s "heavy ball" SGD, and the Keras value most projects use
@@ -192,10 +199,11 @@ def plain_keras_run(
     seed: int = 0,
     epochs: int = 100,
     batch_size: int = 32,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train ``build_model()`` on ``split``'s training rows with ``setting``, as a student writes it:
     ``seed_everything``, ``model.compile``, ``model.fit`` with the validation rows, then ``model.evaluate``
-    on the training and test rows. Same arguments, same numbers."""
+    on the training and test rows. Same arguments, same numbers (``callbacks`` only read fit's logs)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1; got {epochs}.")
     if not 1 <= batch_size <= len(split.x_train):
@@ -220,6 +228,7 @@ def plain_keras_run(
         batch_size=batch_size,
         validation_data=(split.x_val, split.y_val),
         verbose=0,
+        callbacks=list(callbacks),
     )
     train = model.evaluate(split.x_train, split.y_train, batch_size=1024, verbose=0, return_dict=True)
     test = model.evaluate(split.x_test, split.y_test, batch_size=1024, verbose=0, return_dict=True)
@@ -359,14 +368,10 @@ class CheckCase:
 
 
 def _healthy_digits_net() -> keras.Model:
-    from adamclinic.models import digits_relu_net
-
     return digits_relu_net()
 
 
 def _lesson01_regression_net() -> keras.Model:
-    from adamclinic.models import small_relu_net
-
     return small_relu_net()
 
 
@@ -402,56 +407,6 @@ def check_case(name: str, seed: int = 0) -> tuple[keras.Model, np.ndarray, np.nd
     return model, x, y, case.loss
 
 
-def watch_overfit(
-    model: keras.Model,
-    x: Any,
-    y: Any,
-    loss: Any,
-    batch_size: int = OVERFIT_BATCH,
-    steps: int = OVERFIT_STEPS,
-    learning_rate: float = OVERFIT_LEARNING_RATE,
-    seed: int = 0,
-    on_step: Callable[[int, float], None] | None = None,
-    every: int = 10,
-) -> np.ndarray:
-    """The loss curve ``check_overfits_one_batch`` trains, step by step, with ``on_step(step, loss)`` called
-    every ``every`` steps while it trains (for a live chart): the same batch, clone, seed and Adam as the
-    check, so the same numbers. The caller's model is not changed. Empty when nothing can train."""
-    import warnings
-
-    from adamclinic.clinic import checks
-
-    problem = checks._prepare(model, x, y, loss)
-    batch_size = min(int(batch_size), len(problem.x))
-    rows = np.sort(np.random.default_rng(seed).choice(len(problem.x), size=batch_size, replace=False))
-    x_batch, y_batch = problem.x[rows], problem.y[rows]
-    seed_everything(seed)
-    clone = checks._working_copy(model, problem.x)
-    if not clone.trainable_weights:
-        return np.array([])
-
-    class Reporter(checks._StepLosses):
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            super().on_train_batch_end(batch, logs)
-            if on_step is not None and ((batch + 1) % every == 0 or batch + 1 == steps):
-                on_step(batch + 1, self.losses[-1])
-
-    reporter = Reporter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the check quotes Keras's warnings in its message; the chart needs none
-        clone.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=problem.loss.keras_loss)
-        clone.fit(
-            np.repeat(x_batch[None], steps, axis=0).reshape(-1, *x_batch.shape[1:]),
-            np.repeat(y_batch[None], steps, axis=0).reshape(-1, *y_batch.shape[1:]),
-            batch_size=batch_size,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[reporter],
-        )
-    return np.asarray(reporter.losses, dtype=float)
-
-
 def know_nothing_batch_loss(name: str, seed: int = 0, batch_size: int = OVERFIT_BATCH) -> float:
     """What the overfit check measures a batch against: ln K for a classifier, the loss of predicting the
     batch's mean (its variance) for the regression."""
@@ -465,7 +420,7 @@ def know_nothing_batch_loss(name: str, seed: int = 0, batch_size: int = OVERFIT_
 
 @dataclass(frozen=True)
 class CaseChecks:
-    """``run_checks`` on one menu entry, and the overfit check's loss curve (``watch_overfit``) over
+    """``run_checks`` on one menu entry, and the overfit check's loss curve over
     ``reference_loss``, the know-nothing loss of the batch: below ``OVERFIT_FRACTION`` counts as learned."""
 
     case: str
@@ -479,23 +434,24 @@ class CaseChecks:
 
 
 def checks_for(name: str, seed: int = 0, on_step: Callable[[int, float], None] | None = None) -> CaseChecks:
-    """Menu entry ``name``'s fresh model through ``run_checks`` (one call), after ``watch_overfit`` has drawn
-    the overfit check's curve: ``on_step(step, loss ÷ know-nothing loss)`` every 10 steps."""
-    from adamclinic.clinic import run_checks
-
+    """Menu entry ``name``'s fresh model through ``run_checks`` (one call), the overfit check calling
+    ``on_step(step, loss ÷ know-nothing loss)`` every 10 steps while it trains (the panel's live chart)."""
     model, x, y, loss = check_case(name, seed)
     reference = know_nothing_batch_loss(name, seed)
-    curve = watch_overfit(
-        model, x, y, loss, seed=seed, on_step=None if on_step is None else lambda s, v: on_step(s, v / reference)
-    )
-    report = run_checks(model, x, y, loss, seed=seed)
-    return CaseChecks(name, report, curve / reference, reference)
+
+    def every_tenth_step(step: int, batch_loss: float) -> None:
+        if on_step is not None and (step % 10 == 0 or step == OVERFIT_STEPS):
+            on_step(step, batch_loss / reference)
+
+    report = run_checks(model, x, y, loss, seed=seed, on_overfit_step=every_tenth_step)
+    overfit = next(result for result in report.results if result.title == "overfit one batch")
+    return CaseChecks(name, report, np.asarray(overfit.loss_curve, dtype=float) / reference, reference)
 
 
-# A panel that retrains in the background, as adamclinic.panels.TrainingPanel does, around any function.
+# A panel around any function (the clinic's checks, a plain model.fit), with TrainingPanel's background runs.
 
 
-class LivePanel:
+class LivePanel(BackgroundRuns):
     """Controls, a live chart and a status line (the last HTML widget) around ``_run(values, cancel)``.
 
     ``show_panel(panel)`` displays it and runs once at the defaults in the calling thread; a control moved
@@ -503,20 +459,11 @@ class LivePanel:
     """
 
     def __init__(self, controls: dict[str, Any], chart: Any):
-        import threading
-
-        import ipywidgets as w
-
         self.controls = controls
         self.status = w.HTML(value="Ready.")
         self.clear_button = w.Button(description="Clear runs", icon="trash", layout=w.Layout(width="120px"))
         self.clear_button.on_click(lambda _: self.clear())
-        self._threading = threading
-        self._cancel = threading.Event()
-        self._pending: dict[str, Any] | None = None
-        self._busy = False
-        self._wake = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._start_background_runs()
         self._quiet = False
         self.results: list[Any] = []
         for control in controls.values():
@@ -542,51 +489,11 @@ class LivePanel:
         if not self._quiet:
             self.request(self.values())
 
-    def request(self, values: dict[str, Any]) -> None:
-        with self._wake:
-            self._pending = values
-            self._cancel.set()
-            self._wake.notify()
-            if self._worker is None:
-                self._worker = self._threading.Thread(target=self._serve, name="adamclinic-panel", daemon=True)
-                self._worker.start()
-
-    def _serve(self) -> None:
-        while True:
-            with self._wake:
-                while self._pending is None:
-                    self._busy = False
-                    if not self._wake.wait(timeout=60):
-                        self._worker = None
-                        return
-                values, self._pending = self._pending, None
-                self._busy = True
-                self._cancel = self._threading.Event()
-                cancel = self._cancel
-            try:
-                self.train_now(values, cancel=cancel)
-            except Exception as error:  # a bad setting must not kill the panel
-                self.status.value = f"<span style='color:#D55E00'>The run failed: {error}</span>"
-
-    def wait(self, timeout: float = 120.0) -> None:
-        """Block until background runs are done (for tests and scripted demos)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._wake:
-                if self._pending is None and not self._busy:
-                    return
-            time.sleep(0.02)
-        raise TimeoutError("The panel was still running when the wait ran out.")
-
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         display(self.widget)
 
 
 def _report_html(checks: CaseChecks) -> str:
-    import html
-
     lines = []
     for result in checks.report.results:
         mark = "pass" if result.passed else "<span style='color:#D55E00'>FAIL</span>"
@@ -600,12 +507,6 @@ class ChecksPanel(LivePanel):
     check's batch loss (over its know-nothing loss) while it trains, beside the 5% line that counts as learned."""
 
     def __init__(self, case: str = "healthy digits net", seed: int = 0):
-        import bqplot as bq
-        import ipywidgets as w
-
-        from adamclinic.clinic.checks import OVERFIT_FRACTION
-        from adamclinic.panels import LossPlot
-
         self.seed = seed
         menu = w.Dropdown(
             options=list(CHECK_CASES),
@@ -634,8 +535,6 @@ class ChecksPanel(LivePanel):
         self._draw_threshold()
 
     def _draw_threshold(self) -> None:
-        from adamclinic.panels import fit_axis, ys
-
         if self.threshold not in self.plot.figure.marks:
             self.plot.figure.marks = [*self.plot.figure.marks, self.threshold]
         self.plot.legend.follow()
@@ -646,8 +545,6 @@ class ChecksPanel(LivePanel):
         self._draw_threshold()
 
     def _run(self, values: dict[str, Any], cancel: Any) -> CaseChecks:
-        from adamclinic.engine import EpochMetrics
-
         name = values["case"]
         line = self.plot.new_line(name)
         self._draw_threshold()
@@ -688,12 +585,6 @@ def optimizer_run(
     Same arguments, same numbers as ``plain_keras_run``: a callback reads the logs and changes no step."""
     split = split or digits_split(256)
     build_model = build_model or wide_digits_net(256)
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1; got {epochs}.")
-    start = time.process_time()
-    seed_everything(seed)
-    model = build_model()
-    steps_per_epoch = math.ceil(len(split.x_train) / batch_size)
 
     class Watch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -703,35 +594,7 @@ def optimizer_run(
             if cancel is not None and cancel.is_set():
                 self.model.stop_training = True
 
-    model.compile(
-        optimizer=setting.make_optimizer(epochs * steps_per_epoch),
-        loss=split.loss,
-        metrics=["accuracy"],
-        steps_per_execution=steps_per_epoch,
-    )
-    fitted = model.fit(
-        split.x_train,
-        split.y_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        validation_data=(split.x_val, split.y_val),
-        verbose=0,
-        callbacks=[Watch()],
-    )
-    train = model.evaluate(split.x_train, split.y_train, batch_size=1024, verbose=0, return_dict=True)
-    test = model.evaluate(split.x_test, split.y_test, batch_size=1024, verbose=0, return_dict=True)
-    return RunResult(
-        setting=setting,
-        seed=int(seed),
-        train_loss=np.asarray(fitted.history["loss"], dtype=float),
-        val_loss=np.asarray(fitted.history["val_loss"], dtype=float),
-        val_accuracy=np.asarray(fitted.history["val_accuracy"], dtype=float),
-        final_train_loss=float(train["loss"]),
-        final_train_accuracy=float(train["accuracy"]),
-        test_loss=float(test["loss"]),
-        test_accuracy=float(test["accuracy"]),
-        cpu_seconds=time.process_time() - start,
-    )
+    return plain_keras_run(split, build_model, setting, seed, epochs, batch_size, callbacks=[Watch()])
 
 
 PANEL_FAMILIES = ("Adam", "SGD + momentum", "AdamW", "Adam + cosine decay")
@@ -763,10 +626,6 @@ class OptimizerPanel(LivePanel):
     256 digits, redrawn every epoch. Picking an optimizer moves the slider to its tuned rate (one run)."""
 
     def __init__(self, family: str = "Adam", learning_rate: float | None = None, epochs: int = PANEL_EPOCHS):
-        import ipywidgets as w
-
-        from adamclinic.panels import LossPlot, log_slider
-
         self.epochs = epochs
         menu = w.Dropdown(
             options=list(PANEL_FAMILIES),
@@ -805,10 +664,6 @@ class OptimizerPanel(LivePanel):
         self.plot.clear()
 
     def _run(self, values: dict[str, Any], cancel: Any) -> RunResult:
-        import html
-
-        from adamclinic.engine import EpochMetrics
-
         setting = panel_setting(values["family"], values["learning_rate"])
         line = self.plot.new_line(setting.label())
         self.status.value = f"Training <b>{html.escape(setting.label())}</b> …"
