@@ -120,3 +120,29 @@ def test_diagnose_refuses_what_it_cannot_read():
         diagnose([1.0, 0.5])
     with pytest.raises(ValueError, match="callbacks"):
         diagnose(ClinicMonitor(np.zeros((4, 2)), np.zeros(4)))
+
+
+def test_the_rules_stay_quiet_on_losses_that_reach_zero(stored):
+    """No rule divides by a zero loss: every zoo run, with its validation loss reaching 0 at its best epoch
+    (then rising), or its losses and baselines all 0, is diagnosed without a warning on stderr (issue 21)."""
+    import dataclasses
+    import warnings
+
+    for name, (_, record) in stored.items():
+        val = [v for v in record.val_loss if v is not None]
+        variants = [
+            dataclasses.replace(record, loss=[0.0] * len(record.loss), baseline_loss=0.0, initial_loss=0.0),
+            dataclasses.replace(record, feature_scales=[0.0] * len(record.feature_scales), target_scale=0.0),
+        ]
+        if len(val) >= 5:
+            best = len(val) // 2
+            rising = [0.0 if i == best else abs(v) + 0.1 * i for i, v in enumerate(val)]
+            variants += [
+                dataclasses.replace(record, val_loss=rising),
+                dataclasses.replace(record, val_loss=[0.0] * len(val)),
+            ]
+        for variant in variants:
+            with warnings.catch_warnings(), np.errstate(all="raise"):
+                warnings.simplefilter("error")
+                report = diagnose(variant)
+            assert all(0 <= f.score <= 1 for f in report.findings), name

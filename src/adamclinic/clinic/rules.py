@@ -326,11 +326,11 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
     if losses.size == 0:
         return None
     last = losses[-min(5, losses.size) :]
-    gap = float(np.max(np.abs(last - r.baseline_loss)) / r.baseline_loss)
+    gap = float(np.max(np.abs(last - r.baseline_loss)) / max(r.baseline_loss, 1e-12))  # 0: one class only
     # A net can memorize labels that do not follow from the inputs, so its training loss falls; what it
     # learned never reaches rows it has not seen: the validation loss stays at the loss of guessing.
     val = _finite(r.val_loss)
-    val_gap = float(abs(np.min(val) - r.baseline_loss) / r.baseline_loss) if val.size else math.inf
+    val_gap = float(abs(np.min(val) - r.baseline_loss) / max(r.baseline_loss, 1e-12)) if val.size else math.inf
     memorizing = bool(val.size) and np.min(val) >= 0.96 * r.baseline_loss and last[-1] < 0.9 * r.baseline_loss
     if gap > 0.06 and not (val_gap < 0.04 and gap < 0.15) and not memorizing:
         return None
@@ -440,7 +440,8 @@ def _overfitting(r: RunRecord) -> Finding | None:
         return None
     val = np.array(val)
     best = int(np.argmin(val))
-    rise = float(val[-1] / val[best] - 1)
+    # A validation loss can reach 0 (a run that fits its validation rows exactly): measure the rise from there.
+    rise = float(val[-1] / max(val[best], 1e-12) - 1)
     losses = _finite(r.loss)
     if best >= len(val) - 2 or rise < 0.1 or val[-1] - val[best] < 0.02 * r.baseline_loss:
         return None
