@@ -67,6 +67,7 @@ from adamclinic.lessons.batch_size_and_float16 import (
     scaling_exponent,
     scaling_exponents_by_seed,
     scaling_rule,
+    step_budget,
     train_in_precision,
 )
 from adamclinic.lessons.checks_and_generalization import (
@@ -165,6 +166,29 @@ def test_the_square_root_rule_recovers_part_of_the_loss_and_the_linear_rule_over
     assert linear["median"] > 1.8 * root["median"]  # measured 0.059 against 0.0186 (3.2x)
     assert sum(lin > sq for lin, sq in zip(linear.losses, root.losses)) >= 4  # measured 5 of 5 (1.28x .. 4.8x)
     assert linear.recovered < 0.25  # measured -0.29: worse than not rescaling at all
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", (0, 1))
+def test_why_the_large_batch_falls_short_and_the_linear_rule_overshoots_the_step_budget(seed):
+    """Section 1's why: no Adam step moves a weight by much more than the learning rate, so batch 256's 120 steps
+    reach less far than batch 16's weights went; at 16x the rate they reach, and go, far beyond it."""
+    small = step_budget(batch_size_config(SMALL, TUNED_RATE, seed, 30))
+    caught = step_budget(batch_size_config(LARGE, TUNED_RATE, seed, 30))
+    linear = step_budget(batch_size_config(LARGE, rescaled_learning_rate(TUNED_RATE, SMALL, LARGE, 1.0), seed, 30))
+    assert (small["steps"], caught["steps"], linear["steps"]) == (1920, 120, 120)
+    assert caught["largest_step_in_lr"] < 1.5  # measured 1.17 (seed 0), 1.30 (seed 1)
+    assert linear["largest_step_in_lr"] < 1.1  # measured 1.00 on both seeds
+    # The trap: 120 steps of at most ~1.2-1.3 rates reach 0.79-0.87, and the farthest weight used 37-43% of that
+    # reach (its steps mostly pointed one way); batch 16 took its farthest weight more than twice as far.
+    assert caught["farthest_move"] > 0.3 * caught["reach"]  # measured 0.34 of 0.79, 0.32 of 0.87 (0.43, 0.37)
+    assert caught["farthest_move"] < 0.5 * small["farthest_move"]  # measured 0.34 vs 0.86, 0.32 vs 0.69
+    # The linear rule: 16x the reach, and the weights went 1.8x-3.5x farther than batch 16's ever did.
+    assert linear["farthest_move"] > 1.5 * small["farthest_move"]  # measured 1.56 vs 0.86, 2.41 vs 0.69
+    if seed == 0:  # the figures the lesson quotes
+        assert round(caught["largest_step_in_lr"], 1) == 1.2 and round(caught["reach"], 1) == 0.8
+        assert (round(caught["farthest_move"], 2), round(small["farthest_move"], 2)) == (0.34, 0.86)
+        assert round(linear["farthest_move"], 2) == 1.56
 
 
 @pytest.mark.slow

@@ -77,7 +77,16 @@ import pandas as pd
 import tensorflow as tf
 
 from adamclinic.data import smooth_regression
-from adamclinic.engine import Dataset, EpochMetrics, History, TrainConfig, call_seeded, run, seed_everything
+from adamclinic.engine import (
+    Dataset,
+    EpochMetrics,
+    History,
+    TrainConfig,
+    call_seeded,
+    run,
+    seed_everything,
+    step_trace,
+)
 from adamclinic.models import small_relu_net
 from adamclinic.panels import ScoreBoard, TrainingPanel, log_slider
 
@@ -502,6 +511,25 @@ def noise_exponent(noise: pd.DataFrame, column: str = "noise") -> float:
     """The slope of ``log noise`` against ``log batch size``: about -1 when noise falls like ``1 / B``."""
     slope, _ = np.polyfit(np.log(noise.index.to_numpy(dtype=float)), np.log(noise[column].to_numpy(dtype=float)), 1)
     return float(slope)
+
+
+def step_budget(config: TrainConfig) -> dict[str, float]:
+    """How far ``config``'s run could move its weights and how far it did: the ``steps``, the largest move
+    of any weight in one step in units of the learning rate (``largest_step_in_lr``: about 1 or less for
+    Adam, whatever the batch size), the ``reach`` those steps allow (``steps × lr × largest_step_in_lr``)
+    and the ``farthest_move`` of any weight from its start to its end."""
+    trace = step_trace(config)
+    history = run(config)
+    seed_everything(config.seed)
+    start = config.build_model().get_weights()
+    steps = len(trace.loss)
+    largest = trace.largest_step_in_learning_rates
+    return {
+        "steps": steps,
+        "largest_step_in_lr": largest,
+        "reach": steps * float(config.learning_rate) * largest,
+        "farthest_move": max(float(np.abs(end - begin).max()) for end, begin in zip(history.final_weights, start)),
+    }
 
 
 def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
