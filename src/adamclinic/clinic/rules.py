@@ -352,7 +352,13 @@ def _chance_plateau(r: RunRecord) -> Finding | None:
         _clip01(score),
         f"{where} the loss of guessing the label mix ({r.baseline_loss:.4g}; ln {r.classes} = "
         f"{math.log(r.classes):.4g} for balanced classes){held_out}: the net learned nothing from the "
-        f"inputs that carries over to rows it has not seen.",
+        f"inputs that carries over to rows it has not seen"
+        # A few hundred rows or fewer can be memorized before anything general is learned: the same curves.
+        + (
+            f" (with only {r.rows} training rows it may also have memorized them at once: overfitting)."
+            if memorizing and r.rows < 200
+            else "."
+        ),
         "Check that the labels line up with the inputs (same shuffle, same order), that the output layer "
         "matches the loss (softmax with K units for sparse_categorical_crossentropy, one sigmoid unit for "
         "binary_crossentropy), and that the labels are in the form the loss expects.",
@@ -443,19 +449,37 @@ def _overfitting(r: RunRecord) -> Finding | None:
     # A validation loss can reach 0 (a run that fits its validation rows exactly): measure the rise from there.
     rise = float(val[-1] / max(val[best], 1e-12) - 1)
     losses = _finite(r.loss)
-    if best >= len(val) - 2 or rise < 0.1 or val[-1] - val[best] < 0.02 * r.baseline_loss:
-        return None
+    if best >= len(val) - 2 or not (losses.size and losses[-1] < val[best] and losses[-1] < losses[best]):
+        return None  # the validation loss has not turned, or the training loss did not keep falling
     # Overfitting comes after learning: the validation loss first falls. One that rises from the first
     # epoch means the validation rows are unlike the training rows (a mix or a split problem).
-    if best < 2 or val[best] > 0.95 * val[0]:
+    if val[best] > 0.95 * val[0]:
         return None
-    if not (losses.size and losses[-1] < val[best] and losses[-1] < losses[best]):
+    baseline = r.baseline_loss if math.isfinite(r.baseline_loss) else math.nan  # unknown when read from a log
+    # Two ways to show it. A validation loss that climbs well back up (10% and more) from its minimum, after
+    # a few epochs of learning; or, on a small data set, a training loss driven to near zero while the
+    # validation loss stays many times higher and has turned (up 2%, or no better for the last fifth of
+    # the epochs): its rise can be small, as the net has nothing left to learn from the training rows but
+    # their noise.
+    gap = float(val[-1] / max(losses[-1], 1e-12))
+    near_zero = losses[-1] < 0.05 * baseline if math.isfinite(baseline) else True
+    climbed = best >= 2 and rise >= 0.1 and not val[-1] - val[best] < 0.02 * baseline
+    stalled = rise >= 0.02 or (rise > 0 and best <= 0.8 * (len(val) - 1))  # no better for the last fifth
+    memorized = near_zero and gap >= 20 and stalled
+    if not (climbed or memorized):
         return None
+    # The stronger of the two signs; a gap alone tops out below a cause planted on top of it (a recompile).
+    score = 0.45 + max(rise, min(0.1 * math.log10(gap), 0.3) if memorized else 0.0)
     return Finding(
         "overfitting",
-        _clip01(0.45 + rise),
+        _clip01(score),
         f"the training loss keeps falling (to {losses[-1]:.3g}) while the validation loss bottomed out at "
-        f"{val[best]:.3g} in epoch {best + 1} and rose {rise:.0%} to {val[-1]:.3g}.",
+        f"{val[best]:.3g} in epoch {best + 1} and rose {rise:.0%} to {val[-1]:.3g}"
+        + (
+            f", {gap:.3g} times the training loss: the net has memorized its {r.rows} training rows."
+            if memorized
+            else "."
+        ),
         "Adam is fine, you are minimizing the wrong thing: stop early at the best validation epoch, add "
         "data, weight decay or dropout, or use a smaller net.",
     )
