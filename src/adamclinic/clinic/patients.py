@@ -1,14 +1,19 @@
 """The clinic's patients: labelled training setups, broken in known ways or healthy.
 
-``ZOO`` is the labelled set the diagnostic tool (``adamclinic.clinic``) is scored on: at least two
+``ZOO`` is the labelled set the diagnostic tool (``adamclinic.clinic``) was tuned on: at least two
 patients per cause, built from different data and architectures, and healthy runs that must get "no
 problem found". Most patients train on the course's engine; the ``fit`` ones train with stock
 ``model.compile`` + ``model.fit`` watched by a ``ClinicMonitor`` (recompiling is a ``fit`` matter).
+``adamclinic.clinic.held_out.HELD_OUT`` is the set it is judged on: other data, architectures and seeds,
+never tuned on.
 
-``python -m adamclinic.clinic.patients`` trains the whole zoo (seed 0; ``--seed N`` for another) and prints each
-patient's label, the tool's verdict and its findings, then the top-1 accuracy and the false alarms.
-``--write`` also stores the recorded runs in ``tests/data/clinic_zoo.json``, which
-``tests/test_diagnostics.py`` scores (and re-trains a few of, to check they still match).
+``python -m adamclinic.clinic.patients`` trains both sets (the tuned zoo with seed 0, ``--seed N`` for
+another; each held-out patient with its own seed) and prints each patient's label, the tool's verdict and
+its findings, then per set the top-1 accuracy and the false-alarm rate (false alarms / healthy runs).
+``--write`` also stores the recorded runs in ``tests/data/clinic_zoo.json`` and
+``tests/data/clinic_zoo_held_out.json``, which ``tests/test_diagnostics.py`` and
+``tests/test_clinic_held_out.py`` score (and re-train a few of, to check they still match); ``--stored``
+scores those files without training.
 """
 
 from __future__ import annotations
@@ -205,7 +210,8 @@ class Patient:
     """A labelled setup: ``cause`` is a key of ``adamclinic.clinic.CAUSES`` or ``"healthy"``.
 
     ``make`` returns the engine config; ``fit`` (for the ``model.fit`` patients) trains and returns
-    the watching ``ClinicMonitor`` itself.
+    the watching ``ClinicMonitor`` itself. ``seed`` is the patient's own seed (the held-out patients
+    have one each); ``None`` takes the seed the whole zoo is recorded with.
     """
 
     name: str
@@ -213,6 +219,7 @@ class Patient:
     make: Callable[[], TrainConfig]
     fit: Callable[[TrainConfig], ClinicMonitor] | None = None
     story: str = ""
+    seed: int | None = None
 
     def config(self, seed: int = 0) -> TrainConfig:
         return replace(self.make(), seed=seed)
@@ -442,14 +449,16 @@ ZOO: list[Patient] = _zoo()
 
 
 def scorecard(reports: dict[str, tuple[str, Report]]) -> dict[str, float]:
-    """Top-1 accuracy over every patient, and how many healthy runs got a problem named."""
+    """Top-1 accuracy over every patient, and how many healthy runs got a problem named (and their share)."""
     hits = sum(report.top == cause for cause, report in reports.values())
     false_alarms = sum(cause == HEALTHY and report.top != HEALTHY for cause, report in reports.values())
+    healthy = sum(cause == HEALTHY for cause, _ in reports.values())
     return {
         "patients": len(reports),
         "top1_accuracy": hits / len(reports),
         "false_alarms": false_alarms,
-        "healthy": sum(cause == HEALTHY for cause, _ in reports.values()),
+        "healthy": healthy,
+        "false_alarm_rate": false_alarms / healthy if healthy else 0.0,
     }
 
 
@@ -458,30 +467,67 @@ def stored_path() -> Path:
     return REPOSITORY_ROOT / "tests" / "data" / "clinic_zoo.json"
 
 
+def held_out_path() -> Path:
+    """Where the held-out zoo's recorded runs are kept (``tests/data/clinic_zoo_held_out.json``)."""
+    return REPOSITORY_ROOT / "tests" / "data" / "clinic_zoo_held_out.json"
+
+
 def record_zoo(seed: int = 0, patients: list[Patient] | None = None) -> dict[str, dict]:
-    """Train every patient once; by name: its label and its ``RunRecord`` as a plain dict."""
-    return {p.name: {"cause": p.cause, "record": asdict(p.record(seed))} for p in (patients or ZOO)}
+    """Train every patient once; by name: its label and its ``RunRecord`` as a plain dict.
+
+    A patient with its own ``seed`` is trained with it, and its entry keeps that ``"seed"``.
+    """
+    recorded = {}
+    for p in patients or ZOO:
+        if p.seed is None:
+            recorded[p.name] = {"cause": p.cause, "record": asdict(p.record(seed))}
+        else:
+            recorded[p.name] = {"cause": p.cause, "seed": p.seed, "record": asdict(p.record(p.seed))}
+    return recorded
 
 
-def load_zoo(path: Path | None = None) -> tuple[int, dict[str, tuple[str, RunRecord]]]:
-    """The stored zoo: its seed and, by patient name, (label, ``RunRecord``)."""
-    stored = json.loads((path or stored_path()).read_text(encoding="utf-8"))
+def write_zoo(path: Path, seed: int | None, recorded: dict[str, dict]) -> None:
+    """Store ``record_zoo``'s result; ``seed`` is the zoo's seed (``None`` when each entry has its own)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Compact, one patient per line: small in git and readable in a diff.
+    lines = ",\n".join(
+        f"  {json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in recorded.items()
+    )
+    path.write_text(f'{{"seed": {json.dumps(seed)}, "patients": {{\n{lines}\n}}}}\n', encoding="utf-8")
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No stored zoo at {path}: record it with `python -m adamclinic.clinic.patients --write`."
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_zoo(path: Path | None = None) -> tuple[int | None, dict[str, tuple[str, RunRecord]]]:
+    """A stored zoo (the tuned one unless ``path`` says another): its seed and, by patient name, (label,
+    ``RunRecord``). The held-out file has no zoo-wide seed (``None``): ``load_seeds`` gives each patient's."""
+    stored = _read(path or stored_path())
     return stored["seed"], {
         name: (entry["cause"], RunRecord(**entry["record"])) for name, entry in stored["patients"].items()
     }
 
 
-def main(argv: list[str]) -> dict[str, float]:
-    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
-    recorded = record_zoo(seed)
-    if "--write" in argv:
-        path = stored_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Compact, one patient per line: small in git and readable in a diff.
-        lines = ",\n".join(
-            f"  {json.dumps(name)}: {json.dumps(entry, separators=(',', ':'))}" for name, entry in recorded.items()
-        )
-        path.write_text(f'{{"seed": {seed}, "patients": {{\n{lines}\n}}}}\n', encoding="utf-8")
+def load_seeds(path: Path | None = None) -> dict[str, int]:
+    """The seed each stored patient was trained with: its own, or the zoo's."""
+    stored = _read(path or stored_path())
+    return {name: entry.get("seed", stored["seed"]) for name, entry in stored["patients"].items()}
+
+
+def _recorded_from_file(path: Path) -> dict[str, dict]:
+    return {
+        name: {"cause": entry["cause"], "record": entry["record"]} for name, entry in _read(path)["patients"].items()
+    }
+
+
+def score(recorded: dict[str, dict], title: str) -> dict[str, float]:
+    """Diagnose every recorded run, print one line per patient and the set's scorecard; return the scorecard."""
+    print(f"== {title}")
     reports = {}
     for name, entry in recorded.items():
         report = diagnose(RunRecord(**entry["record"]))
@@ -492,8 +538,32 @@ def main(argv: list[str]) -> dict[str, float]:
             f"{[f'{f.cause}:{f.score:.2f}' for f in report.findings]}"
         )
     card = scorecard(reports)
-    print(card)
+    print(
+        f"{title}: top-1 {card['top1_accuracy']:.1%} of {card['patients']} runs, false alarms "
+        f"{card['false_alarms']}/{card['healthy']} healthy ({card['false_alarm_rate']:.0%})"
+    )
     return card
+
+
+def main(argv: list[str]) -> dict[str, dict[str, float]]:
+    """Score the tuned zoo and the held-out zoo: trained afresh (``--seed N`` for the tuned zoo's seed;
+    the held-out patients keep their own), or read from the stored files (``--stored``). ``--write``
+    stores both sets' fresh records."""
+    from adamclinic.clinic.held_out import HELD_OUT
+
+    if "--stored" in argv and ("--write" in argv or "--seed" in argv):
+        raise SystemExit("--stored scores the stored files as they are: drop --write and --seed.")
+    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
+    if "--stored" in argv:
+        tuned, held_out = _recorded_from_file(stored_path()), _recorded_from_file(held_out_path())
+    else:
+        tuned, held_out = record_zoo(seed), record_zoo(seed, HELD_OUT)
+    if "--write" in argv:
+        write_zoo(stored_path(), seed, tuned)
+        write_zoo(held_out_path(), None, held_out)
+    cards = {"tuned": score(tuned, "tuned zoo"), "held_out": score(held_out, "held-out zoo")}
+    print(cards)
+    return cards
 
 
 if __name__ == "__main__":
