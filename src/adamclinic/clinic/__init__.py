@@ -8,7 +8,11 @@ Two ways in, one report:
 - with the course's engine, call ``diagnose(history)`` on the ``History`` that ``adamclinic.engine.training.run``
   returns. The engine already records every epoch's loss, validation loss and per-layer gradient norms
   in its compiled loop; the rest is measured after the run from the seed's initial weights and the final
-  weights, so watching costs the engine nothing while it trains.
+  weights, so watching costs the engine nothing while it trains;
+- from logs alone (``adamclinic.clinic.logs``): ``diagnose`` also takes the Keras ``History`` that
+  ``model.fit`` returns, its ``.history`` dict, a ``CSVLogger`` file or a TensorBoard log directory, and
+  ``python -m adamclinic.clinic diagnose run.csv`` prints the report. A log holds curves, not data or
+  gradients: the rules that need those stay silent and the report lists what it could not check.
 
 Both paths fill one ``RunRecord`` (plain numbers, JSON-friendly), and ``diagnose`` reads only that: the
 rules below never see the model or the code, just what a practitioner could measure. Each rule returns
@@ -33,6 +37,7 @@ from adamclinic.clinic.checks import (
     check_overfits_one_batch,
     run_checks,
 )
+from adamclinic.clinic.logs import LogReadError, curves_only, record_from_logs
 from adamclinic.clinic.monitor import ClinicMonitor, monitored_fit
 from adamclinic.clinic.record import PROBE_ROWS, RunRecord, record_from_history
 from adamclinic.clinic.rules import CAUSES, HEALTHY, RULES, THRESHOLD, Finding, Report, diagnose
@@ -48,6 +53,7 @@ __all__ = [
     "Finding",
     "GradientCheck",
     "InitialLossCheck",
+    "LogReadError",
     "OverfitCheck",
     "Report",
     "RunRecord",
@@ -56,8 +62,10 @@ __all__ = [
     "check_loss_gradient",
     "check_model_gradient",
     "check_overfits_one_batch",
+    "curves_only",
     "diagnose",
     "monitored_fit",
     "record_from_history",
+    "record_from_logs",
     "run_checks",
 ]

@@ -77,7 +77,7 @@ class ClinicMonitor(keras.callbacks.Callback):
             "task": task,
             "classes": classes,
             "optimizer": type(optimizer).__name__.lower(),
-            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            "learning_rate": float(optimizer.learning_rate.numpy()),
             "beta_1": float(optimizer.beta_1) if hasattr(optimizer, "beta_1") else None,
             "beta_2": float(optimizer.beta_2) if hasattr(optimizer, "beta_2") else None,
             **_data_statistics(self.x, self.y, task),

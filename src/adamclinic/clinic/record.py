@@ -40,6 +40,11 @@ class RunRecord:
     (regression) or the share of probe rows given the most common predicted class (classification).
     ``improper_outputs`` is the share of probe rows whose outputs are not probabilities (a value outside
     [0, 1], or, for several classes, a sum other than 1) although the loss expects probabilities.
+
+    A record read from logs alone (``adamclinic.clinic.logs``) lists in ``unknown`` the fields its source
+    could not measure (data statistics, gradients, probes...); those hold ``None`` or an empty list, never
+    a stand-in number, and the rules that need them stay silent. ``curves`` keeps the log's other
+    per-epoch curves (accuracy, learning rate...) and ``source`` says where the record came from.
     """
 
     task: str  # "regression", "binary" or "multiclass"
@@ -66,6 +71,13 @@ class RunRecord:
     prediction_spread: float
     epoch_layer_grads: list[list[float]] = field(default_factory=list)
     improper_outputs: float = 0.0
+    unknown: list[str] = field(default_factory=list)  # empty: everything was measured
+    curves: dict[str, list[float | None]] = field(default_factory=dict)
+    source: str = ""
+
+    def knows(self, *names: str) -> bool:
+        """Whether every named field was measured (a record from logs lacks the data and the probes)."""
+        return not any(name in self.unknown for name in names)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=True, separators=(",", ":"))

@@ -1,16 +1,24 @@
 """The rules: each reads a ``RunRecord`` and returns a ``Finding`` (a cause, a score in [0, 1], the
 evidence, the fix); ``diagnose`` ranks those scoring at least ``THRESHOLD``.
+
+A record read from logs alone lacks the data, the gradients and the probes (``RunRecord.unknown``).
+``READS`` declares what each rule needs beyond the curves: a rule whose needs were not measured stays
+silent and the report lists its cause as not checked; a rule that can also work from the curves alone
+(spikes and NaN, the validation loss turning, a jump at a new fit) still runs.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import keras
 import numpy as np
 
+from adamclinic.clinic.logs import record_from_logs
 from adamclinic.clinic.monitor import ClinicMonitor
 from adamclinic.clinic.record import RunRecord, record_from_history
 from adamclinic.engine import History
@@ -56,10 +64,16 @@ class Finding:
 
 @dataclass
 class Report:
-    """The ranked findings of one run (strongest first) and the record they were read from."""
+    """The ranked findings of one run (strongest first) and the record they were read from.
+
+    For a record read from logs, ``not_checked`` lists the causes that could not be checked (their rules
+    need what the logs do not hold) and ``partly_checked`` those checked from the curves only.
+    """
 
     findings: list[Finding]
     record: RunRecord
+    not_checked: list[str] = field(default_factory=list)
+    partly_checked: list[str] = field(default_factory=list)
 
     @property
     def top(self) -> str:
@@ -70,34 +84,76 @@ class Report:
     def causes(self) -> list[str]:
         return [f.cause for f in self.findings]
 
+    def limits(self) -> list[str]:
+        """What the report could not see (a record read from logs), and what to record next time."""
+        if not (self.not_checked or self.partly_checked):
+            return []
+        source = f" ({self.record.source})" if self.record.source else ""
+        lines = [f"Read from the logs alone{source}: without the data and the gradients some causes cannot be seen."]
+        if self.partly_checked:
+            lines.append("Checked from the curves only: " + "; ".join(CAUSES[c] for c in self.partly_checked) + ".")
+        if self.not_checked:
+            lines.append("Could not check: " + "; ".join(CAUSES[c] for c in self.not_checked) + ".")
+        lines.append(NEXT_TIME)
+        return lines
+
+    def _headline(self) -> tuple[str, str, str]:
+        """For a report without findings: its headline, what the loss did, and the headline's colour."""
+        nan_at = next((i + 1 for i, v in enumerate(self.record.loss) if not math.isfinite(v)), None)
+        if self.not_checked and nan_at is not None:
+            # A NaN loss is a problem even when the curves cannot say which one.
+            return (
+                "No cause named from the curves alone",
+                f"the loss became NaN or infinite at epoch {nan_at}; NaN in the inputs, exploding gradients, "
+                "β2 too low and a learning rate too high can each do that, and telling them apart needs the "
+                "data or the gradients.",
+                "#D55E00",
+            )
+        headline = "No problem found in the curves" if self.not_checked else "No problem found"
+        return headline, _healthy_summary(self.record), "#009E73"
+
     def __str__(self) -> str:
         if not self.findings:
-            return "No problem found: " + _healthy_summary(self.record)
-        lines = []
-        for rank, f in enumerate(self.findings, start=1):
-            lines += [f"{rank}. {f.title} (score {f.score:.2f})", f"   evidence: {f.evidence}", f"   fix: {f.fix}"]
-        return "\n".join(lines)
+            headline, summary, _ = self._headline()
+            lines = [f"{headline}: {summary}"]
+        else:
+            lines = []
+            for rank, f in enumerate(self.findings, start=1):
+                lines += [f"{rank}. {f.title} (score {f.score:.2f})", f"   evidence: {f.evidence}", f"   fix: {f.fix}"]
+        limits = self.limits()
+        return "\n".join(lines + ([""] + limits if limits else []))
 
     def _repr_html_(self) -> str:
+        limits = "".join(f"<br><small>{html.escape(line)}</small>" for line in self.limits())
+        limits = f"<p>{limits[4:]}</p>" if limits else ""
         if not self.findings:
-            return f"<p><b style='color:#009E73'>No problem found.</b> {html.escape(_healthy_summary(self.record))}</p>"
+            headline, summary, colour = self._headline()
+            return f"<p><b style='color:{colour}'>{html.escape(headline)}.</b> {html.escape(summary)}</p>{limits}"
         items = "".join(
             f"<li><b>{html.escape(f.title)}</b> <small>(score {f.score:.2f})</small><br>"
             f"<i>evidence:</i> {html.escape(f.evidence)}<br><i>fix:</i> {html.escape(f.fix)}</li>"
             for f in self.findings
         )
-        return f"<ol>{items}</ol>"
+        return f"<ol>{items}</ol>{limits}"
+
+
+NEXT_TIME = (
+    "Next time, record the rest: add ClinicMonitor(x_train, y_train) to model.fit(callbacks=[...]) "
+    "and call diagnose(monitor)."
+)
 
 
 def _healthy_summary(record: RunRecord) -> str:
     finite = [v for v in record.loss if math.isfinite(v)]
+    if not finite:
+        return ""
+    if not record.knows("initial_loss", "baseline_loss"):
+        val = _finite(record.val_loss)
+        held_out = f"; the validation loss ends at {val[-1]:.3g} (best {np.min(val):.3g})" if val.size else ""
+        return f"the loss went from {finite[0]:.3g} in the first epoch to {finite[-1]:.3g} in the last{held_out}."
     return (
-        (
-            f"the loss fell from {record.initial_loss:.3g} to {finite[-1]:.3g} "
-            f"(the best constant prediction scores {record.baseline_loss:.3g})."
-        )
-        if finite
-        else ""
+        f"the loss fell from {record.initial_loss:.3g} to {finite[-1]:.3g} "
+        f"(the best constant prediction scores {record.baseline_loss:.3g})."
     )
 
 
@@ -229,12 +285,14 @@ def _spikes(losses: np.ndarray, factor: float = 1.3) -> int:
 
 def _learning_rate_too_high(r: RunRecord) -> Finding | None:
     losses = _finite(r.loss)
-    per_step = r.weight_change / max(r.steps, 1)
+    # From logs alone the weights' drift, the initial loss and the baseline are unknown: those checks are
+    # skipped, and the spikes and the NaN in the curve remain.
+    moved, rate = r.knows("weight_change"), r.learning_rate if r.knows("learning_rate") else None
     evidence, score = [], 0.0
-    if r.weight_change > 2:
+    if moved and r.weight_change > 2:
         score += 0.3
         evidence.append(f"the weights moved {r.weight_change:.3g} times their initial size")
-    if losses.size and losses[0] > 3 * r.initial_loss:
+    if r.knows("initial_loss") and losses.size and losses[0] > 3 * r.initial_loss:
         score += 0.35
         evidence.append(
             f"the first epoch's loss ({losses[0]:.3g}) is {losses[0] / r.initial_loss:.3g} times the "
@@ -244,10 +302,16 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
     if spikes >= 3:
         score += 0.1 * min(spikes, 4)
         evidence.append(f"the loss jumped up by over 30% in {spikes} of {losses.size} epochs")
-    if losses.size and losses[-1] > 0.8 * r.baseline_loss and r.weight_change > 1:
+    if (
+        moved
+        and r.knows("baseline_loss")
+        and losses.size
+        and losses[-1] > 0.8 * r.baseline_loss
+        and r.weight_change > 1
+    ):
         score += 0.2
         evidence.append(f"it ends at {losses[-1]:.3g}, no better than a constant prediction ({r.baseline_loss:.3g})")
-    if len(losses) < len(r.loss) and r.learning_rate > 0.02:
+    if len(losses) < len(r.loss) and rate is not None and rate > 0.02:
         score += 0.4
         # Under Adam a rate alone rarely makes NaN (lesson 07b's symptom index): say where else to look.
         elsewhere = " (a rate alone rarely does that to Adam: check the inputs and β2 too)" if r.beta_2 else ""
@@ -255,13 +319,15 @@ def _learning_rate_too_high(r: RunRecord) -> Finding | None:
     if score < 0.3:
         return None
     # With Adam a rate of 3e-3 or less is rarely too high by itself: something else made the steps big.
-    if r.beta_2 is not None:
-        score += 0.15 if r.learning_rate >= 0.1 else (-0.2 if r.learning_rate <= 5e-3 else 0.0)
+    if r.beta_2 is not None and rate is not None:
+        score += 0.15 if rate >= 0.1 else (-0.2 if rate <= 5e-3 else 0.0)
+    setting = f"learning rate {rate:g}" if rate is not None else "the learning rate was not logged"
+    if moved and r.knows("steps"):
+        setting += f"; a net drift of {r.weight_change / max(r.steps, 1):.2g} of the weights' size per step"
     return Finding(
         "learning_rate_too_high",
         _clip01(score),
-        "; ".join(evidence) + f" (learning rate {r.learning_rate:g}; a net drift of {per_step:.2g} of the "
-        "weights' size per step).",
+        "; ".join(evidence) + f" ({setting}).",
         "Lower the learning rate by about 10x (a range test finds a good one). Warmup does not rescue a rate "
         "that is far too high: it only delays the damage.",
     )
@@ -300,7 +366,8 @@ def _beta_2_too_low(r: RunRecord) -> Finding | None:
     ends_above = losses[-1] > 1.5 * best or losses.size < len(r.loss)
     if spikes == 0 and not ends_above:
         return None
-    blew_up = losses.size < len(r.loss) or float(np.max(losses)) > 10 * r.initial_loss
+    start = r.initial_loss if r.knows("initial_loss") else losses[0]  # from logs: the first epoch's loss
+    blew_up = losses.size < len(r.loss) or float(np.max(losses)) > 10 * start
     score = 0.55 + 0.05 * min(spikes, 5) + (0.15 if ends_above else 0.0) + (0.2 if blew_up else 0.0)
     nan_at = next((i + 1 for i, v in enumerate(r.loss) if not math.isfinite(v)), None)
     if nan_at is not None:
@@ -441,45 +508,44 @@ def _train_eval_mismatch(r: RunRecord) -> Finding | None:
 
 
 def _overfitting(r: RunRecord) -> Finding | None:
-    val = [v for v in r.val_loss if v is not None]
-    if len(val) < 5 or not all(math.isfinite(v) for v in val):
+    # The epochs with a validation loss, each beside its training loss (validation may skip epochs).
+    epochs = [i for i, v in enumerate(r.val_loss) if v is not None and i < len(r.loss)]
+    if len(epochs) < 5:
         return None
-    val = np.array(val)
+    val, train = np.array([r.val_loss[i] for i in epochs]), np.array([r.loss[i] for i in epochs])
+    if not (np.all(np.isfinite(val)) and np.all(np.isfinite(train))):
+        return None
     best = int(np.argmin(val))
     # A validation loss can reach 0 (a run that fits its validation rows exactly): measure the rise from there.
     rise = float(val[-1] / max(val[best], 1e-12) - 1)
-    losses = _finite(r.loss)
-    if best >= len(val) - 2 or not (losses.size and losses[-1] < val[best] and losses[-1] < losses[best]):
+    if best >= len(val) - 2 or not (train[-1] < val[best] and train[-1] < train[best]):
         return None  # the validation loss has not turned, or the training loss did not keep falling
     # Overfitting comes after learning: the validation loss first falls. One that rises from the first
     # epoch means the validation rows are unlike the training rows (a mix or a split problem).
     if val[best] > 0.95 * val[0]:
         return None
-    baseline = r.baseline_loss if math.isfinite(r.baseline_loss) else math.nan  # unknown when read from a log
     # Two ways to show it. A validation loss that climbs well back up (10% and more) from its minimum, after
     # a few epochs of learning; or, on a small data set, a training loss driven to near zero while the
     # validation loss stays many times higher and has turned (up 2%, or no better for the last fifth of
     # the epochs): its rise can be small, as the net has nothing left to learn from the training rows but
-    # their noise.
-    gap = float(val[-1] / max(losses[-1], 1e-12))
-    near_zero = losses[-1] < 0.05 * baseline if math.isfinite(baseline) else True
-    climbed = best >= 2 and rise >= 0.1 and not val[-1] - val[best] < 0.02 * baseline
+    # their noise. From logs alone the loss of a constant prediction is unknown: those comparisons are skipped.
+    baseline = r.baseline_loss if r.knows("baseline_loss") else None
+    gap = float(val[-1] / max(train[-1], 1e-12))
+    near_zero = baseline is None or train[-1] < 0.05 * baseline
+    climbed = best >= 2 and rise >= 0.1 and (baseline is None or val[-1] - val[best] >= 0.02 * baseline)
     stalled = rise >= 0.02 or (rise > 0 and best <= 0.8 * (len(val) - 1))  # no better for the last fifth
     memorized = near_zero and gap >= 20 and stalled
     if not (climbed or memorized):
         return None
     # The stronger of the two signs; a gap alone tops out below a cause planted on top of it (a recompile).
     score = 0.45 + max(rise, min(0.1 * math.log10(gap), 0.3) if memorized else 0.0)
+    rows = f"its {r.rows} training rows" if r.knows("rows") else "its training rows"
     return Finding(
         "overfitting",
         _clip01(score),
-        f"the training loss keeps falling (to {losses[-1]:.3g}) while the validation loss bottomed out at "
-        f"{val[best]:.3g} in epoch {best + 1} and rose {rise:.0%} to {val[-1]:.3g}"
-        + (
-            f", {gap:.3g} times the training loss: the net has memorized its {r.rows} training rows."
-            if memorized
-            else "."
-        ),
+        f"the training loss keeps falling (to {train[-1]:.3g}) while the validation loss bottomed out at "
+        f"{val[best]:.3g} in epoch {epochs[best] + 1} and rose {rise:.0%} to {val[-1]:.3g}"
+        + (f", {gap:.3g} times the training loss: the net has memorized {rows}." if memorized else "."),
         "Adam is fine, you are minimizing the wrong thing: stop early at the best validation epoch, add "
         "data, weight decay or dropout, or use a smaller net.",
     )
@@ -503,11 +569,66 @@ RULES = (
 )
 
 
-def diagnose(run: History | ClinicMonitor | RunRecord) -> Report:
+# What each rule reads beyond the curves (loss, validation loss, fit starts), as RunRecord fields: its
+# cause, what it needs (without it the rule stays silent: the cause is not checked), and what it uses when
+# it was measured (without it the rule reads the curves only). A rule missing here needs everything.
+READS: dict[Callable[[RunRecord], Finding | None], tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    _nan_inputs: ("nan_inputs", ("nan_rows", "rows"), ()),
+    _unscaled_inputs: ("unscaled_inputs", ("feature_scales", "initial_layer_grads"), ()),
+    _unscaled_targets: ("unscaled_targets", ("task", "target_scale", "initial_loss"), ()),
+    _exploding: (
+        "exploding_gradients",
+        ("feature_scales", "initial_layer_grads", "initial_loss", "baseline_loss", "learning_rate"),
+        (),
+    ),
+    _vanishing: ("vanishing_gradients", ("initial_layer_grads", "baseline_loss"), ()),
+    _learning_rate_too_high: (
+        "learning_rate_too_high",
+        (),
+        ("weight_change", "initial_loss", "baseline_loss", "learning_rate", "steps"),
+    ),
+    _learning_rate_too_low: (
+        "learning_rate_too_low",
+        ("weight_change", "initial_loss", "baseline_loss", "learning_rate", "steps"),
+        (),
+    ),
+    _beta_2_too_low: ("beta_2_too_low", ("beta_1", "beta_2"), ("initial_loss",)),
+    _chance_plateau: ("chance_plateau", ("task", "classes", "label_shares", "baseline_loss", "weight_change"), ()),
+    _output_loss_mismatch: ("output_loss_mismatch", ("improper_outputs", "baseline_loss"), ()),
+    _majority_class: ("majority_class", ("task", "label_shares", "prediction_spread"), ()),
+    _recompile_reset: ("recompile_reset", (), ()),
+    _train_eval_mismatch: (
+        "train_eval_mismatch",
+        ("final_train_mode_loss", "final_eval_mode_loss", "baseline_loss"),
+        (),
+    ),
+    _overfitting: ("overfitting", (), ("baseline_loss",)),
+}
+
+
+def _run_rules(record: RunRecord) -> tuple[list[Finding], list[str], list[str]]:
+    """The findings scoring at least ``THRESHOLD``, the causes not checked and those checked from curves only."""
+    findings, not_checked, partly = [], [], []
+    for rule in RULES:
+        cause, needs, uses = READS.get(rule, (rule.__name__.strip("_"), tuple(record.unknown), ()))
+        if not record.knows(*needs):
+            not_checked.append(cause)
+            continue
+        if not record.knows(*uses):
+            partly.append(cause)
+        finding = rule(record)
+        if finding is not None and finding.score >= THRESHOLD:
+            findings.append(finding)
+    return findings, not_checked, partly
+
+
+def diagnose(run: History | ClinicMonitor | RunRecord | keras.callbacks.History | Mapping | str | Path) -> Report:
     """The likely causes of a failing run, strongest first, each with its evidence and fix.
 
-    Give it an engine ``History``, a ``ClinicMonitor`` that watched ``model.fit``, or a ``RunRecord``.
-    An empty ``findings`` list means no problem found.
+    Give it an engine ``History``, a ``ClinicMonitor`` that watched ``model.fit``, or a ``RunRecord``; or a
+    run's logs alone: a Keras ``History`` (what ``model.fit`` returns), its ``.history`` dict, the path of a
+    ``CSVLogger`` file or a TensorBoard log directory. An empty ``findings`` list means no problem found;
+    from logs, ``not_checked`` lists the causes that need what a log does not hold.
     """
     if isinstance(run, ClinicMonitor):
         record = run.record
@@ -515,9 +636,12 @@ def diagnose(run: History | ClinicMonitor | RunRecord) -> Report:
         record = record_from_history(run)
     elif isinstance(run, RunRecord):
         record = run
+    elif isinstance(run, (keras.callbacks.History, Mapping, str, Path)):
+        record = record_from_logs(run)
     else:
         raise TypeError(
-            f"diagnose() takes an engine History, a ClinicMonitor or a RunRecord; got {type(run).__name__}."
+            "diagnose() takes an engine History, a ClinicMonitor or a RunRecord, or a run's logs (a Keras "
+            f"History, its .history dict, a CSVLogger file or a TensorBoard log directory); got {type(run).__name__}."
         )
-    findings = [f for f in (rule(record) for rule in RULES) if f is not None and f.score >= THRESHOLD]
-    return Report(sorted(findings, key=lambda f: -f.score), record)
+    findings, not_checked, partly = _run_rules(record)
+    return Report(sorted(findings, key=lambda f: -f.score), record, not_checked, partly)
