@@ -32,7 +32,14 @@ $(READY): requirements.txt pyproject.toml
 lab: $(READY)
 	$(BIN)/python -m adamclinic.lab
 
-test: system-test $(READY)
+# The class hub's software (hub/requirements.txt, configurable-http-proxy from npm), for make hub and its test.
+HUB_READY := $(VENV)/.hub-ready
+$(HUB_READY): hub/requirements.txt $(READY)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r hub/requirements.txt
+	npm install --prefix $(VENV) --no-audit --no-fund --silent configurable-http-proxy@5.3.0
+	@touch $@
+
+test: system-test $(READY) $(HUB_READY)
 	$(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 check: $(READY)
@@ -66,3 +73,15 @@ release: $(READY)
 #   make figures [NAME=01_learning_rate]   (adamclinic/figures.py; tests/test_figures.py checks they are current)
 figures: $(READY)
 	$(BIN)/python -m adamclinic.figures $(NAME)
+
+# A class on this machine's JupyterHub (hub/README.md): root only, as it creates an account per member.
+#   sudo make hub [ROSTER=hub/roster.toml] [PORT=8000]      sudo make hub-clean   (stops it, removes .hub/ and the accounts)
+.PHONY: hub hub-clean
+hub:
+	@test "$$(id -u)" = 0 || { echo "make hub needs root: it creates a Unix account for each member of the class and starts their servers as them. Run: sudo make hub"; exit 2; }
+	@$(MAKE) --no-print-directory $(HUB_READY)
+	PYTHONPATH=hub $(BIN)/python -m classhub start $(if $(ROSTER),--roster $(ROSTER)) $(if $(PORT),--port $(PORT))
+
+hub-clean:
+	@test "$$(id -u)" = 0 || { echo "make hub-clean needs root: it removes the accounts make hub created. Run: sudo make hub-clean"; exit 2; }
+	PYTHONPATH=hub $(BIN)/python -m classhub clean
