@@ -5,7 +5,7 @@ loss only about 10% above its minimum and rising, and far above the training los
 that is the usual picture: the net memorizes the few training rows quickly and then has nothing left to
 learn but their noise, so the validation loss stops improving and creeps up by a few percent while the
 gap to the training loss grows to hundreds of times. The rule used to ask for a 10% climb; it now also
-names a training loss driven to near zero with a validation loss 20 times higher that has turned (up 2%,
+names a training loss driven to near zero with a validation loss 100 times higher that has turned (up 2%,
 or no better over the last fifth of the epochs). Measured below on 16 and 32 digits and 32 regression rows
 (wide ReLU nets, 80 epochs, seeds 0-2): every one was "healthy" before and is "overfitting" now, with the
 epoch the validation loss turned; the zoo's scorecard is unchanged (tests/test_diagnostics.py).

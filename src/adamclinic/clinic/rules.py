@@ -502,8 +502,9 @@ def _train_eval_mismatch(r: RunRecord) -> Finding | None:
         _clip01(0.5 + 0.15 * math.log10(factor)),
         f"on the same training rows the loss in training mode is {train:.3g} but in inference mode "
         f"{evaluation:.3g} ({factor:.3g} times higher): a layer behaves differently when predicting.",
-        "Check batch normalization (moving statistics need enough steps; a larger momentum or batch) and "
-        "dropout; evaluate with model.evaluate on the training data to confirm.",
+        "Check batch normalization (its moving statistics need enough steps to catch up: a smaller "
+        "momentum, 0.9 or 0.99, or more steps) and dropout; evaluate with model.evaluate on the training "
+        "data to confirm.",
     )
 
 
@@ -526,15 +527,16 @@ def _overfitting(r: RunRecord) -> Finding | None:
         return None
     # Two ways to show it. A validation loss that climbs well back up (10% and more) from its minimum, after
     # a few epochs of learning; or, on a small data set, a training loss driven to near zero while the
-    # validation loss stays many times higher and has turned (up 2%, or no better for the last fifth of
-    # the epochs): its rise can be small, as the net has nothing left to learn from the training rows but
-    # their noise. From logs alone the loss of a constant prediction is unknown: those comparisons are skipped.
+    # validation loss stays a hundred times higher or more and has turned (up 2%, or no better for the last
+    # fifth of the epochs): its rise can be small, as the net has nothing left to learn from the training
+    # rows but their noise. (At 20 times, a well-trained digits net of 1024 rows was called overfit.) From
+    # logs alone the loss of a constant prediction is unknown: those comparisons are skipped.
     baseline = r.baseline_loss if r.knows("baseline_loss") else None
     gap = float(val[-1] / max(train[-1], 1e-12))
     near_zero = baseline is None or train[-1] < 0.05 * baseline
     climbed = best >= 2 and rise >= 0.1 and (baseline is None or val[-1] - val[best] >= 0.02 * baseline)
     stalled = rise >= 0.02 or (rise > 0 and best <= 0.8 * (len(val) - 1))  # no better for the last fifth
-    memorized = near_zero and gap >= 20 and stalled
+    memorized = near_zero and gap >= 100 and stalled
     if not (climbed or memorized):
         return None
     # The stronger of the two signs; a gap alone tops out below a cause planted on top of it (a recompile).
