@@ -20,7 +20,8 @@ import pytest
 from adamclinic.clinic import CAUSES, HEALTHY, diagnose
 from adamclinic.clinic import held_out as held_out_module
 from adamclinic.clinic.held_out import HELD_OUT, TWINS, check_label
-from adamclinic.clinic.patients import ZOO, held_out_path, load_seeds, load_zoo, main, scorecard
+from adamclinic.clinic.patients import ZOO, held_out_path, load_seeds, load_zoo, scorecard
+from adamclinic.clinic.zoos import main
 
 pytestmark = pytest.mark.slow  # re-trains patients (make check leaves it out)
 
@@ -119,7 +120,7 @@ def test_the_held_out_scorecard(reports, record_property):
 
 
 def test_the_command_line_scores_both_stored_sets(capsys):
-    """`python -m adamclinic.clinic.patients --stored` prints each set's top-1 and false-alarm rate, no training."""
+    """`python -m adamclinic.clinic.zoos --stored` prints each set's top-1 and false-alarm rate, no training."""
     cards = main(["--stored"])
     out = capsys.readouterr().out
     assert set(cards) == {"tuned", "held_out"}

@@ -3,11 +3,11 @@
 The zoo (``adamclinic.clinic.patients.ZOO``) is 30 broken runs, two for each of 14 causes (three each for the
 learning rate too high and too low), built from different data and architectures, and 6 healthy ones. Training all of it costs about a minute
 of CPU, so the recorded runs are stored in ``tests/data/clinic_zoo.json`` (written by
-``python -m adamclinic.clinic.patients --write``, seed 0); this file scores the stored records and re-trains
+``python -m adamclinic.clinic.zoos --write``, seed 0); this file scores the stored records and re-trains
 a few patients (engine and ``model.fit``) to check that the stored records are still what the code makes.
 Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU): top-1 accuracy 36/36 and no false alarm on the stored
 seed 0, 35/36 on seed 1 (its linear-output two-class run is called a chance plateau first, the mismatch
-second) and 36/36 on seed 2 (`python -m adamclinic.clinic.patients --seed N`). These are the runs the rules
+second) and 36/36 on seed 2 (`python -m adamclinic.clinic.zoos --seed N`). These are the runs the rules
 were tuned on; the figures that judge the tool come from the held-out zoo (tests/test_clinic_held_out.py).
 """
 

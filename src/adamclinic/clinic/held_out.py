@@ -22,7 +22,7 @@ on 48-64 rows for 60-300 epochs, a 4% minority class) and checked by ``check_lab
 its healthy twin on the same data, never by what ``diagnose`` says. The list was fixed before the tool
 was run on it once; nobody tunes the rules on it.
 
-``python -m adamclinic.clinic.patients`` scores this set beside the tuned zoo;
+``python -m adamclinic.clinic.zoos`` scores this set beside the tuned zoo;
 ``tests/data/clinic_zoo_held_out.json`` keeps its recorded runs (``--write``).
 """
 

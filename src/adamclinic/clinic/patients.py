@@ -7,7 +7,7 @@ problem found". Most patients train on the course's engine; the ``fit`` ones tra
 ``adamclinic.clinic.held_out.HELD_OUT`` is the set it is judged on: other data, architectures and seeds,
 never tuned on.
 
-``python -m adamclinic.clinic.patients`` trains both sets (the tuned zoo with seed 0, ``--seed N`` for
+``python -m adamclinic.clinic.zoos`` trains both sets (the tuned zoo with seed 0, ``--seed N`` for
 another; each held-out patient with its own seed) and prints each patient's label, the tool's verdict and
 its findings, then per set the top-1 accuracy and the false-alarm rate (false alarms / healthy runs).
 ``--write`` also stores the recorded runs in ``tests/data/clinic_zoo.json`` and
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -498,9 +497,7 @@ def write_zoo(path: Path, seed: int | None, recorded: dict[str, dict]) -> None:
 
 def _read(path: Path) -> dict:
     if not path.exists():
-        raise FileNotFoundError(
-            f"No stored zoo at {path}: record it with `python -m adamclinic.clinic.patients --write`."
-        )
+        raise FileNotFoundError(f"No stored zoo at {path}: record it with `python -m adamclinic.clinic.zoos --write`.")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -519,7 +516,7 @@ def load_seeds(path: Path | None = None) -> dict[str, int]:
     return {name: entry.get("seed", stored["seed"]) for name, entry in stored["patients"].items()}
 
 
-def _recorded_from_file(path: Path) -> dict[str, dict]:
+def recorded_from_file(path: Path) -> dict[str, dict]:
     return {
         name: {"cause": entry["cause"], "record": entry["record"]} for name, entry in _read(path)["patients"].items()
     }
@@ -543,28 +540,3 @@ def score(recorded: dict[str, dict], title: str) -> dict[str, float]:
         f"{card['false_alarms']}/{card['healthy']} healthy ({card['false_alarm_rate']:.0%})"
     )
     return card
-
-
-def main(argv: list[str]) -> dict[str, dict[str, float]]:
-    """Score the tuned zoo and the held-out zoo: trained afresh (``--seed N`` for the tuned zoo's seed;
-    the held-out patients keep their own), or read from the stored files (``--stored``). ``--write``
-    stores both sets' fresh records."""
-    from adamclinic.clinic.held_out import HELD_OUT
-
-    if "--stored" in argv and ("--write" in argv or "--seed" in argv):
-        raise SystemExit("--stored scores the stored files as they are: drop --write and --seed.")
-    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
-    if "--stored" in argv:
-        tuned, held_out = _recorded_from_file(stored_path()), _recorded_from_file(held_out_path())
-    else:
-        tuned, held_out = record_zoo(seed), record_zoo(seed, HELD_OUT)
-    if "--write" in argv:
-        write_zoo(stored_path(), seed, tuned)
-        write_zoo(held_out_path(), None, held_out)
-    cards = {"tuned": score(tuned, "tuned zoo"), "held_out": score(held_out, "held-out zoo")}
-    print(cards)
-    return cards
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
