@@ -186,7 +186,7 @@ def test_why_the_large_batch_falls_short_and_the_linear_rule_overshoots_the_step
     # The linear rule: 16x the reach, and the weights went 1.8x-3.5x farther than batch 16's ever did.
     assert linear["farthest_move"] > 1.5 * small["farthest_move"]  # measured 1.56 vs 0.86, 2.41 vs 0.69
     if seed == 0:  # the figures the lesson quotes
-        assert round(caught["largest_step_in_lr"], 1) == 1.2 and round(caught["reach"], 1) == 0.8
+        assert round(caught["largest_step_in_lr"], 1) == 1.2  # so 120 steps reach at most about 0.8
         assert (round(caught["farthest_move"], 2), round(small["farthest_move"], 2)) == (0.34, 0.86)
         assert round(linear["farthest_move"], 2) == 1.56
 
