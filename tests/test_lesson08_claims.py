@@ -2,12 +2,14 @@
 
 Section 2: lesson 01's 10-32-32-1 ReLU net on the smooth regression, 20 epochs of 32 steps, at three
 learning rates, and the same net trained with stock ``model.fit`` and recompiled after 10 epochs.
-Sections 3-4: the six mystery patients (``adamclinic.lessons.the_clinic.LESSON_PATIENTS``), untreated and cured.
+Sections 3-4: the six mystery patients (``adamclinic.lessons.the_clinic.LESSON_PATIENTS``), untreated and cured,
+and the clinic's own treatment loop (``adamclinic.clinic.treat``) on patients E and D (seed 0).
 Seeds 0 to 2 (the recompile: 0 and 1). Measured on Keras 3.15.1 / TensorFlow 2.21 (CPU); measured
 values in comments. The last test runs the lesson's plain-Keras cells (``ClinicMonitor`` on a student's own
 ``model.fit``) and holds them to the same numbers as the engine.
 """
 
+import json
 import math
 from dataclasses import replace
 
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from adamclinic.clinic import CAUSES, HEALTHY, diagnose, monitored_fit
+from adamclinic.clinic import treat as clinic_treat
 from adamclinic.clinic.patients import regression
 from adamclinic.engine import TrainConfig
 from adamclinic.lessons.the_clinic import (
@@ -35,6 +38,7 @@ from lesson_cells import plain_keras_cells
 pytestmark = pytest.mark.slow  # every test here trains real models (make check leaves them out)
 
 SEEDS = range(3)
+ZOO_CURED_BY_ONE, ZOO_CURED_BY_TWO = 21, 28  # of the tuned zoo's 30 broken runs (tests/data/clinic_treatments.json)
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +257,37 @@ def test_the_plain_keras_cells_name_the_same_causes_as_the_engine():
     record = cells["monitor"].record
     assert cells["recompile_report"].top == "recompile_reset" and record.fit_starts == [0, 10]
     assert record.loss[9] == pytest.approx(0.0426, abs=5e-4) and record.loss[10] == pytest.approx(0.0566, abs=5e-4)
+
+
+@pytest.fixture(scope="module")
+def clinic_treats_e():
+    """Section 4's "The clinic treats, too": the clinic's own treatment loop on patient E (seed 0)."""
+    return clinic_treat(mystery("E"))
+
+
+def test_the_clinic_treats_e_with_class_weights_then_stops_at_the_best_epoch(clinic_treats_e):
+    """Section 4: class weights first (they uncover overfitting), then the best validation epoch, 10 of 20: healthy."""
+    result = clinic_treats_e
+    assert result.before.verdict == "majority_class" and [v.treatment for v in result.tried] == [
+        "class weights",
+        "stop at the best validation epoch",
+    ]
+    assert result.tried[0].verdict == "overfitting" and result.tried[0].cleared
+    assert mystery("E").epochs == 20 and result.config.epochs == 10 and result.config.class_weight
+    assert result.cured and result.treatments_to_healthy == 2
+
+
+def test_the_clinic_does_not_treat_d():
+    """Section 4: for patient D (labels misaligned) treat trains nothing new and says what to check."""
+    result = clinic_treat(mystery("D"))
+    assert not result.tried and result.before.verdict == "chance_plateau"
+    assert "check" in result.conclusion().lower() and "label" in result.conclusion()
+
+
+def test_the_zoo_figures_the_lesson_quotes():
+    """Section 4: of the zoo's 30 broken runs, one treatment cures 20 and two cure 28 (stored outcomes)."""
+    from adamclinic.clinic.treated_zoo import stored_path
+
+    shares = json.loads(stored_path().read_text(encoding="utf-8"))["zoos"]["tuned"]["shares"]
+    assert shares["broken"] == 30
+    assert (shares["healthy_after_one"], shares["healthy_after_two"]) == (ZOO_CURED_BY_ONE, ZOO_CURED_BY_TWO)

@@ -23,6 +23,9 @@ Why a callback that does almost nothing per epoch: the probes run once when trai
 and each layer's gradient) and once when it ends (the loss in training and in inference mode, the
 predictions), on at most ``probe_rows`` rows. Per epoch the monitor only copies two numbers out of
 Keras's logs. ``monitor.seconds`` is the time spent inside it.
+
+After the diagnosis, ``treat(run)`` (``adamclinic.clinic.treatment``) applies the fix the top finding
+names to the same model and data, retrains with the same seed and reports before and after.
 """
 
 from adamclinic.clinic.checks import (
@@ -41,6 +44,7 @@ from adamclinic.clinic.logs import LogReadError, curves_only, record_from_logs
 from adamclinic.clinic.monitor import ClinicMonitor, monitored_fit
 from adamclinic.clinic.record import PROBE_ROWS, RunRecord, record_from_history
 from adamclinic.clinic.rules import CAUSES, HEALTHY, RULES, THRESHOLD, Finding, Report, diagnose
+from adamclinic.clinic.treatment import PLAN, TreatmentReport, treat
 
 __all__ = [
     "CAUSES",
@@ -55,8 +59,10 @@ __all__ = [
     "InitialLossCheck",
     "LogReadError",
     "OverfitCheck",
+    "PLAN",
     "Report",
     "RunRecord",
+    "TreatmentReport",
     "check_gradients",
     "check_initial_loss",
     "check_loss_gradient",
@@ -68,4 +74,5 @@ __all__ = [
     "record_from_history",
     "record_from_logs",
     "run_checks",
+    "treat",
 ]

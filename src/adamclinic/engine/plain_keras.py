@@ -25,13 +25,17 @@ def keras_fit(
     run_eagerly: bool = False,
     recompile_after: int | None = None,
 ) -> History:
-    """Train ``config`` with a stock Adam, ``model.compile`` and ``model.fit``, and return a ``History``.
+    """Train ``config`` with a stock Adam (AdamW for ``optimizer="adamw"``), ``model.compile`` and
+    ``model.fit``, and return a ``History``.
 
-    No NaN check, no class weights, no clipping: a plain ``fit`` as a student would write it. With
+    No NaN check: a plain ``fit`` as a student would write it, with the config's clipping and class
+    weights passed as a student would pass them (``Adam(clipnorm=...)``, ``fit(class_weight=...)``). With
     ``recompile_after`` the model is compiled again after that many epochs (a fresh Adam, as a second
     ``model.compile`` makes) and trained for the remaining epochs in a second ``fit``; ``callbacks``
     watch both calls.
     """
+    if config.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"keras_fit trains with Adam or AdamW; this config asks for {config.optimizer!r}.")
     seed_everything(config.seed)
     model = config.build_model()
     data = config.data
@@ -40,10 +44,21 @@ def keras_fit(
     val_losses: list[float | None] = []
 
     def compile_and_fit(epochs: int) -> None:
+        settings = {
+            "learning_rate": config.learning_rate,
+            "beta_1": config.beta_1,
+            "beta_2": config.beta_2,
+            "epsilon": config.epsilon,
+            "clipnorm": config.clipnorm,
+            "global_clipnorm": config.global_clipnorm,
+        }
+        optimizer = (
+            keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
+            if config.optimizer == "adamw"
+            else keras.optimizers.Adam(**settings)
+        )
         model.compile(
-            optimizer=keras.optimizers.Adam(
-                config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
-            ),
+            optimizer=optimizer,
             loss=config.loss,
             run_eagerly=run_eagerly,
         )
@@ -54,6 +69,7 @@ def keras_fit(
             batch_size=config.batch_size,
             shuffle=config.shuffle,
             validation_data=validation,
+            class_weight=config.class_weight,
             callbacks=list(callbacks),
             verbose=0,
         )

@@ -1,5 +1,5 @@
 """Lesson 08, the clinic: the diagnostic checklist, panels that diagnose every run they train, and the
-six mystery patients with a menu of treatments.
+six mystery patients with a menu of treatments (the menu is the clinic's: ``adamclinic.clinic.treatment``).
 
 Every panel wraps ``diagnosed_run(config) -> History`` (the engine's ``run`` followed by
 ``adamclinic.clinic.diagnose``); tests call ``treat`` and ``diagnose`` directly.
@@ -13,14 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 import ipywidgets as w
-import keras
 import numpy as np
 import pandas as pd
 
 from adamclinic.clinic import CAUSES, HEALTHY, Report, RunRecord, diagnose
-from adamclinic.clinic.patients import ZOO, Patient, digit_images, regression
-from adamclinic.data import balanced_class_weight
-from adamclinic.engine import Dataset, History, TrainConfig, run
+from adamclinic.clinic.patients import ZOO, Patient, regression
+from adamclinic.clinic.treatment import TREATMENTS, apply_treatment, relu_he_version  # noqa: F401 (ex08 uses it)
+from adamclinic.engine import History, TrainConfig, run
 from adamclinic.models import small_relu_net
 from adamclinic.panels import TrainingPanel, log_slider
 
@@ -82,76 +81,10 @@ def diagnosed_run(config: TrainConfig, **run_options: Any) -> tuple[History, Rep
     return history, diagnose(history)
 
 
-# Treatments --------------------------------------------------------------------------------------------
+# Treatments: the menu and the changes it makes live in the clinic (adamclinic.clinic.treatment), which also
+# treats a run by itself (adamclinic.clinic.treat). The lesson's name for applying one menu item is ``treat``.
 
-
-def _standardized_inputs(data: Dataset) -> Dataset:
-    mean, sd = data.x_train.mean(axis=0), data.x_train.std(axis=0) + 1e-12
-    return replace(
-        data,
-        x_train=(data.x_train - mean) / sd,
-        x_val=None if data.x_val is None else (data.x_val - mean) / sd,
-        name=data.name + ", standardized",
-    )
-
-
-def _standardized_targets(data: Dataset) -> Dataset:
-    mean, sd = data.y_train.mean(), data.y_train.std()
-    return replace(
-        data,
-        y_train=(data.y_train - mean) / sd,
-        y_val=None if data.y_val is None else (data.y_val - mean) / sd,
-        name=data.name + ", y standardized",
-    )
-
-
-@functools.cache
-def relu_he_version(build_model: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
-    """The same layer widths and output, with ReLU hidden units and He initialisation."""
-    template = build_model()
-    dense = [layer for layer in template.layers if isinstance(layer, keras.layers.Dense)]
-    inputs = int(template.input_shape[-1])
-    widths = [layer.units for layer in dense[:-1]]
-    output = dense[-1]
-
-    def build() -> keras.Model:
-        layers = [keras.Input((inputs,))]
-        layers += [keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal") for units in widths]
-        layers.append(keras.layers.Dense(output.units, activation=output.activation))
-        return keras.Sequential(layers, name=f"{template.name}_relu_he")
-
-    build.__name__ = f"{template.name} as ReLU + He"
-    return build
-
-
-def _original_labels(data: Dataset) -> Dataset:
-    from adamclinic.clinic.patients import two_classes
-
-    # The misaligned patients are made from these tables (adamclinic.clinic.patients.misaligned keeps the name).
-    sources = {"digits[:512], labels misaligned": digit_images, "overlapping_classes, labels misaligned": two_classes}
-    if data.name not in sources:
-        raise ValueError("These labels are not a misaligned patient's; there is nothing to re-pair.")
-    return sources[data.name]()
-
-
-TREATMENTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
-    "no treatment": lambda c: c,
-    "learning rate ÷ 10": lambda c: replace(c, learning_rate=c.learning_rate / 10),
-    "learning rate × 10": lambda c: replace(c, learning_rate=c.learning_rate * 10),
-    "standardize the inputs": lambda c: replace(c, data=_standardized_inputs(c.data)),
-    "standardize the targets": lambda c: replace(c, data=_standardized_targets(c.data)),
-    "ReLU + He initialisation": lambda c: replace(c, build_model=relu_he_version(c.build_model)),
-    "β2 = 0.999": lambda c: replace(c, beta_2=0.999),
-    "class weights": lambda c: replace(c, class_weight=balanced_class_weight(c.data)),
-    "re-pair labels with their inputs": lambda c: replace(c, data=_original_labels(c.data)),
-}
-
-
-def treat(config: TrainConfig, treatment: str) -> TrainConfig:
-    """``config`` with one treatment from ``TREATMENTS`` applied."""
-    if treatment not in TREATMENTS:
-        raise ValueError(f"Unknown treatment {treatment!r}; choose one of: {', '.join(TREATMENTS)}.")
-    return TREATMENTS[treatment](config)
+treat = apply_treatment
 
 
 # The six patients of the lesson ----------------------------------------------------------------------
