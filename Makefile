@@ -60,9 +60,14 @@ feedback: $(READY)
 
 # An instructor (or a self-learner) grades everything handed in, each submission sandboxed, in parallel:
 #   make grade A=ex01_learning_rate [WORKERS=2] [SCHEDULER=tcp://host:8786]   (grading/README.md)
+#   sudo make grade A=ex01_learning_rate HUB=1   the class hub's submissions, as its instructor (hub/README.md)
 grade: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make grade A=ex01_learning_rate"; exit 2; }
+ifneq ($(HUB),)
+	PYTHONPATH=hub $(BIN)/python -m classhub grade $(A) --workers $(WORKERS)
+else
 	$(BIN)/python -m adamclinic.grading grade $(A) --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+endif
 
 # After editing solutions/: regenerate the student version in exercises/
 release: $(READY)

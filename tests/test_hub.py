@@ -9,6 +9,7 @@ state folder even when a test fails. Root only (the hub creates accounts); the h
 
 from __future__ import annotations
 
+import csv
 import http.cookiejar
 import json
 import os
@@ -231,8 +232,8 @@ def test_a_student_reads_nothing_of_another_student_or_the_instructor(class_hub)
 
     # Feedback as generate_feedback leaves it (autograding is tests/test_grading_*'s business), released
     # by the instructor through the exchange and fetched by Ada.
-    submitted = course / "submitted" / hub.ada / ASSIGNMENT
-    feedback = course / "feedback" / hub.ada / ASSIGNMENT
+    submitted = course / "grading" / "submitted" / hub.ada / ASSIGNMENT
+    feedback = course / "grading" / "feedback" / hub.ada / ASSIGNMENT
     feedback.mkdir(parents=True)
     for name in ("timestamp.txt", "submission_secret.txt"):
         shutil.copy(submitted / name, feedback / name)
@@ -250,7 +251,7 @@ def test_a_student_reads_nothing_of_another_student_or_the_instructor(class_hub)
     assert len(ada_feedback) == 1, "Ada did not get her feedback"
     released = sorted((exchange / "feedback").glob("*.html"))
     assert len(released) == 1
-    source = next((course / "source" / ASSIGNMENT).glob("*.ipynb"))
+    source = next((course / "solutions" / ASSIGNMENT).glob("*.ipynb"))
     secrets_of_ada = [
         ada_home,  # her home: lessons, her answers, her fetched assignment
         ada_home / "lessons" / "01_learning_rate.ipynb",
@@ -260,7 +261,7 @@ def test_a_student_reads_nothing_of_another_student_or_the_instructor(class_hub)
         inbound[0] / "submission_secret.txt",  # the secret that names her feedback file
         exchange / "feedback",  # the listing would name her released feedback
         source,  # the instructor's source notebook: solutions and hidden tests
-        course / "gradebook.db",
+        course / "grading" / "gradebook.db",
         submitted / f"{ASSIGNMENT}.ipynb",
         ROOT / "solutions" / ASSIGNMENT,  # the repository's own sources
         ROOT / "tests",
@@ -276,7 +277,7 @@ def test_a_student_reads_nothing_of_another_student_or_the_instructor(class_hub)
     # Not vacuous: the same reads succeed for whom they are meant.
     assert hub.read_as(hub.ada, ada_feedback[0]).returncode == 0
     assert hub.read_as(hub.ada, inbound[0] / f"{ASSIGNMENT}.ipynb").returncode == 0
-    assert hub.read_as(hub.instructor, course / "gradebook.db").returncode == 0
+    assert hub.read_as(hub.instructor, course / "grading" / "gradebook.db").returncode == 0
     assert hub.read_as(hub.ben, ROOT / "lessons" / "01_learning_rate.ipynb").returncode == 0
     # Ben's own fetch of feedback brings him nothing of Ada's.
     hub.nbgrader(hub.ben, "fetch_feedback", ASSIGNMENT)
@@ -315,3 +316,239 @@ def test_the_instructor_server_serves_the_formgrader_and_a_student_server_does_n
     assert get(hub, student, "formgrader/manage_assignments")[0] == 404
     for name in (hub.instructor, hub.ben):
         hub.api("DELETE", f"/users/{name}/server")
+
+
+# The class in a real browser (issue 22, item 5) ----------------------------------------------------------
+
+SHOTS = ROOT / "test-artifacts" / "hub"
+PASSWORDS = {"a": "ada's first password", "b": "ben's first password", "i": "the instructor's password"}
+BROKEN_ANSWER = 'raise RuntimeError("a broken submission")'
+
+
+def reset_class_work(hub: Hub) -> None:
+    """Remove what a round trip leaves (fetched copies, caches, submissions, grades, feedback): each test that
+    hands in work starts and ends with none, in any order."""
+    for name in (hub.ada, hub.ben):
+        shutil.rmtree(hub.home(name) / "adam-clinic", ignore_errors=True)
+        shutil.rmtree(hub.home(name) / ".local" / "share" / "jupyter" / "nbgrader_cache", ignore_errors=True)
+    exchange = hub.state / "exchange" / "adam-clinic"
+    for folder in (exchange / "inbound", exchange / "feedback"):
+        for entry in folder.glob("*") if folder.is_dir() else []:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for name in ("submitted", "autograded", "feedback", "reports", "gradebook.db"):
+        path = hub.state / "course" / "grading" / name
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def answer_as(hub: Hub, name: str, broken: bool) -> None:
+    """Write the solution's answers (or one that raises) into the student's fetched notebook, as a student would."""
+    import nbformat
+
+    solution = nbformat.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    answers = {
+        cell.metadata["nbgrader"]["grade_id"]: cell.source
+        for cell in solution.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    path = hub.home(name) / "adam-clinic" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    notebook = nbformat.read(path, 4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = BROKEN_ANSWER if broken and cell.cell_type == "code" else answers[grade_id]
+    nbformat.write(notebook, path)
+    account = pwd.getpwnam(name)
+    os.chown(path, account.pw_uid, account.pw_gid)
+
+
+class Student:
+    """One member's browser (a context of its own: their own hub cookie), screenshots numbered by step."""
+
+    def __init__(self, chromium, hub: Hub, name: str):
+        self.hub, self.name, self.step = hub, name, 0
+        self.context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.lab = f"{hub.url}/user/{name}/lab"
+        for old in SHOTS.glob(f"{name[-1]}-*.png"):
+            old.unlink()
+
+    def shot(self, what: str) -> None:
+        self.step += 1
+        self.page.screenshot(path=str(SHOTS / f"{self.name[-1]}-{self.step:02d}-{what}.png"))
+
+    def log_in(self) -> None:
+        self.page.goto(f"{self.hub.url}/hub/login")
+        self.page.fill("input[name=username]", self.name)
+        self.page.fill("input[name=password]", PASSWORDS[self.name[-1]])
+        self.page.click("#login_submit")
+        # The hub starts the member's server on login and sends the browser to their JupyterLab.
+        self.page.wait_for_url(f"**/user/{self.name}/lab**", timeout=180_000)
+        self.page.wait_for_selector("#jp-MainMenu", timeout=120_000)
+        self.shot("logged-in")
+
+    def open_assignments(self) -> None:
+        self.page.goto(f"{self.lab}?reset")
+        self.page.wait_for_selector("#jp-MainMenu", timeout=120_000)
+        self.page.locator("#jp-MainMenu").get_by_text("Nbgrader", exact=True).click()
+        self.page.locator('li[data-command="nbgrader:open-assignment-list"]').click()
+        self.page.wait_for_selector("#released_assignments_list", timeout=60_000)
+
+    def rows(self, listing: str, count: int):
+        rows = self.page.locator(f"#{listing}_assignments_list > .list_item")
+        self.page.wait_for_function(
+            "([selector, count]) => document.querySelectorAll(selector).length >= count",
+            arg=[f"#{listing}_assignments_list > .list_item", count],
+            timeout=120_000,
+        )
+        return rows
+
+    def dialog(self) -> str:
+        dialog = self.page.locator(".jp-Dialog-content")
+        dialog.wait_for(timeout=300_000)
+        text = dialog.inner_text()
+        self.page.locator(".jp-Dialog-button").first.click()
+        return text
+
+
+def grade_from_the_hub(hub: Hub) -> subprocess.CompletedProcess:
+    """``sudo make grade A=... HUB=1``: the course's grader on the hub's exchange and course, as the instructor."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "hub"))
+    command = [sys.executable, "-m", "classhub", "grade", ASSIGNMENT, "--state", str(hub.state), "--workers", "1"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_system("chromium")
+def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_own_grade(class_hub):
+    """Log in, move lesson 01's slider, fetch, validate, submit (one broken); the hub's grader; own feedback only."""
+    from playwright.sync_api import sync_playwright
+
+    import test_browser as lab  # the browser tests' Chromium options and lesson 01's live-demo helpers
+
+    hub = class_hub
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    reset_class_work(hub)
+    hub.nbgrader(hub.instructor, "release_assignment", ASSIGNMENT, "--force")
+    timings = {}
+    started = time.monotonic()
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=lab.CHROMIUM, args=lab.CHROMIUM_ARGS)
+            try:
+                ada, ben = Student(chromium, hub, hub.ada), Student(chromium, hub, hub.ben)
+                for student in (ada, ben):
+                    student.log_in()
+                timings["logged in, servers up"] = time.monotonic() - started
+
+                # Lesson 01 in Ada's server: the cells its live demo needs, then the slider, as test_browser does.
+                server = hub.api("GET", f"/users/{hub.ada}")["servers"][""]
+                settings = "lab/api/settings/@jupyterlab/notebook-extension:tracker"
+                request = urllib.request.Request(
+                    hub.url + server["url"] + settings,
+                    data=json.dumps({"raw": json.dumps({"windowingMode": "none"})}).encode(),
+                    method="PUT",
+                    headers={"Authorization": f"token {hub.token}", "Content-Type": "application/json"},
+                )
+                urllib.request.urlopen(request, timeout=60).read()
+                case = lab.LIVE_CONTROLS["01"]
+                panel_cell = lab.cell_index(ROOT / case.notebook, case.panel_cell)
+                ada.page.goto(f"{ada.lab}/tree/{case.notebook}?reset")
+                ada.page.wait_for_selector(".jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus", timeout=120_000)
+                wait_for(
+                    lambda: any(
+                        s["path"] == case.notebook and s["kernel"]["execution_state"] == "idle"
+                        for s in json.loads(get(hub, server, "api/sessions")[1] or "[]")
+                    ),
+                    "lesson 01's kernel starting",
+                    hub.state.parent / f"{hub.state.name}.log",
+                )
+                cells = ada.page.locator(".jp-Notebook .jp-Cell")
+                cells.nth(panel_cell + 1).locator(".jp-InputPrompt").click()
+                ada.page.locator("#jp-MainMenu").get_by_text("Run", exact=True).click()
+                ada.page.locator(".lm-Menu-content").get_by_text("Run All Above Selected Cell", exact=True).click()
+                panel = cells.nth(panel_cell).locator(".jupyter-widgets", has_text=case.control).first
+                panel.wait_for(timeout=300_000)
+                panel = panel.locator("xpath=ancestor::div[contains(@class,'jp-OutputArea-output')]").first
+                ada.page.wait_for_function(
+                    "root => /finished/.test(root.innerText)", arg=panel.element_handle(), timeout=300_000
+                )
+                ada.shot("lesson01-defaults")
+                before, after = lab.move_and_watch(panel, case.control, case.value, case.verdict)
+                case.judge(before, after)
+                ada.shot("lesson01-lr-1")
+                complaints = ada.page.locator(
+                    ".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                )
+                assert complaints.count() == 0, complaints.first.inner_text()[-1500:]
+                timings["lesson 01's slider"] = time.monotonic() - started
+
+                # The Assignments tab: fetch, answer, validate (Ada), submit.
+                for student in (ada, ben):
+                    student.open_assignments()
+                    released = student.rows("released", 1).filter(has_text=ASSIGNMENT)
+                    released.locator(".item_status button").click()
+                    student.rows("fetched", 1)
+                    answer_as(hub, student.name, broken=student is ben)
+                    student.shot("fetched")
+                ada.page.locator("#fetched_assignments_list a.assignment-notebooks-link").first.click()
+                ada.page.locator("#fetched_assignments_list button:text('Validate')").first.click()
+                verdict = ada.dialog()
+                assert "success" in verdict.lower(), verdict
+                timings["validated"] = time.monotonic() - started
+                for student in (ada, ben):
+                    fetched = student.rows("fetched", 1).filter(has_text=ASSIGNMENT)
+                    fetched.locator('.item_status button:text("Submit")').click()
+                    student.rows("submitted", 1)
+                    student.shot("submitted")
+                inbound = sorted((hub.state / "exchange" / "adam-clinic" / "inbound").iterdir())
+                assert len(inbound) == 2, inbound
+
+                # The instructor grades the hub's class with the course's grader (make grade A=... HUB=1).
+                graded = grade_from_the_hub(hub)
+                timings["graded"] = time.monotonic() - started
+                assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+                report = hub.state / "course" / "grading" / "reports" / f"{ASSIGNMENT}-report.csv"
+                with report.open() as handle:
+                    scores = {row["student"]: row for row in csv.DictReader(handle)}
+                assert float(scores[hub.ada]["score"]) == 8.0, scores  # every autograded point; 2 by hand
+                assert float(scores[hub.ben]["score"]) == 0.0, scores
+
+                # Each fetches feedback from the tab and reads their own score; Ada's is closed to Ben.
+                pages = {}
+                for student in (ada, ben):
+                    student.page.locator("#refresh_assignments_list").click()
+                    submitted = student.rows("submitted", 1)
+                    submitted.locator('button:text("Fetch Feedback")').first.click()
+                    feedback = wait_for(
+                        lambda s=student: sorted(
+                            hub.home(s.name).glob(f"adam-clinic/{ASSIGNMENT}/feedback/*/{ASSIGNMENT}.html")
+                        ),
+                        f"{student.name}'s feedback arriving",
+                        hub.state.parent / f"{hub.state.name}.log",
+                    )
+                    assert len(feedback) == 1, feedback
+                    pages[student.name] = f"{hub.url}/user/{student.name}/files/" + str(
+                        feedback[0].relative_to(hub.home(student.name))
+                    )
+                    student.page.goto(pages[student.name])
+                    student.shot("feedback")
+                    shown = student.page.locator("body").inner_text()
+                    expected = "8.0" if student is ada else "0.0"
+                    assert f"{ASSIGNMENT} (Score: {expected} / 10.0)" in shown, shown[:1000]
+                response = ben.page.goto(pages[hub.ada])
+                assert "Score: 8.0" not in ben.page.locator("body").inner_text()
+                assert response is None or response.status in (403, 404) or "/user/" + hub.ben in ben.page.url, (
+                    response.status if response else None,
+                    ben.page.url,
+                )
+                ben.shot("ada-s-feedback-refused")
+            finally:
+                chromium.close()
+    finally:
+        print("hub browser timings (s):", {k: round(v) for k, v in timings.items()})
+        for name in (hub.ada, hub.ben, hub.instructor):
+            try:
+                hub.api("DELETE", f"/users/{name}/server")
+            except (urllib.error.URLError, ConnectionError):
+                pass
+        reset_class_work(hub)

@@ -1,4 +1,4 @@
-"""``python -m classhub start|clean|sync`` (run from the repository with PYTHONPATH=hub; make hub does)."""
+"""``python -m classhub start|clean|grade|sync`` (run from the repository with PYTHONPATH=hub; make hub does)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--prepare-only", action="store_true", help="set everything up but do not run the hub")
     clean = commands.add_parser("clean", help="stop the hub, remove its accounts and its state folder")
     clean.add_argument("--state", type=Path, default=setup.REPOSITORY / ".hub")
+    grade = commands.add_parser(
+        "grade", help="grade the hub's submissions with the course's grader (make grade), as an instructor"
+    )
+    grade.add_argument("assignment")
+    grade.add_argument("--state", type=Path, default=setup.REPOSITORY / ".hub")
+    grade.add_argument("--workers", type=int, default=2)
+    grade.add_argument("--instructor", help="the instructor account to grade as (default: the roster's first)")
     sync = commands.add_parser("sync", help="(the hub runs this as the member) copy the course into a home")
     sync.add_argument("home", type=Path)
     sync.add_argument("sources", type=Path, nargs="+")
@@ -43,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         done = setup.clean(args.state)
         print("\n".join(done) if done else f"nothing to clean: {args.state} does not exist")
         return 0
+    if args.command == "grade":
+        try:
+            command, env = setup.grade_command(args.state, args.assignment, args.workers, args.instructor)
+        except setup.SetupError as error:
+            print(f"make grade HUB=1: {error}", file=sys.stderr)
+            return 2
+        return subprocess.run(command, env=env).returncode
     roster_path = args.roster or next(
         p for p in (setup.HUB_FOLDER / "roster.toml", setup.HUB_FOLDER / "roster.example.toml") if p.exists()
     )

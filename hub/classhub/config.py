@@ -8,9 +8,11 @@ place of a system-wide ``/etc/jupyter``, and they go when the state folder goes.
 * Students: submissions private to the instructors (``classhub.exchange.PrivateSubmit``); the formgrader,
   course list and create-assignment panels turned off (they would show nothing a student may see: what
   keeps the gradebook from a student is its folder's mode, not a hidden panel).
-* Instructors: the course's own grading configuration (``grading/nbgrader_config.py``: the sandboxed
-  grader, its limits) with the course folder and gradebook of the hub's state folder; nbgrader's server
-  extensions all on (the formgrader among them), shared by the instructors' group.
+* The course folder (``<state>/course/nbgrader_config.py``): the course's own grading configuration
+  (``grading/nbgrader_config.py``: the sandboxed grader, its limits) on that folder, its gradebook and the
+  hub's exchange; ``python -m adamclinic.grading grade A --root <state>/course`` reads it (``classhub grade``).
+* Instructors: the course folder's configuration, with the course root named ``~/course``; nbgrader's
+  server extensions all on (the formgrader among them), shared by the instructors' group.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def common_nbgrader(state: Path, roster: Roster) -> str:
     )
 
 
+def gradebook_url(state: Path, gradebook_db: str | None) -> str:
+    """The gradebook: ``gradebook_db`` (PostgreSQL, say), else SQLite where the course's grader keeps it."""
+    return gradebook_db or f"sqlite:///{state / 'course' / 'grading' / 'gradebook.db'}"
+
+
 def write_role_configs(state: Path, roster: Roster, gradebook_db: str | None) -> None:
     student = state / "etc" / "student"
     instructor = state / "etc" / "instructor"
@@ -66,20 +73,21 @@ def write_role_configs(state: Path, roster: Roster, gradebook_db: str | None) ->
         json.dumps({"disabledExtensions": STUDENT_HIDDEN_PANELS}, indent=1)
     )
     course = state / "course"
-    gradebook = gradebook_db or f"sqlite:///{course / 'gradebook.db'}"
-    (instructor / "nbgrader_config.py").write_text(
+    (course / "nbgrader_config.py").write_text(
+        '"""The hub\'s course folder for nbgrader and the course\'s grader (make grade A=... HUB=1; classhub.setup)."""\n'
         f"load_subconfig({str(REPOSITORY / 'grading' / 'nbgrader_config.py')!r})  # noqa: F821\n"
+        + common.partition("\n")[2]
+        + "# The repository's layout (solutions/, exercises/, grading/...) in the hub's course folder.\n"
+        + f"c.CourseDirectory.root = {str(course)!r}\n"
+        + f"c.CourseDirectory.db_url = {gradebook_url(state, gradebook_db)!r}\n"
+        + "c.CourseDirectory.groupshared = True  # every instructor may grade\n"
+        + "c.Exchange.cache = os.path.expanduser('~/.local/share/jupyter/nbgrader_cache')\n"
+    )
+    (instructor / "nbgrader_config.py").write_text(
+        f"load_subconfig({str(course / 'nbgrader_config.py')!r})  # noqa: F821\n"
         + common
         + "# ~/course links to the shared course folder (classhub.setup): formgrader needs it under the home.\n"
         + "c.CourseDirectory.root = os.path.expanduser('~/course')\n"
-        + 'c.CourseDirectory.source_directory = "source"\n'
-        + 'c.CourseDirectory.release_directory = "release"\n'
-        + 'c.CourseDirectory.submitted_directory = "submitted"\n'
-        + 'c.CourseDirectory.autograded_directory = "autograded"\n'
-        + 'c.CourseDirectory.feedback_directory = "feedback"\n'
-        + f"c.CourseDirectory.db_url = {gradebook!r}\n"
-        + "c.CourseDirectory.groupshared = True  # every instructor may grade\n"
-        + "c.Exchange.cache = os.path.expanduser('~/.local/share/jupyter/nbgrader_cache')\n"
     )
     for folder in (student, instructor):
         for path in [folder, *folder.rglob("*")]:

@@ -3,8 +3,10 @@
 Everything the hub writes lives under one state folder (``.hub/`` for ``make hub``):
 
     home/<name>/        each member's home, mode 0700, owned by their own account
-    course/             the instructors' nbgrader course: source/ (from solutions/), release/ (from exercises/),
-                        the gradebook, submitted/, autograded/, feedback/; group <instructors>, mode 2770
+    course/             the instructors' nbgrader course, laid out as the repository is so that the course's
+                        grader (``make grade``) runs on it unchanged: solutions/, exercises/ (the release),
+                        grading/ (the gradebook, submitted/, autograded/, feedback/, reports/) and an
+                        nbgrader_config.py naming the hub's exchange; group <instructors>, mode 2770
     exchange/           nbgrader's exchange (mode 1777, as nbgrader asks); exchange/<course_id>/ belongs to
                         the first instructor and the instructors' group, set-group-ID, so every submission
                         is created in that group (classhub.exchange makes it 0640)
@@ -205,13 +207,15 @@ def prepare(
         extra = stat.S_IRGRP | (stat.S_IXGRP if entry.is_dir() else 0)
         os.chmod(entry, (stat.S_IMODE(info.st_mode) | extra) & ~0o007)
 
-    # The instructors' course folder: a copy of the repository's sources and releases.
+    # The instructors' course folder: a copy of the repository's sources and releases, in the repository's
+    # own layout (the grader's paths), its nbgrader_config.py written with the roles' configuration below.
     course = state / "course"
-    if not course.exists():
+    new_course = not course.exists()
+    if new_course:
         course.mkdir()
-        shutil.copytree(REPOSITORY / "solutions", course / "source")
-        shutil.copytree(REPOSITORY / "exercises", course / "release")
-        chown_tree(course, 0, group_id, 0o660, 0o2770)
+        shutil.copytree(REPOSITORY / "solutions", course / "solutions")
+        shutil.copytree(REPOSITORY / "exercises", course / "exercises")
+        (course / "grading").mkdir()
 
     # nbgrader's exchange.
     exchange = state / "exchange"
@@ -226,6 +230,10 @@ def prepare(
     from classhub import config  # noqa: PLC0415  (the config writer needs the paths above)
 
     config.write_role_configs(state, roster, gradebook_db)
+    if new_course:
+        chown_tree(course, 0, group_id, 0o660, 0o2770)
+    os.chown(course / "nbgrader_config.py", 0, group_id)
+    os.chmod(course / "nbgrader_config.py", 0o640)  # rewritten by each start; the instructors read it
 
     hub = state / "hub"
     hub.mkdir(exist_ok=True)
@@ -239,6 +247,7 @@ def prepare(
         "hub_port": free_port(),
         "proxy_api_port": free_port(),
         "hub_db": hub_db or f"sqlite:///{hub / 'jupyterhub.sqlite'}",
+        "gradebook_db": config.gradebook_url(state, gradebook_db),
         "cull_seconds": cull_seconds,
         "repository": str(REPOSITORY),
         "state": str(state),
@@ -256,6 +265,41 @@ def hub_command(state: Path) -> tuple[list[str], dict[str, str]]:
     env["PYTHONPATH"] = str(HUB_FOLDER)
     command = [str(VENV / "bin" / "jupyterhub"), "-f", str(HUB_FOLDER / "jupyterhub_config.py")]
     return command, env
+
+
+def grade_command(
+    state: Path, assignment: str, workers: int = 2, instructor: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The course's grader (``make grade``) on the hub's course folder and exchange, run as an instructor.
+
+    Run as root (``sudo make grade A=... HUB=1``), it becomes the instructor, as their server would: the
+    grader collects from the exchange, writes the gradebook and releases the feedback as a member of the
+    instructors' group, and the students' notebooks run in its sandbox under that account, never as root.
+    An instructor runs the same from a terminal of their server without sudo:
+    ``.venv/bin/python -m adamclinic.grading grade A --root ~/course``.
+    """
+    from classhub.spawner import as_member  # noqa: PLC0415  (imports JupyterHub)
+
+    state = state.resolve()
+    try:
+        settings = json.loads((state / "class.json").read_text())
+    except FileNotFoundError:
+        raise SetupError(f"there is no class hub in {state}: start one with sudo make hub") from None
+    name = instructor or settings["instructors"][0]
+    if name not in settings["instructors"]:
+        raise SetupError(f"{name!r} is not an instructor of the class ({', '.join(settings['instructors'])})")
+    home = state / "home" / name
+    (state / "hub" / "staging").mkdir(exist_ok=True)  # as_member parks the interpreter there
+    grader = [str(VENV / "bin" / "python"), "-m", "adamclinic.grading", "grade", assignment]
+    grader += ["--root", str(state / "course"), "--workers", str(workers), "--db", settings["gradebook_db"]]
+    env = {
+        "PATH": f"{VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "USER": name,
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    return as_member(name, grader, str(state / "hub" / "staging")), env
 
 
 def processes_of(uids: set[int]) -> list[int]:

@@ -137,7 +137,9 @@ def ensure_released(root: Path, assignment: str, verbose: bool = False) -> None:
 
 
 def exchange_root(root: Path) -> Path:
-    return root / "grading" / "exchange"
+    """The exchange the course's nbgrader configuration names (a class hub's shared one), else ``grading/exchange``."""
+    configured = course_config(root, {}).Exchange.get("root")
+    return Path(configured) if configured else root / "grading" / "exchange"
 
 
 def release(root: Path, assignment: str, verbose: bool = False) -> None:
