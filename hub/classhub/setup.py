@@ -136,6 +136,21 @@ def chown_tree(top: Path, uid: int, gid: int, file_mode: int, folder_mode: int) 
             os.chmod(Path(folder, name), file_mode)
 
 
+def _closed_by_another_hub(instructors_group: str) -> Path | None:
+    """A top-level entry of the repository that another hub's ``prepare`` closed (its instructors' group)."""
+    for entry in sorted(REPOSITORY.iterdir()):
+        info = entry.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_mode & 0o007 or info.st_gid == 0:
+            continue
+        try:
+            group = grp.getgrgid(info.st_gid).gr_name
+        except KeyError:
+            continue
+        if group != instructors_group and group.endswith("instructors"):
+            return entry
+    return None
+
+
 def prepare(
     state: Path,
     roster: Roster,
@@ -154,6 +169,13 @@ def prepare(
         raise SetupError(
             f"students' servers run the course from {REPOSITORY}, but other users cannot enter {closed}: "
             f"chmod o+x {closed}, or clone the course somewhere open (e.g. /srv/adam-clinic)"
+        )
+    if (other := _closed_by_another_hub(instructors_group)) is not None:
+        # Its clean would record our closed modes as the originals and leave the repository closed.
+        raise SetupError(
+            f"{other} is closed by another class hub running from this clone (group "
+            f"{grp.getgrgid(other.lstat().st_gid).gr_name}): stop that one first (make hub-clean), or run "
+            "this hub from another clone"
         )
     state = state.resolve()
     state.mkdir(parents=True, exist_ok=True)
