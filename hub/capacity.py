@@ -593,12 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave accounts behind
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if hub_process is not None:
-            hub_process.terminate()
-            try:
-                hub_process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                hub_process.kill()
-                hub_process.wait()
+            setup.stop_process(hub_process, wait=60)
         for line in setup.clean(state):
             report(f"clean-up: {line}")
         log.unlink(missing_ok=True)

@@ -178,12 +178,7 @@ def class_hub():
         yield the_hub
     finally:
         if hub is not None:
-            hub.terminate()
-            try:
-                hub.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-                hub.wait()
+            setup.stop_process(hub)
         setup.clean(state)
         log.unlink(missing_ok=True)
 

@@ -336,6 +336,16 @@ def processes_of(uids: set[int]) -> list[int]:
     return found
 
 
+def stop_process(process: subprocess.Popen, wait: float = 30.0) -> None:
+    """Stop a hub this process started (SIGTERM, then SIGKILL after ``wait`` seconds) and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_pid(pid: int, wait: float = 10.0) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
