@@ -2,7 +2,8 @@
 they name, and the course image installs from environment.yml's pins. Reads files only: no cluster, no network.
 
 The chart's keys come from its values.schema.yaml, kept as a key tree in hub/k8s/chart-<version>-keys.json
-(tests have no network to fetch the chart).
+(tests have no network to fetch the chart); the file's ``provenance`` names the schema it was read from and
+the keys the chart's changelog adds on top of it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ def test_the_key_check_catches_a_misspelt_key():
     chart = json.loads((K8S / f"chart-{chart_version()}-keys.json").read_text())["keys"]
     values = {"singleuser": {"memory": {"limt": "3G"}, "storage": {"type": "dynamic"}}, "hubb": {}}
     assert sorted(unknown_keys(values, chart)) == ["hubb", "singleuser.memory.limt"]
+
+
+def test_the_key_tree_says_where_it_comes_from():
+    """The chart's key tree names its source schema (repository, path, commit) and each key added on top of it."""
+    chart = json.loads((K8S / f"chart-{chart_version()}-keys.json").read_text())
+    base = chart["provenance"]["base"]
+    assert base["repository"] == "jupyterhub/zero-to-jupyterhub-k8s" and base["path"].endswith("values.schema.yaml")
+    assert re.fullmatch(r"[0-9a-f]{40}", base["commit"])
+    for dotted in chart["provenance"]["added"]:
+        node = chart["keys"]
+        for part in dotted.split("."):
+            assert isinstance(node, dict) and part in node, f"{dotted} is listed as added but missing from keys"
+            node = node[part]
 
 
 def test_the_values_file_holds_the_course_deployment():
