@@ -60,11 +60,11 @@ feedback: $(READY)
 
 # An instructor (or a self-learner) grades everything handed in, each submission sandboxed, in parallel:
 #   make grade A=ex01_learning_rate [WORKERS=2] [SCHEDULER=tcp://host:8786]   (grading/README.md)
-#   sudo make grade A=ex01_learning_rate HUB=1   the class hub's submissions, as its instructor (hub/README.md)
+#   sudo make grade A=ex01_learning_rate HUB=1 [SCHEDULER=...]   the class hub's submissions, as its instructor (hub/README.md)
 grade: $(READY)
 	@test -n "$(A)" || { echo "Name the assignment: make grade A=ex01_learning_rate"; exit 2; }
 ifneq ($(HUB),)
-	PYTHONPATH=hub $(BIN)/python -m classhub grade $(A) --workers $(WORKERS)
+	PYTHONPATH=hub $(BIN)/python -m classhub grade $(A) --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 else
 	$(BIN)/python -m adamclinic.grading grade $(A) --workers $(WORKERS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 endif

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--state", type=Path, default=setup.REPOSITORY / ".hub")
     grade.add_argument("--workers", type=int, default=2)
     grade.add_argument("--instructor", help="the instructor account to grade as (default: the roster's first)")
+    grade.add_argument(
+        "--scheduler",
+        help="grade on an existing Dask cluster (tcp://host:port; make grade SCHEDULER=...) whose workers see "
+        "the course folder at the same path (default: a local cluster of --workers)",
+    )
     sync = commands.add_parser("sync", help="(the hub runs this as the member) copy the course into a home")
     sync.add_argument("home", type=Path)
     sync.add_argument("sources", type=Path, nargs="+")
@@ -53,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "grade":
         try:
-            command, env = setup.grade_command(args.state, args.assignment, args.workers, args.instructor)
+            command, env = setup.grade_command(
+                args.state, args.assignment, args.workers, args.instructor, args.scheduler
+            )
         except setup.SetupError as error:
             print(f"make grade HUB=1: {error}", file=sys.stderr)
             return 2

@@ -290,17 +290,19 @@ def hub_command(state: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def grade_command(
-    state: Path, assignment: str, workers: int = 2, instructor: str | None = None
+    state: Path, assignment: str, workers: int = 2, instructor: str | None = None, scheduler: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """The course's grader (``make grade``) on the hub's course folder and exchange, run as an instructor.
 
     Run as root (``sudo make grade A=... HUB=1``), it becomes the instructor, as their server would: the
     grader collects from the exchange, writes the gradebook and releases the feedback as a member of the
-    instructors' group, and the students' notebooks run in its sandbox under that account, never as root.
+    instructors' group (umask 007, so the other instructors can write what it creates), and the students'
+    notebooks run in its sandbox under that account, never as root. ``scheduler`` (``SCHEDULER=tcp://...``)
+    sends the grading to an existing Dask cluster whose workers see the course folder at the same path.
     An instructor runs the same from a terminal of their server without sudo:
     ``.venv/bin/python -m adamclinic.grading grade A --root ~/course``.
     """
-    from classhub.spawner import as_member  # noqa: PLC0415  (imports JupyterHub)
+    from classhub.spawner import INSTRUCTOR_UMASK, as_member, share_sqlite  # noqa: PLC0415  (imports JupyterHub)
 
     state = state.resolve()
     try:
@@ -312,8 +314,11 @@ def grade_command(
         raise SetupError(f"{name!r} is not an instructor of the class ({', '.join(settings['instructors'])})")
     home = state / "home" / name
     (state / "hub" / "staging").mkdir(exist_ok=True)  # as_member parks the interpreter there
+    share_sqlite(settings["gradebook_db"])  # SQLite would create it 0640: the other instructors could not grade
     grader = [str(VENV / "bin" / "python"), "-m", "adamclinic.grading", "grade", assignment]
     grader += ["--root", str(state / "course"), "--workers", str(workers), "--db", settings["gradebook_db"]]
+    if scheduler:
+        grader += ["--scheduler", scheduler]
     env = {
         "PATH": f"{VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
@@ -321,7 +326,7 @@ def grade_command(
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    return as_member(name, grader, str(state / "hub" / "staging")), env
+    return as_member(name, grader, str(state / "hub" / "staging"), INSTRUCTOR_UMASK), env
 
 
 def processes_of(uids: set[int]) -> list[int]:
