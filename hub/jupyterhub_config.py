@@ -40,7 +40,6 @@ c.FirstUseAuthenticator.dbm_path = str(HUB / "passwords.dbm")
 c.FirstUseAuthenticator.create_users = False
 c.FirstUseAuthenticator.min_password_length = 8
 c.Authenticator.allowed_users = set(CLASS["students"]) | set(CLASS["instructors"])
-c.Authenticator.admin_users = set(CLASS["instructors"])
 
 # JupyterHub's LocalProcessSpawner, each server started as its member in a namespace that hides /root.
 c.JupyterHub.spawner_class = CourseSpawner
@@ -91,12 +90,22 @@ c.JupyterHub.services = [
         "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={CLASS['cull_seconds']}"],
     }
 ]
+# Instructors see everyone in the hub's Admin page and start or stop any server, but do not open students'
+# servers (no access:servers, which JupyterHub's admin role has): on the hub's one origin a page from a
+# student's server would run in the instructor's browser beside their own server, which lets itself be framed
+# for the Formgrader panel (classhub.config.INSTRUCTOR_FRAMING).
 c.JupyterHub.load_roles = [
+    {
+        "name": "instructor",
+        "description": "Runs the class: the Admin page, any server started or stopped, no student's server opened",
+        "scopes": ["self", "admin-ui", "list:users", "read:users", "servers"],
+        "users": sorted(CLASS["instructors"]),
+    },
     {
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],
-    }
+    },
 ]
 # A token for scripts (the tests, a load script): ADAMCLINIC_HUB_API_TOKEN, never written to disk.
 if token := os.environ.get("ADAMCLINIC_HUB_API_TOKEN"):

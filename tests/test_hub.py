@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "hub"))
 
 from classhub import course_files, roster, setup  # noqa: E402
 
-ASSIGNMENT = "ex00_adam_update"
+ASSIGNMENT = "ex00_adam_update"  # the reads and the formgrader's listing: nothing is executed
+IN_THE_BROWSER = "ex01_learning_rate"  # the class's first graded assignment, run, validated and graded for real
 # One worker runs the whole file, so the module's one hub serves every test (tests/conftest.py orders groups).
 pytestmark = pytest.mark.xdist_group("hub")
 
@@ -112,7 +113,7 @@ class Hub:
 
     def run_as(self, name: str, *command: str) -> subprocess.CompletedProcess:
         """A command as ``name``, with the configuration their server has (as the hub starts it)."""
-        from classhub.spawner import as_member
+        from classhub.spawner import INSTRUCTOR_UMASK, as_member
 
         role = "instructor" if name == self.instructor else "student"
         env = {
@@ -124,7 +125,11 @@ class Hub:
         }
         staging = str(self.state / "hub" / "staging")
         return subprocess.run(
-            as_member(name, list(command), staging), env=env, capture_output=True, text=True, timeout=300
+            as_member(name, list(command), staging, INSTRUCTOR_UMASK if role == "instructor" else None),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     def nbgrader(self, name: str, *arguments: str) -> str:
@@ -309,8 +314,17 @@ def test_the_instructor_server_serves_the_formgrader_and_a_student_server_does_n
     assert status == 200 and ASSIGNMENT in [entry["name"] for entry in json.loads(listing)]
     student = start_server(hub, hub.ben)
     assert get(hub, student, "formgrader/manage_assignments")[0] == 404
+    # The formgrader panel is an iframe of the instructor's own server: only that server lets itself be framed.
+    assert frame_ancestors(hub, instructor) == "frame-ancestors 'self'"
+    assert frame_ancestors(hub, student) == "frame-ancestors 'none'"  # JupyterHub's default, kept for students
     for name in (hub.instructor, hub.ben):
         hub.api("DELETE", f"/users/{name}/server")
+
+
+def frame_ancestors(hub: Hub, server: dict) -> str:
+    request = urllib.request.Request(hub.url + server["url"] + "lab", headers={"Authorization": f"token {hub.token}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.headers["Content-Security-Policy"]
 
 
 # The class in a real browser (issue 22, item 5) ----------------------------------------------------------
@@ -335,17 +349,17 @@ def reset_class_work(hub: Hub) -> None:
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def answer_as(hub: Hub, name: str, broken: bool) -> None:
+def answer_as(hub: Hub, name: str, assignment: str, broken: bool) -> None:
     """Write the solution's answers (or one that raises) into the student's fetched notebook, as a student would."""
     import nbformat
 
-    solution = nbformat.read(ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", 4)
+    solution = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", 4)
     answers = {
         cell.metadata["nbgrader"]["grade_id"]: cell.source
         for cell in solution.cells
         if cell.metadata.get("nbgrader", {}).get("solution")
     }
-    path = hub.home(name) / "adam-clinic" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    path = hub.home(name) / "adam-clinic" / assignment / f"{assignment}.ipynb"
     notebook = nbformat.read(path, 4)
     for cell in notebook.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -405,17 +419,30 @@ class Student:
         return text
 
 
-def grade_from_the_hub(hub: Hub) -> subprocess.CompletedProcess:
+def autograded_points(assignment: str) -> tuple[float, float]:
+    """(the points the hidden tests give, the assignment's total) from the instructor's source notebook."""
+    import nbformat
+
+    graded = [
+        cell.metadata["nbgrader"]
+        for cell in nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", 4).cells
+        if cell.metadata.get("nbgrader", {}).get("points") is not None
+    ]
+    tests = sum(meta["points"] for meta in graded if meta.get("grade") and not meta.get("solution"))
+    return float(tests), float(sum(meta["points"] for meta in graded))
+
+
+def grade_from_the_hub(hub: Hub, assignment: str) -> subprocess.CompletedProcess:
     """``sudo make grade A=... HUB=1``: the course's grader on the hub's exchange and course, as the instructor."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "hub"))
-    command = [sys.executable, "-m", "classhub", "grade", ASSIGNMENT, "--state", str(hub.state), "--workers", "1"]
+    command = [sys.executable, "-m", "classhub", "grade", assignment, "--state", str(hub.state), "--workers", "1"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
 @pytest.mark.needs_system("chromium")
 def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_own_grade(class_hub):
-    """Log in, move lesson 01's slider, fetch, validate, submit (one broken); the hub's grader; own feedback only."""
+    """Log in, move lesson 01's slider; fetch, validate, submit ex01 (one broken); grade; the formgrader; own feedback."""
     from playwright.sync_api import sync_playwright
 
     import test_browser as lab  # the browser tests' Chromium options and lesson 01's live-demo helpers
@@ -423,7 +450,7 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
     hub = class_hub
     SHOTS.mkdir(parents=True, exist_ok=True)
     reset_class_work(hub)
-    hub.nbgrader(hub.instructor, "release_assignment", ASSIGNMENT, "--force")
+    hub.nbgrader(hub.instructor, "release_assignment", IN_THE_BROWSER, "--force")
     timings = {}
     started = time.monotonic()
     try:
@@ -480,10 +507,10 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                 # The Assignments tab: fetch, answer, validate (Ada), submit.
                 for student in (ada, ben):
                     student.open_assignments()
-                    released = student.rows("released", 1).filter(has_text=ASSIGNMENT)
+                    released = student.rows("released", 1).filter(has_text=IN_THE_BROWSER)
                     released.locator(".item_status button").click()
                     student.rows("fetched", 1)
-                    answer_as(hub, student.name, broken=student is ben)
+                    answer_as(hub, student.name, IN_THE_BROWSER, broken=student is ben)
                     student.shot("fetched")
                 ada.page.locator("#fetched_assignments_list a.assignment-notebooks-link").first.click()
                 ada.page.locator("#fetched_assignments_list button:text('Validate')").first.click()
@@ -491,7 +518,7 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                 assert "success" in verdict.lower(), verdict
                 timings["validated"] = time.monotonic() - started
                 for student in (ada, ben):
-                    fetched = student.rows("fetched", 1).filter(has_text=ASSIGNMENT)
+                    fetched = student.rows("fetched", 1).filter(has_text=IN_THE_BROWSER)
                     fetched.locator('.item_status button:text("Submit")').click()
                     student.rows("submitted", 1)
                     student.shot("submitted")
@@ -499,14 +526,32 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                 assert len(inbound) == 2, inbound
 
                 # The instructor grades the hub's class with the course's grader (make grade A=... HUB=1).
-                graded = grade_from_the_hub(hub)
+                graded = grade_from_the_hub(hub, IN_THE_BROWSER)
                 timings["graded"] = time.monotonic() - started
                 assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
-                report = hub.state / "course" / "grading" / "reports" / f"{ASSIGNMENT}-report.csv"
+                report = hub.state / "course" / "grading" / "reports" / f"{IN_THE_BROWSER}-report.csv"
                 with report.open() as handle:
                     scores = {row["student"]: row for row in csv.DictReader(handle)}
-                assert float(scores[hub.ada]["score"]) == 8.0, scores  # every autograded point; 2 by hand
+                full, total = autograded_points(IN_THE_BROWSER)  # the rest is graded by hand
+                assert float(scores[hub.ada]["score"]) == full, scores
                 assert float(scores[hub.ben]["score"]) == 0.0, scores
+
+                # The instructor's JupyterLab: the Formgrader panel renders (JupyterHub's frame-ancestors 'none'
+                # left it blank) and lists both submissions; a student's server stays closed to the instructor.
+                instructor = Student(chromium, hub, hub.instructor)
+                instructor.log_in()
+                instructor.page.locator("#jp-MainMenu").get_by_text("Nbgrader", exact=True).click()
+                instructor.page.locator('li[data-command="nbgrader:open-formgrader"]').click()
+                formgrader = instructor.page.frame_locator("#formgrader iframe")
+                row = formgrader.locator("tr", has_text=IN_THE_BROWSER).first
+                row.wait_for(timeout=120_000)
+                headers = [text.strip() for text in formgrader.locator("thead th").all_inner_texts()]
+                column = next(i for i, text in enumerate(headers) if text.endswith("Submissions"))
+                assert row.locator("td").nth(column).inner_text().strip() == "2", (headers, row.inner_text())
+                instructor.shot("formgrader")
+                response = instructor.page.goto(f"{hub.url}/user/{hub.ada}/lab")
+                assert response is not None and response.status == 403, response and response.status
+                timings["formgrader"] = time.monotonic() - started
 
                 # Each fetches feedback from the tab and reads their own score; Ada's is closed to Ben.
                 pages = {}
@@ -516,7 +561,7 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                     submitted.locator('button:text("Fetch Feedback")').first.click()
                     feedback = wait_for(
                         lambda s=student: sorted(
-                            hub.home(s.name).glob(f"adam-clinic/{ASSIGNMENT}/feedback/*/{ASSIGNMENT}.html")
+                            hub.home(s.name).glob(f"adam-clinic/{IN_THE_BROWSER}/feedback/*/{IN_THE_BROWSER}.html")
                         ),
                         f"{student.name}'s feedback arriving",
                         hub.state.parent / f"{hub.state.name}.log",
@@ -528,10 +573,10 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                     student.page.goto(pages[student.name])
                     student.shot("feedback")
                     shown = student.page.locator("body").inner_text()
-                    expected = "8.0" if student is ada else "0.0"
-                    assert f"{ASSIGNMENT} (Score: {expected} / 10.0)" in shown, shown[:1000]
+                    expected = full if student is ada else 0.0
+                    assert f"{IN_THE_BROWSER} (Score: {expected} / {total})" in shown, shown[:1000]
                 response = ben.page.goto(pages[hub.ada])
-                assert "Score: 8.0" not in ben.page.locator("body").inner_text()
+                assert f"Score: {full}" not in ben.page.locator("body").inner_text()
                 assert response is None or response.status in (403, 404) or "/user/" + hub.ben in ben.page.url, (
                     response.status if response else None,
                     ben.page.url,

@@ -12,7 +12,8 @@ place of a system-wide ``/etc/jupyter``, and they go when the state folder goes.
   (``grading/nbgrader_config.py``: the sandboxed grader, its limits) on that folder, its gradebook and the
   hub's exchange; ``python -m adamclinic.grading grade A --root <state>/course`` reads it (``classhub grade``).
 * Instructors: the course folder's configuration, with the course root named ``~/course``; nbgrader's
-  server extensions all on (the formgrader among them), shared by the instructors' group.
+  server extensions all on (the formgrader among them), shared by the instructors' group; and pages that
+  their own server may frame (``INSTRUCTOR_FRAMING``, below).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ STUDENT_SERVER_EXTENSIONS = {
     "nbgrader.server_extensions.course_list": False,
     "nbgrader.server_extensions.assignment_list": True,
     "nbgrader.server_extensions.validate_assignment": True,
+}
+# JupyterHub's single-user servers send "Content-Security-Policy: frame-ancestors 'none'" on every page, so
+# that on the hub's shared origin no page can frame another user's server. nbgrader's Formgrader panel in
+# JupyterLab is an iframe of the instructor's own server (/user/<name>/formgrader), which that header blocks:
+# Chromium shows "127.0.0.1 refused to connect" in a blank panel. Instructors' servers allow framing by
+# their own origin again (Jupyter Server's default without a hub); students' servers keep 'none'. The hub
+# gives instructors no access to students' servers (jupyterhub_config.py), so the pages an instructor's
+# browser loads on that origin are the hub's and their own (hub/README.md, "Security").
+INSTRUCTOR_FRAMING = {
+    "ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}}
 }
 STUDENT_HIDDEN_PANELS = {
     "@jupyter/nbgrader:formgrader": True,
@@ -83,6 +94,7 @@ def write_role_configs(state: Path, roster: Roster, gradebook_db: str | None) ->
         + "c.CourseDirectory.groupshared = True  # every instructor may grade\n"
         + "c.Exchange.cache = os.path.expanduser('~/.local/share/jupyter/nbgrader_cache')\n"
     )
+    (instructor / "jupyter_server_config.json").write_text(json.dumps(INSTRUCTOR_FRAMING, indent=1))
     (instructor / "nbgrader_config.py").write_text(
         f"load_subconfig({str(course / 'nbgrader_config.py')!r})  # noqa: F821\n"
         + common
