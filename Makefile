@@ -80,12 +80,12 @@ figures: $(READY)
 	$(BIN)/python -m adamclinic.figures $(NAME)
 
 # A class on this machine's JupyterHub (hub/README.md): root only, as it creates an account per member.
-#   sudo make hub [ROSTER=hub/roster.toml] [PORT=8000]      sudo make hub-clean   (stops it, removes .hub/ and the accounts)
+#   sudo make hub [ROSTER=hub/roster.toml] [PORT=8000] [DB=postgres]   sudo make hub-clean   (stops it, removes .hub/ and the accounts)
 .PHONY: hub hub-clean
 hub:
 	@test "$$(id -u)" = 0 || { echo "make hub needs root: it creates a Unix account for each member of the class and starts their servers as them. Run: sudo make hub"; exit 2; }
 	@$(MAKE) --no-print-directory $(HUB_READY)
-	PYTHONPATH=hub $(BIN)/python -m classhub start $(if $(ROSTER),--roster $(ROSTER)) $(if $(PORT),--port $(PORT))
+	PYTHONPATH=hub $(BIN)/python -m classhub start $(if $(ROSTER),--roster $(ROSTER)) $(if $(PORT),--port $(PORT)) $(if $(DB),--db $(DB))
 
 hub-clean:
 	@test "$$(id -u)" = 0 || { echo "make hub-clean needs root: it removes the accounts make hub created. Run: sudo make hub-clean"; exit 2; }

@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--state", type=Path, default=setup.REPOSITORY / ".hub")
     start.add_argument("--roster", type=Path, default=None, help="default: hub/roster.toml, else the example")
     start.add_argument("--port", type=int, default=8000)
+    start.add_argument(
+        "--db",
+        help="postgres: a private PostgreSQL server for the class in the state folder (Debian's postgresql); "
+        "postgresql+psycopg://user:password@host:port/: an existing server; sqlite (the default). "
+        "Remembered by the state folder",
+    )
     start.add_argument("--hub-db", help="the hub's database URL (default: SQLite in the state folder)")
     start.add_argument("--gradebook-db", help="the gradebook's URL (default: SQLite in the course folder)")
     start.add_argument("--prepare-only", action="store_true", help="set everything up but do not run the hub")
@@ -70,13 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         the_class = roster.load(roster_path)
-        settings = setup.prepare(args.state, the_class, args.port, hub_db=args.hub_db, gradebook_db=args.gradebook_db)
+        settings = setup.prepare(
+            args.state, the_class, args.port, hub_db=args.hub_db, gradebook_db=args.gradebook_db, db=args.db
+        )
     except (roster.RosterError, setup.SetupError) as error:
         print(f"make hub: {error}", file=sys.stderr)
         return 2
     print(
         f"The class {the_class.course_id} from {roster_path}: {len(the_class.students)} students, "
-        f"instructors {', '.join(the_class.instructors)}; state in {args.state} (make hub-clean removes it).\n"
+        f"instructors {', '.join(the_class.instructors)}; databases: {settings['db']}; state in {args.state} "
+        "(make hub-clean removes it).\n"
         f"Open http://127.0.0.1:{settings['port']}/ : each member picks a password at first login."
     )
     if args.prepare_only:

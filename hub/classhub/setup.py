@@ -12,6 +12,7 @@ Everything the hub writes lives under one state folder (``.hub/`` for ``make hub
                         is created in that group (classhub.exchange makes it 0640)
     etc/student/, etc/instructor/   the Jupyter configuration each role's server reads (JUPYTER_CONFIG_PATH)
     hub/                the hub's database, cookie secret and logs (root only, 0700)
+    postgres/           with DB=postgres: the class's PostgreSQL server (data/, socket/, server.log; classhub.database)
     class.json          the roster and ports the hub configuration reads
     undo.json           what ``clean`` must undo: the accounts and groups this created, the repository modes
 
@@ -159,8 +160,14 @@ def prepare(
     hub_db: str | None = None,
     gradebook_db: str | None = None,
     cull_seconds: int = 3600,
+    db: str | None = None,
 ) -> dict:
-    """Create (or bring up to date) the state folder, accounts and course folders for ``roster``."""
+    """Create (or bring up to date) the state folder, accounts and course folders for ``roster``.
+
+    ``db``: ``"postgres"`` (a private PostgreSQL server in the state folder), a PostgreSQL URL (an existing
+    server) or ``"sqlite"``; None keeps the state folder's last choice (``classhub.database``). ``hub_db`` and
+    ``gradebook_db``, when given, override it.
+    """
     if os.geteuid() != 0:
         raise SetupError("the hub needs root: it creates a Unix account per student and starts their servers as them")
     if missing := missing_tools():
@@ -248,9 +255,14 @@ def prepare(
     os.chown(course_exchange, pwd.getpwnam(roster.instructors[0]).pw_uid, group_id)
     os.chmod(course_exchange, 0o2775)
 
-    # Each role's Jupyter configuration (classhub.config writes the files).
-    from classhub import config  # noqa: PLC0415  (the config writer needs the paths above)
+    # The databases: SQLite in the state folder unless the class asked for PostgreSQL.
+    from classhub import config, database  # noqa: PLC0415  (both need the paths above)
 
+    db = database.choose(state, db)
+    if (urls := database.prepare(state, db, list(roster.instructors), instructors_group)) is not None:
+        hub_db, gradebook_db = hub_db or urls[0], gradebook_db or urls[1]
+
+    # Each role's Jupyter configuration (classhub.config writes the files).
     config.write_role_configs(state, roster, gradebook_db)
     if new_course:
         chown_tree(course, 0, group_id, 0o660, 0o2770)
@@ -270,11 +282,13 @@ def prepare(
         "proxy_api_port": free_port(),
         "hub_db": hub_db or f"sqlite:///{hub / 'jupyterhub.sqlite'}",
         "gradebook_db": config.gradebook_url(state, gradebook_db),
+        "db": db,
         "cull_seconds": cull_seconds,
         "repository": str(REPOSITORY),
         "state": str(state),
     }
     (state / "class.json").write_text(json.dumps(settings, indent=1))
+    os.chmod(state / "class.json", 0o600)  # a database URL may hold a password; only root reads it
     return settings
 
 
@@ -382,6 +396,10 @@ def clean(state: Path) -> list[str]:
         if pid_file.exists() and (pid := pid_file.read_text().strip()).isdigit():
             stop_pid(int(pid), wait=wait)
             done.append(f"stopped {name.removesuffix('.pid')} ({pid})")
+    from classhub import database  # noqa: PLC0415  (it imports this module)
+
+    if stopped := database.stop(state):  # a PostgreSQL server left running would hold the folder's files
+        done.append(stopped)
     undo = load_undo(state)
     uids = set()
     for name in undo["users"]:
