@@ -75,7 +75,7 @@ GROUP_SECONDS = {
     "ex09_batch_float16_checks": 70,
     "validate[ex09_batch_float16_checks]": 60,
     "clinic_checks": 35,
-    "hub": 165,
+    "hub": 210,
     "grading_resume": 82,
     "validate[ex02_gradients]": 71,
     "ex06_wrong_objective": 70,
