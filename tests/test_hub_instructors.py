@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hub"))
 
 from classhub import roster, setup  # noqa: E402
+
+from test_hub import why_no_hub  # noqa: E402  (root, the accounts' tools, the hub's software)
 
 ASSIGNMENT = "ex00_adam_update"
 pytestmark = pytest.mark.xdist_group("hub")
@@ -49,19 +50,6 @@ def test_the_hub_grader_carries_the_scheduler_it_is_given(tmp_path):
 
 
 # Two instructors and a student -------------------------------------------------------------------------
-
-
-def why_no_class() -> str | None:
-    if os.geteuid() != 0:
-        return "the class creates Unix accounts: run the hub tests as root (CI does)"
-    for tool in ("useradd", "userdel", "runuser", "unshare", "setpriv", "bwrap"):
-        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            return f"{tool} is missing (apt-get install passwd util-linux bubblewrap)"
-    if missing := setup.missing_tools():
-        return "not installed: " + "; ".join(missing)
-    if (closed := setup.closed_ancestor(ROOT)) is not None:
-        return f"the members cannot reach the course: other users cannot enter {closed} (chmod o+x {closed})"
-    return None
 
 
 class Class:
@@ -138,7 +126,7 @@ class Class:
 @pytest.fixture(scope="module")
 def graded_class():
     """A class whose student handed in ex00 and whose first instructor graded it on their Dask cluster."""
-    if reason := why_no_class():
+    if reason := why_no_hub():
         pytest.skip(reason)
     state = Path(tempfile.mkdtemp(prefix="adamclinic-hub-instructors-"))
     tag = f"hi{os.getpid() % 100000}"

@@ -11,7 +11,6 @@ import grp
 import http.cookiejar
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,20 +28,9 @@ sys.path.insert(0, str(ROOT / "hub"))
 
 from classhub import database, roster, setup  # noqa: E402
 
+from test_hub import why_no_hub  # noqa: E402  (root, the accounts' tools, the hub's software)
+
 pytestmark = pytest.mark.xdist_group("hub")  # one hub at a time, on the worker that runs tests/test_hub.py
-
-
-def why_not_here() -> str | None:
-    if os.geteuid() != 0:
-        return "the hub creates Unix accounts and PostgreSQL runs as Debian's postgres account: run as root (CI does)"
-    for tool in ("useradd", "userdel", "runuser", "unshare", "setpriv", "node"):
-        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            return f"{tool} is missing (apt-get install passwd util-linux nodejs)"
-    if missing := setup.missing_tools():
-        return "not installed: " + "; ".join(missing)
-    if (closed := setup.closed_ancestor(ROOT)) is not None:
-        return f"students' servers cannot reach the course: other users cannot enter {closed} (chmod o+x {closed})"
-    return None
 
 
 def postmasters_of(data: Path) -> list[int]:
@@ -91,7 +79,7 @@ def hub_answers(url: str, token: str) -> bool:
 @pytest.mark.needs_system("postgresql")
 def test_db_postgres_keeps_the_hub_and_the_gradebook_in_a_private_server_students_cannot_reach():
     """DB=postgres: the hub's users and the gradebook's rows land in its own server; a student cannot connect."""
-    if reason := why_not_here():
+    if reason := why_no_hub():
         pytest.skip(reason)
     state = Path(tempfile.mkdtemp(prefix="adamclinic-pg-hub-"))
     tag = f"{os.getpid() % 100000}"
