@@ -93,40 +93,40 @@ def why_no_hub() -> str | None:
     return None
 
 
-class Hub:
-    def __init__(self, state: Path, settings: dict, token: str):
-        self.state, self.settings, self.token = state, settings, token
-        self.url = f"http://127.0.0.1:{settings['port']}"
-        self.instructor = settings["instructors"][0]
-        self.ada, self.ben = settings["students"]
+def member_environment(state: Path, settings: dict, name: str) -> dict[str, str]:
+    """The environment the hub gives ``name``'s server: their home, their role's Jupyter configuration."""
+    role = "instructor" if name in settings["instructors"] else "student"
+    return {
+        "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
+        "HOME": str(state / "home" / name),
+        "USER": name,
+        "JUPYTER_CONFIG_PATH": str(state / "etc" / role),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
 
-    def api(self, method: str, path: str) -> dict | None:
-        request = urllib.request.Request(
-            self.url + "/hub/api" + path, method=method, headers={"Authorization": f"token {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = response.read()
-        return json.loads(body) if body else None
+
+def member_command(state: Path, settings: dict, name: str, command: list[str]) -> list[str]:
+    """``command`` as ``name``, as the hub starts their server (instructors with the instructors' umask)."""
+    from classhub.spawner import INSTRUCTOR_UMASK, as_member
+
+    umask = INSTRUCTOR_UMASK if name in settings["instructors"] else None
+    return as_member(name, command, str(state / "hub" / "staging"), umask)
+
+
+class Members:
+    """A prepared class's members, each acting under their own account as their server would."""
+
+    def __init__(self, state: Path, settings: dict):
+        self.state, self.settings = state, settings
 
     def home(self, name: str) -> Path:
         return self.state / "home" / name
 
     def run_as(self, name: str, *command: str) -> subprocess.CompletedProcess:
         """A command as ``name``, with the configuration their server has (as the hub starts it)."""
-        from classhub.spawner import INSTRUCTOR_UMASK, as_member
-
-        role = "instructor" if name == self.instructor else "student"
-        env = {
-            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
-            "HOME": str(self.home(name)),
-            "USER": name,
-            "JUPYTER_CONFIG_PATH": str(self.state / "etc" / role),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        }
-        staging = str(self.state / "hub" / "staging")
         return subprocess.run(
-            as_member(name, list(command), staging, INSTRUCTOR_UMASK if role == "instructor" else None),
-            env=env,
+            member_command(self.state, self.settings, name, list(command)),
+            env=member_environment(self.state, self.settings, name),
             capture_output=True,
             text=True,
             timeout=300,
@@ -143,6 +143,25 @@ class Hub:
         return subprocess.run(
             ["runuser", "-u", name, "--", tool, str(path)], capture_output=True, text=True, errors="replace"
         )
+
+
+class Hub(Members):
+    """A running hub for the class: its address and the test's API token."""
+
+    def __init__(self, state: Path, settings: dict, token: str):
+        super().__init__(state, settings)
+        self.token = token
+        self.url = f"http://127.0.0.1:{settings['port']}"
+        self.instructor = settings["instructors"][0]
+        self.ada, self.ben = settings["students"]
+
+    def api(self, method: str, path: str) -> dict | None:
+        request = urllib.request.Request(
+            self.url + "/hub/api" + path, method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+        return json.loads(body) if body else None
 
 
 def wait_for(condition, what: str, log: Path, limit: float = 180.0):

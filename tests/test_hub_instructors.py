@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "hub"))
 
 from classhub import roster, setup  # noqa: E402
 
-from test_hub import why_no_hub  # noqa: E402  (root, the accounts' tools, the hub's software)
+from test_hub import Members, member_command, member_environment, why_no_hub  # noqa: E402
 
 ASSIGNMENT = "ex00_adam_update"
 pytestmark = pytest.mark.xdist_group("hub")
@@ -52,43 +52,19 @@ def test_the_hub_grader_carries_the_scheduler_it_is_given(tmp_path):
 # Two instructors and a student -------------------------------------------------------------------------
 
 
-class Class:
+class Class(Members):
     def __init__(self, state: Path, settings: dict):
-        self.state, self.settings = state, settings
+        super().__init__(state, settings)
         self.first, self.second = settings["instructors"]
         (self.student,) = settings["students"]
         self.grading = state / "course" / "grading"
         self.gradebook = self.grading / "gradebook.db"
 
     def environment(self, name: str) -> dict[str, str]:
-        role = "instructor" if name in self.settings["instructors"] else "student"
-        return {
-            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
-            "HOME": str(self.state / "home" / name),
-            "USER": name,
-            "JUPYTER_CONFIG_PATH": str(self.state / "etc" / role),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        }
+        return member_environment(self.state, self.settings, name)
 
     def member_command(self, name: str, command: list[str]) -> list[str]:
-        """``command`` as ``name``, as their server runs it (instructors with the instructors' umask)."""
-        from classhub.spawner import INSTRUCTOR_UMASK, as_member
-
-        umask = INSTRUCTOR_UMASK if name in self.settings["instructors"] else None
-        return as_member(name, command, str(self.state / "hub" / "staging"), umask)
-
-    def run_as(self, name: str, *command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.member_command(name, list(command)),
-            env=self.environment(name),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def nbgrader(self, name: str, *arguments: str) -> None:
-        result = self.run_as(name, "nbgrader", *arguments)
-        assert result.returncode == 0, f"nbgrader {' '.join(arguments)} as {name}:\n{result.stderr[-3000:]}"
+        return member_command(self.state, self.settings, name, command)
 
     def grade(self, *options: str) -> subprocess.CompletedProcess:
         """``sudo make grade A=... HUB=1 [SCHEDULER=...]``: the course's grader, run by root as an instructor."""
@@ -116,11 +92,6 @@ class Class:
             text=True,
         )
         return cluster, cluster.stdout.readline().strip()
-
-    def read_as(self, name: str, path: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["runuser", "-u", name, "--", "cat", str(path)], capture_output=True, text=True, errors="replace"
-        )
 
 
 @pytest.fixture(scope="module")
