@@ -16,6 +16,7 @@ import os
 import pwd
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -350,7 +351,16 @@ def frame_ancestors(hub: Hub, server: dict) -> str:
 
 SHOTS = ROOT / "test-artifacts" / "hub"
 PASSWORDS = {"a": "ada's first password", "b": "ben's first password", "i": "the instructor's password"}
-BROKEN_ANSWER = 'raise RuntimeError("a broken submission")'
+
+
+def hostile_answer(hub: Hub) -> str:
+    """Code that, graded as the instructor, looks for the class's files, tries to wreck the gradebook, and fails."""
+    return (
+        "import glob, os\n"
+        f"seen = [p for p in glob.glob({str(hub.state)!r} + '/**', recursive=True) if os.path.isfile(p)]\n"
+        "print('HOSTILE SAW', len(seen), 'FILES OF THE CLASS')\n"
+        f"open({str(hub.state / 'course' / 'grading' / 'gradebook.db')!r}, 'wb').write(b'wrecked')\n"
+    )
 
 
 def reset_class_work(hub: Hub) -> None:
@@ -368,8 +378,8 @@ def reset_class_work(hub: Hub) -> None:
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def answer_as(hub: Hub, name: str, assignment: str, broken: bool) -> None:
-    """Write the solution's answers (or one that raises) into the student's fetched notebook, as a student would."""
+def answer_as(hub: Hub, name: str, assignment: str, hostile: bool) -> None:
+    """Write the solution's answers (or hostile code) into the student's fetched notebook, as a student would."""
     import nbformat
 
     solution = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", 4)
@@ -383,7 +393,7 @@ def answer_as(hub: Hub, name: str, assignment: str, broken: bool) -> None:
     for cell in notebook.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers:
-            cell.source = BROKEN_ANSWER if broken and cell.cell_type == "code" else answers[grade_id]
+            cell.source = hostile_answer(hub) if hostile and cell.cell_type == "code" else answers[grade_id]
     nbformat.write(notebook, path)
     account = pwd.getpwnam(name)
     os.chown(path, account.pw_uid, account.pw_gid)
@@ -461,7 +471,7 @@ def grade_from_the_hub(hub: Hub, assignment: str) -> subprocess.CompletedProcess
 @pytest.mark.slow
 @pytest.mark.needs_system("chromium")
 def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_own_grade(class_hub):
-    """Log in, move lesson 01's slider; fetch, validate, submit ex01 (one broken); grade; the formgrader; own feedback."""
+    """Log in, move lesson 01's slider; fetch, validate, submit ex01 (one hostile); grade; the formgrader; own feedback."""
     from playwright.sync_api import sync_playwright
 
     import test_browser as lab  # the browser tests' Chromium options and lesson 01's live-demo helpers
@@ -529,7 +539,7 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                     released = student.rows("released", 1).filter(has_text=IN_THE_BROWSER)
                     released.locator(".item_status button").click()
                     student.rows("fetched", 1)
-                    answer_as(hub, student.name, IN_THE_BROWSER, broken=student is ben)
+                    answer_as(hub, student.name, IN_THE_BROWSER, hostile=student is ben)
                     student.shot("fetched")
                 ada.page.locator("#fetched_assignments_list a.assignment-notebooks-link").first.click()
                 ada.page.locator("#fetched_assignments_list button:text('Validate')").first.click()
@@ -554,6 +564,8 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                 full, total = autograded_points(IN_THE_BROWSER)  # the rest is graded by hand
                 assert float(scores[hub.ada]["score"]) == full, scores
                 assert float(scores[hub.ben]["score"]) == 0.0, scores
+                with sqlite3.connect(hub.state / "course" / "grading" / "gradebook.db") as gradebook:
+                    assert gradebook.execute("PRAGMA integrity_check").fetchone() == ("ok",)  # not wrecked
 
                 # The instructor's JupyterLab: the Formgrader panel renders (JupyterHub's frame-ancestors 'none'
                 # left it blank) and lists both submissions; a student's server stays closed to the instructor.
@@ -594,6 +606,10 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                     shown = student.page.locator("body").inner_text()
                     expected = full if student is ada else 0.0
                     assert f"{IN_THE_BROWSER} (Score: {expected} / {total})" in shown, shown[:1000]
+                    if student is ben:  # graded as the instructor, in the grader's sandbox: it saw nothing
+                        assert "HOSTILE SAW 0 FILES OF THE CLASS" in shown, [
+                            line for line in shown.splitlines() if "HOSTILE" in line or "Error" in line
+                        ][:20]
                 response = ben.page.goto(pages[hub.ada])
                 assert f"Score: {full}" not in ben.page.locator("body").inner_text()
                 assert response is None or response.status in (403, 404) or "/user/" + hub.ben in ben.page.url, (
