@@ -617,6 +617,24 @@ def test_two_students_in_a_real_browser_train_live_hand_in_and_get_only_their_ow
                     ben.page.url,
                 )
                 ben.shot("ada-s-feedback-refused")
+
+                # The instructors' role runs the class from the hub's Admin page: it lists everyone, and a server
+                # stopped there (through the hub's API, with the page's own XSRF token) stops.
+                admin = instructor.page.goto(f"{hub.url}/hub/admin")
+                assert admin is not None and admin.status == 200, admin and admin.status
+                instructor.page.get_by_text(hub.ben, exact=True).first.wait_for(timeout=60_000)
+                instructor.shot("admin")
+                stopped = instructor.page.evaluate(
+                    """async (name) => (await fetch(`/hub/api/users/${name}/server`,
+                        {method: 'DELETE', headers: {'X-XSRFToken': window.jhdata.xsrf_token}})).status""",
+                    hub.ben,
+                )
+                assert stopped in (202, 204), stopped
+                wait_for(
+                    lambda: not hub.api("GET", f"/users/{hub.ben}")["servers"],
+                    "Ben's server stopping",
+                    hub.state.parent / f"{hub.state.name}.log",
+                )
             finally:
                 chromium.close()
     finally:
