@@ -40,8 +40,8 @@ def share_sqlite(url: str) -> None:
     """Make the instructors' SQLite database (the gradebook), empty and 0660, if it does not exist yet (run as root).
 
     SQLite creates a database 0644 minus the umask: the first instructor's grader or formgrader would make it
-    0640, and the others could read it but not grade. An empty file is a new database to SQLite and nbgrader
-    (they fill it in), and SQLite gives its journal the database's mode. It takes its folder's group (the
+    0640, and the others could read it but not grade. An empty file is a new database to SQLite, nbgrader and
+    the course's grader (they fill it in), and SQLite gives its journal the database's mode. It takes its folder's group (the
     instructors'). Other databases (PostgreSQL) and a missing folder are left alone.
     """
     if not url.startswith("sqlite:///"):

@@ -106,7 +106,9 @@ def course_api(root: Path, **coursedir: str):
     for key, value in coursedir.items():
         setattr(api.coursedir, key, value)
     gradebook = Path(str(api.coursedir.db_url).removeprefix("sqlite:///"))
-    if str(api.coursedir.db_url).startswith("sqlite:///") and not gradebook.exists():
+    # An empty file is a new gradebook too: the class hub creates one, group-writable, for its instructors.
+    new = not gradebook.exists() or gradebook.stat().st_size == 0
+    if str(api.coursedir.db_url).startswith("sqlite:///") and new:
         gradebook.parent.mkdir(parents=True, exist_ok=True)
         stamp_new_gradebook(gradebook)
     return api
